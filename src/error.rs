@@ -1,0 +1,104 @@
+//! [`SyncError`]: every way a ghost-sync call can fail, on the client and on the server handle.
+//!
+//! The disconnect variants mirror the reasons the relay sends in its last frame, so a client
+//! always learns why it was disconnected.
+
+use std::fmt;
+use std::io;
+
+/// An error from the relay, the client or the server handle.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The relay received no frame from this client for `idle_timeout`.
+    IdleTimeout,
+    /// The client did not answer a ping before the next ping tick.
+    PingTimeout,
+    /// The connection was closed cleanly: by the server shutting down, or by the peer.
+    ConnectionClosed,
+    /// The connection broke without a goodbye (network drop, process killed).
+    ConnectionReset,
+    /// A frame was larger than `max_payload` allows.
+    PayloadTooLarge,
+    /// A frame could not be decoded or broke the protocol.
+    Protocol(String),
+    /// No room with this id exists.
+    RoomNotFound(String),
+    /// A room with this id already exists.
+    RoomAlreadyExists(String),
+    /// The relay refused the connection: `max_clients` connections are open.
+    ServerFull,
+    /// The relay refused the connection (`on_connect` said no); the reason it gave.
+    ConnectRejected(String),
+    /// The relay refused the credentials; the reason it gave.
+    AuthFailed(String),
+    /// The server owner removed this client; the reason given.
+    Kicked(String),
+    /// The relay closed the connection for a reason this version does not know.
+    Disconnected(String),
+    /// The listening socket could not be bound.
+    Bind(io::Error),
+    /// Another I/O error.
+    Io(io::Error),
+}
+
+impl SyncError {
+    /// True when the connection is over and was closed cleanly or dropped: [`ConnectionClosed`]
+    /// or [`ConnectionReset`]. A receive loop can stop on it without logging an error.
+    ///
+    /// [`ConnectionClosed`]: SyncError::ConnectionClosed
+    /// [`ConnectionReset`]: SyncError::ConnectionReset
+    pub fn is_connection_closed(&self) -> bool {
+        matches!(self, Self::ConnectionClosed | Self::ConnectionReset)
+    }
+
+    /// Maps an I/O error on an established connection: resets and broken pipes become
+    /// [`SyncError::ConnectionReset`], a clean end of stream [`SyncError::ConnectionClosed`].
+    pub(crate) fn from_connection_io(err: io::Error) -> Self {
+        use io::ErrorKind::*;
+        match err.kind() {
+            ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected => {
+                Self::ConnectionReset
+            }
+            UnexpectedEof => Self::ConnectionClosed,
+            _ => Self::Io(err),
+        }
+    }
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::IdleTimeout => f.write_str("idle timeout: no frame received in time"),
+            Self::PingTimeout => f.write_str("ping timeout: no pong before the next ping"),
+            Self::ConnectionClosed => f.write_str("connection closed"),
+            Self::ConnectionReset => f.write_str("connection reset"),
+            Self::PayloadTooLarge => f.write_str("payload too large"),
+            Self::Protocol(why) => write!(f, "protocol error: {why}"),
+            Self::RoomNotFound(id) => write!(f, "room not found: {id}"),
+            Self::RoomAlreadyExists(id) => write!(f, "room already exists: {id}"),
+            Self::ServerFull => f.write_str("server full"),
+            Self::ConnectRejected(why) => write!(f, "connection rejected: {why}"),
+            Self::AuthFailed(why) => write!(f, "authentication failed: {why}"),
+            Self::Kicked(why) => write!(f, "kicked: {why}"),
+            Self::Disconnected(why) => write!(f, "disconnected: {why}"),
+            Self::Bind(e) => write!(f, "cannot bind: {e}"),
+            Self::Io(e) => write!(f, "i/o error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SyncError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Bind(e) | Self::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for SyncError {
+    fn from(err: io::Error) -> Self {
+        Self::Io(err)
+    }
+}

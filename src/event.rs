@@ -1,0 +1,44 @@
+//! [`ServerEvent`]: what a [`Client`](crate::Client) receives from the relay.
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+/// An event delivered by [`Client::recv`](crate::Client::recv).
+///
+/// Keepalive traffic (pings and pongs) never shows up here: the client answers it itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// This client joined `room_id`.
+    Joined {
+        /// This client's id.
+        client_id: Uuid,
+        /// The room joined.
+        room_id: String,
+    },
+    /// This client left `room_id` after calling [`Client::leave`](crate::Client::leave).
+    Left {
+        /// The room left.
+        room_id: String,
+    },
+    /// Another client joined this client's room.
+    PlayerJoined {
+        /// Who joined.
+        client_id: Uuid,
+    },
+    /// Another client left this client's room, or disconnected.
+    PlayerLeft {
+        /// Who left.
+        client_id: Uuid,
+    },
+    /// Another member of the room broadcast `data`.
+    Broadcast {
+        /// Who sent it.
+        sender_id: Uuid,
+        /// The bytes, as sent; derefs to `[u8]`.
+        data: Bytes,
+    },
+    /// The relay refused a request ("room not found: lobby", "join rejected: lobby"); the
+    /// connection stays open.
+    Error(String),
+}

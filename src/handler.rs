@@ -1,0 +1,73 @@
+//! [`ServerHandler`]: the hooks through which the game backend decides policy.
+//!
+//! Hooks are synchronous and run on the connection's task, never under a relay lock, so a hook
+//! may call any [`ServerHandle`](crate::ServerHandle) method. `on_broadcast` runs once per
+//! relayed frame: keep it cheap, and move anything slow into a tower layer or your own task.
+
+use std::net::SocketAddr;
+use uuid::Uuid;
+
+/// Policy hooks called by the relay. Every method has a no-op default that allows everything.
+///
+/// ```
+/// use ghost_sync::{ServerHandler, Uuid};
+/// use std::net::SocketAddr;
+///
+/// struct StrictRooms;
+///
+/// impl ServerHandler for StrictRooms {
+///     fn on_join(&self, _client_id: Uuid, room_id: &str, _addr: SocketAddr) -> bool {
+///         matches!(room_id, "lobby" | "deathmatch" | "duel")
+///     }
+/// }
+/// ```
+pub trait ServerHandler: Send + Sync + 'static {
+    /// A TCP connection arrived from `addr`; return `false` to refuse it (the client's
+    /// `connect` fails with [`SyncError::ConnectRejected`](crate::SyncError::ConnectRejected)).
+    fn on_connect(&self, addr: SocketAddr) -> bool {
+        let _ = addr;
+        true
+    }
+
+    /// `client_id` asks to join the existing room `room_id`; return `false` to refuse (the
+    /// client receives `ServerEvent::Error("join rejected: ...")`).
+    ///
+    /// Joins into one room are admitted one at a time, so a capacity check made here with
+    /// [`ServerHandle::room_client_count`](crate::ServerHandle::room_client_count) is exact.
+    fn on_join(&self, client_id: Uuid, room_id: &str, addr: SocketAddr) -> bool {
+        let _ = (client_id, room_id, addr);
+        true
+    }
+
+    /// `client_id` left `room_id`: on request, by joining another room, or by disconnecting.
+    /// Fires exactly once per join.
+    fn on_leave(&self, client_id: Uuid, room_id: &str) {
+        let _ = (client_id, room_id);
+    }
+
+    /// `client_id` relayed `data` to the other members of `room_id`.
+    fn on_broadcast(&self, client_id: Uuid, room_id: &str, data: &[u8]) {
+        let _ = (client_id, room_id, data);
+    }
+
+    /// A frame for `client_id` in `room_id` was dropped because its write queue was full.
+    fn on_backpressure(&self, client_id: Uuid, room_id: &str) {
+        let _ = (client_id, room_id);
+    }
+
+    /// A room was created through the handle.
+    fn on_room_create(&self, room_id: &str) {
+        let _ = room_id;
+    }
+
+    /// A room was (soft-)deleted through the handle.
+    fn on_room_delete(&self, room_id: &str) {
+        let _ = room_id;
+    }
+}
+
+/// The default handler: allows everything, observes nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopHandler;
+
+impl ServerHandler for NoopHandler {}

@@ -1,0 +1,64 @@
+//! # ghost-sync
+//!
+//! A room-based TCP relay for real-time multiplayer. Clients connect, join a room, broadcast
+//! bytes to the room and receive room events; the game backend that embeds the relay decides
+//! policy through [`ServerHandler`] hooks and tower layers, and manages rooms at runtime
+//! through a [`ServerHandle`].
+//!
+//! ```no_run
+//! use ghost_sync::{Server, ServerHandler, Uuid};
+//! use std::net::SocketAddr;
+//!
+//! struct GameHandler;
+//!
+//! impl ServerHandler for GameHandler {
+//!     fn on_connect(&self, addr: SocketAddr) -> bool {
+//!         addr.ip().is_loopback()
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), ghost_sync::SyncError> {
+//! let handle = Server::builder()
+//!     .bind("127.0.0.1:7777")
+//!     .max_clients(128)
+//!     .handler(GameHandler)
+//!     .build()
+//!     .run()
+//!     .await?;
+//! handle.create_room("lobby")?;
+//! # handle.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Layout
+//! - [`server`]: builder, handle, accept loop, connection driver, batched writer.
+//! - [`pipeline`]: the tower `Service` stack each client frame passes through.
+//! - [`protocol`]: the wire format (see `PROTOCOL.md`).
+//! - [`Client`], [`ServerEvent`], [`SyncError`], [`ServerHandler`].
+//! - The reusable layers live in the `ghost-sync-layers` crate.
+
+#![deny(missing_docs)]
+
+mod client;
+mod error;
+mod event;
+mod handler;
+pub mod pipeline;
+pub mod protocol;
+mod registry;
+mod room;
+pub mod server;
+mod session;
+mod sync;
+
+pub use client::Client;
+pub use error::SyncError;
+pub use event::ServerEvent;
+pub use handler::{NoopHandler, ServerHandler};
+pub use pipeline::{ClientMessage, FrameRequest, Reply};
+pub use server::{Server, ServerBuilder, ServerHandle};
+pub use uuid::Uuid;
+
+/// The reusable tower layers (re-export of `ghost-sync-layers`).
+pub use ghost_sync_layers as layers;

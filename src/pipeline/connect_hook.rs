@@ -1,0 +1,110 @@
+//! [`ConnectHook`]: `ServerHandler::on_connect` adapted into a connection-scope layer.
+//!
+//! The admission stack (connection limit, then this hook) is called once per accepted socket
+//! with the peer address, before any byte is read; a refusal becomes a `Rejected` handshake.
+
+use crate::server::Shared;
+use ghost_sync_layers::BoxError;
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::ready;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+
+/// Adds [`ConnectHook`] to an admission stack.
+#[derive(Clone)]
+pub(crate) struct ConnectHookLayer {
+    shared: Arc<Shared>,
+}
+
+impl ConnectHookLayer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+impl<S> Layer<S> for ConnectHookLayer {
+    type Service = ConnectHook<S>;
+
+    fn layer(&self, inner: S) -> ConnectHook<S> {
+        ConnectHook {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Refuses a connection when `on_connect` returns `false`.
+#[derive(Clone)]
+pub(crate) struct ConnectHook<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Service<SocketAddr> for ConnectHook<S>
+where
+    S: Service<SocketAddr>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, addr: SocketAddr) -> Self::Future {
+        if self.shared.handler().on_connect(addr) {
+            ResponseFuture::Admit {
+                future: self.inner.call(addr),
+            }
+        } else {
+            ResponseFuture::Refused
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`ConnectHook`].
+    #[project = Projection]
+    pub(crate) enum ResponseFuture<F> {
+        /// `on_connect` allowed it: the rest of the admission stack decides.
+        Admit { #[pin] future: F },
+        /// `on_connect` refused it.
+        Refused,
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            Projection::Admit { future } => {
+                Poll::Ready(ready!(future.poll(cx)).map_err(Into::into))
+            }
+            Projection::Refused => Poll::Ready(Err(Box::new(ConnectRejected))),
+        }
+    }
+}
+
+/// `on_connect` refused the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectRejected;
+
+impl fmt::Display for ConnectRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connection rejected by the server")
+    }
+}
+
+impl std::error::Error for ConnectRejected {}

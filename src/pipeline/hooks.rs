@@ -1,0 +1,183 @@
+//! [`Hooks`]: the `ServerHandler` frame hooks adapted into a tower layer.
+//!
+//! - `on_join` is an allow/deny gate in front of the router. Joins into one room pass the gate
+//!   one at a time (the room's turnstile), so a capacity check made in the hook with
+//!   `ServerHandle::room_client_count` and the insert that follows are atomic. The turnstile
+//!   guards no data and no handle method takes it, so the hook may call the handle freely.
+//! - `on_broadcast` fires after the router relayed the frame, with the room it used.
+//!
+//! `on_connect` runs at connection scope ([`connect_hook`](super::connect_hook)); `on_leave`,
+//! `on_backpressure` and the room hooks fire where those events happen, always after every
+//! lock is released.
+
+use super::{ClientMessage, FrameRequest, Reply, ReplyKind};
+use crate::server::Shared;
+use bytes::Bytes;
+use ghost_sync_layers::BoxError;
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use tower::{Layer, Service};
+use uuid::Uuid;
+
+/// Adds [`Hooks`] to a frame stack.
+#[derive(Clone)]
+pub(crate) struct HooksLayer {
+    shared: Arc<Shared>,
+}
+
+impl HooksLayer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+impl<S> Layer<S> for HooksLayer {
+    type Service = Hooks<S>;
+
+    fn layer(&self, inner: S) -> Hooks<S> {
+        Hooks {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Calls `on_join` and `on_broadcast` around the inner service.
+#[derive(Clone)]
+pub struct Hooks<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+type BoxedReply = Pin<Box<dyn Future<Output = Result<Reply, BoxError>> + Send>>;
+
+impl<S> Service<FrameRequest> for Hooks<S>
+where
+    S: Service<FrameRequest, Response = Reply, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Reply;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: FrameRequest) -> Self::Future {
+        match req.message() {
+            ClientMessage::Join { room_id } => {
+                let Some(room) = self.shared.registry.get(room_id) else {
+                    // The router answers "room not found".
+                    return ResponseFuture::plain(self.inner.call(req));
+                };
+                if req
+                    .session()
+                    .current_room()
+                    .is_some_and(|current| Arc::ptr_eq(&current, &room))
+                {
+                    return ResponseFuture::plain(self.inner.call(req));
+                }
+                // Joins are rare: boxing this one future keeps the hot path unboxed. The inner
+                // service was made ready for this call, so that one goes into the future.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let shared = Arc::clone(&self.shared);
+                let room_id = room_id.clone();
+                ResponseFuture::boxed(Box::pin(async move {
+                    let _turn = room.turnstile().lock_owned().await;
+                    let session = req.session();
+                    let allowed =
+                        shared
+                            .handler()
+                            .on_join(session.client_id, &room_id, session.peer);
+                    if !allowed {
+                        return Ok(Reply::error(format!("join rejected: {room_id}")));
+                    }
+                    inner.call(req).await
+                }))
+            }
+            ClientMessage::Broadcast { data } => {
+                let data = data.clone();
+                let client_id = req.client_id();
+                ResponseFuture {
+                    state: State::Broadcast {
+                        future: self.inner.call(req),
+                        client_id,
+                        data,
+                        shared: Arc::clone(&self.shared),
+                    },
+                }
+            }
+            _ => ResponseFuture::plain(self.inner.call(req)),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Hooks`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProjection]
+    enum State<F> {
+        // No hook involved.
+        Plain { #[pin] future: F },
+        // A join waiting for its room's turnstile and `on_join`.
+        Join { future: BoxedReply },
+        // A broadcast; `on_broadcast` fires once it was relayed.
+        Broadcast {
+            #[pin] future: F,
+            client_id: Uuid,
+            data: Bytes,
+            shared: Arc<Shared>,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn plain(future: F) -> Self {
+        Self {
+            state: State::Plain { future },
+        }
+    }
+
+    fn boxed(future: BoxedReply) -> Self {
+        Self {
+            state: State::Join { future },
+        }
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Reply, BoxError>>,
+{
+    type Output = Result<Reply, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProjection::Plain { future } => future.poll(cx),
+            StateProjection::Join { future } => future.as_mut().poll(cx),
+            StateProjection::Broadcast {
+                future,
+                client_id,
+                data,
+                shared,
+            } => {
+                let reply = ready!(future.poll(cx))?;
+                if let ReplyKind::Relayed { room_id } = &reply.kind {
+                    shared.handler().on_broadcast(*client_id, room_id, data);
+                }
+                Poll::Ready(Ok(reply))
+            }
+        }
+    }
+}

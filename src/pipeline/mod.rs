@@ -1,0 +1,175 @@
+//! The frame pipeline: the tower `Service` stack every decoded client frame passes through.
+//!
+//! Built once per connection, never boxed per frame:
+//!
+//! ```text
+//! recover               layer errors → replies to the client (or a disconnect with a reason)
+//! PayloadLimit          payload > max_payload → disconnect with PayloadTooLarge
+//! IdleTimeout           records activity for the connection's idle deadline
+//! Auth                  frames from an unauthenticated session are refused
+//! your layers           ServerBuilder::layer(..): rate limits, filters, tower's middleware
+//! Hooks                 on_join (allow/deny, one join per room at a time), on_broadcast
+//! RoomRouter            join / leave / broadcast / ping / pong against the room registry
+//! ```
+//!
+//! Admission runs in a second, connection-scope stack (see [`connect_hook`] and the
+//! connection-limit layer), so a full server refuses a connection before any frame is read.
+//!
+//! The request is a [`FrameRequest`]: the decoded [`ClientMessage`] plus the connection's
+//! session. The response is a [`Reply`]. Refusals that are normal protocol outcomes (room not
+//! found, join rejected) are replies; an `Err` from a layer becomes a reply too (see
+//! [`recover`]).
+
+pub(crate) mod connect_hook;
+pub mod hooks;
+mod recover;
+pub mod router;
+
+pub use recover::recover;
+
+use crate::session::Session;
+use bytes::Bytes;
+use ghost_sync_layers::{ActivityClock, Authenticated, HasActivityClock, PayloadLength};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A decoded client request, as it travels the frame pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientMessage {
+    /// Join a room (leaving the current one).
+    Join {
+        /// The room to join.
+        room_id: String,
+    },
+    /// Leave the current room.
+    Leave,
+    /// Relay bytes to the rest of the room. `data` is a zero-copy slice of the frame.
+    Broadcast {
+        /// The bytes to relay.
+        data: Bytes,
+    },
+    /// Keepalive request from the client.
+    Ping,
+    /// Answer to the relay's ping.
+    Pong,
+}
+
+/// One client frame plus the context of the connection it arrived on.
+///
+/// Layers read what they need through the traits of `ghost-sync-layers`
+/// ([`PayloadLength`], [`HasActivityClock`], [`Authenticated`]) or the accessors below.
+#[derive(Debug, Clone)]
+pub struct FrameRequest {
+    session: Arc<Session>,
+    message: ClientMessage,
+}
+
+impl FrameRequest {
+    pub(crate) fn new(session: Arc<Session>, message: ClientMessage) -> Self {
+        Self { session, message }
+    }
+
+    pub(crate) fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// The id of the client that sent the frame.
+    pub fn client_id(&self) -> Uuid {
+        self.session.client_id
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.session.peer
+    }
+
+    /// The request itself.
+    pub fn message(&self) -> &ClientMessage {
+        &self.message
+    }
+
+    /// The room the client is in when the frame arrives, if any.
+    pub fn room_id(&self) -> Option<String> {
+        self.session.current_room().map(|r| r.id().to_string())
+    }
+}
+
+impl PayloadLength for FrameRequest {
+    fn payload_len(&self) -> usize {
+        match &self.message {
+            ClientMessage::Join { room_id } => room_id.len(),
+            ClientMessage::Broadcast { data } => data.len(),
+            ClientMessage::Leave | ClientMessage::Ping | ClientMessage::Pong => 0,
+        }
+    }
+}
+
+impl HasActivityClock for FrameRequest {
+    fn activity_clock(&self) -> &ActivityClock {
+        &self.session.activity
+    }
+}
+
+impl Authenticated for FrameRequest {
+    fn is_authenticated(&self) -> bool {
+        self.session.is_authenticated()
+    }
+}
+
+/// What the pipeline answers to one frame.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub(crate) kind: ReplyKind,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ReplyKind {
+    /// Nothing to send back.
+    Nothing,
+    /// The frame was relayed to `room`; nothing to send back. Lets the hooks layer fire
+    /// `on_broadcast` with the room the router actually used.
+    Relayed { room_id: Arc<str> },
+    /// An encoded frame for this client.
+    Frame(Bytes),
+    /// Close the connection, telling the client why.
+    Disconnect(crate::server::DisconnectReason),
+}
+
+impl Reply {
+    /// Nothing to send back.
+    pub fn none() -> Self {
+        Self {
+            kind: ReplyKind::Nothing,
+        }
+    }
+
+    /// Refuse the request: the client receives `ServerEvent::Error(message)` and stays
+    /// connected.
+    pub fn error(message: impl AsRef<str>) -> Self {
+        Self::frame(crate::protocol::encode(
+            &crate::protocol::ServerFrame::Error {
+                message: message.as_ref(),
+            },
+        ))
+    }
+
+    pub(crate) fn frame(frame: Bytes) -> Self {
+        Self {
+            kind: ReplyKind::Frame(frame),
+        }
+    }
+
+    pub(crate) fn relayed(room_id: Arc<str>) -> Self {
+        Self {
+            kind: ReplyKind::Relayed { room_id },
+        }
+    }
+
+    pub(crate) fn disconnect(reason: crate::server::DisconnectReason) -> Self {
+        Self {
+            kind: ReplyKind::Disconnect(reason),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! [`RoomRouter`]: the innermost service, which carries out a frame against the room registry.
+//!
+//! It is synchronous (its future is always ready): joins, leaves and broadcasts are a few map
+//! and queue operations, and fan-out never waits for a slow member.
+
+use super::{ClientMessage, FrameRequest, Reply};
+use crate::protocol::{encode, ServerFrame};
+use crate::room::RoomDeleted;
+use crate::server::Shared;
+use crate::session::{report_backpressure, Session};
+use bytes::Bytes;
+use ghost_sync_layers::BoxError;
+use std::future::{ready, Ready};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::Service;
+
+/// The innermost frame service: routes join, leave, broadcast and keepalive frames.
+#[derive(Clone)]
+pub struct RoomRouter {
+    shared: Arc<Shared>,
+}
+
+impl RoomRouter {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    fn route(&self, req: FrameRequest) -> Reply {
+        let session = req.session();
+        match req.message() {
+            ClientMessage::Join { room_id } => self.join(session, room_id),
+            ClientMessage::Leave => match session.leave_room(self.shared.handler()) {
+                Some(room) => Reply::frame(encode(&ServerFrame::Left { room_id: room.id() })),
+                None => Reply::error("not in a room"),
+            },
+            ClientMessage::Broadcast { data } => self.broadcast(session, data),
+            ClientMessage::Ping => Reply::frame(Bytes::from_static(PONG_FRAME)),
+            ClientMessage::Pong => {
+                session.pong_received();
+                Reply::none()
+            }
+        }
+    }
+
+    fn join(&self, session: &Session, room_id: &str) -> Reply {
+        let Some(room) = self.shared.registry.get(room_id) else {
+            return Reply::error(format!("room not found: {room_id}"));
+        };
+        let client_id = session.client_id;
+        let joined = encode(&ServerFrame::Joined { client_id, room_id });
+        if session
+            .current_room()
+            .is_some_and(|current| Arc::ptr_eq(&current, &room))
+        {
+            return Reply::frame(joined);
+        }
+        let handler = self.shared.handler();
+        session.leave_room(handler);
+        let announce = encode(&ServerFrame::PlayerJoined { client_id });
+        match room.join(session.member(), &joined, &announce) {
+            Ok(dropped) => {
+                session.set_room(Arc::clone(&room));
+                report_backpressure(handler, &dropped, room.id());
+                Reply::none()
+            }
+            Err(RoomDeleted) => Reply::error(format!("room not found: {room_id}")),
+        }
+    }
+
+    fn broadcast(&self, session: &Session, data: &Bytes) -> Reply {
+        let Some(room) = session.current_room() else {
+            return Reply::error("not in a room");
+        };
+        if room.is_deleted() {
+            return Reply::error(format!("room deleted: {}", room.id()));
+        }
+        // Encoded once; every recipient shares this buffer.
+        let frame = encode(&ServerFrame::Broadcast {
+            sender_id: session.client_id,
+            data,
+        });
+        let dropped = room.broadcast(session.client_id, &frame);
+        report_backpressure(self.shared.handler(), &dropped, room.id());
+        Reply::relayed(Arc::clone(room.id()))
+    }
+}
+
+/// `ServerFrame::Pong`, encoded: length 1, tag 9.
+const PONG_FRAME: &[u8] = &[0, 0, 0, 1, 9];
+
+impl Service<FrameRequest> for RoomRouter {
+    type Response = Reply;
+    type Error = BoxError;
+    type Future = Ready<Result<Reply, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: FrameRequest) -> Self::Future {
+        ready(Ok(self.route(req)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PONG_FRAME;
+    use crate::protocol::{encode, ServerFrame};
+
+    #[test]
+    fn the_static_pong_frame_is_the_encoded_pong() {
+        assert_eq!(&encode(&ServerFrame::Pong)[..], PONG_FRAME);
+    }
+}

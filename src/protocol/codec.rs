@@ -1,0 +1,203 @@
+//! Framing: a big-endian `u32` length prefix, then one wincode message.
+//!
+//! The reader checks the length prefix against the limit before it reserves memory or waits for
+//! the body (the way tokio-util's `LengthDelimitedCodec` does), so a hostile prefix costs nothing.
+//! Partial frames stay in the caller's `BytesMut`, which is what makes reading cancel-safe.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::fmt;
+use wincode::config::{Configuration, DefaultConfig};
+use wincode::{SchemaRead, SchemaWrite};
+
+/// Bytes of the length prefix in front of every frame.
+pub const HEADER_LEN: usize = 4;
+
+/// Largest number of bytes a message adds to its payload (tag, ids, length fields), with room
+/// to spare. A frame body may be up to `max_payload + FRAME_OVERHEAD` bytes.
+pub const FRAME_OVERHEAD: usize = 64;
+
+/// Largest `max_payload` a server or client accepts (16 MiB).
+///
+/// It bounds wincode's preallocation limit below, which must be a compile-time constant.
+pub const MAX_PAYLOAD_LIMIT: usize = 16 * 1024 * 1024;
+
+/// wincode's preallocation limit: never larger than the largest legal frame, so no frame can
+/// make the decoder reserve more than a frame's worth of memory. (Messages only borrow from the
+/// frame today, so nothing is preallocated at all; the limit guards future owned fields.)
+const PREALLOCATION_LIMIT: usize = MAX_PAYLOAD_LIMIT + FRAME_OVERHEAD;
+
+type WireConfig = Configuration<true, PREALLOCATION_LIMIT>;
+
+const fn wire_config() -> WireConfig {
+    DefaultConfig::default().with_preallocation_size_limit::<PREALLOCATION_LIMIT>()
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The length prefix announced more than the limit.
+    TooLarge {
+        /// Announced body length.
+        len: usize,
+        /// Largest body accepted.
+        max: usize,
+    },
+    /// The body is not a valid message.
+    Malformed(String),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { len, max } => {
+                write!(f, "frame of {len} bytes exceeds the limit of {max} bytes")
+            }
+            Self::Malformed(why) => write!(f, "malformed frame: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Encodes one message into a complete frame (length prefix included).
+///
+/// One allocation of exactly the frame's size; the result is shared, not copied, when it goes
+/// to many recipients.
+pub fn encode<T: SchemaWrite<WireConfig, Src = T>>(message: &T) -> Bytes {
+    let config = wire_config();
+    // Sizes are computed from values this crate builds; the payloads inside were already checked
+    // against `max_payload`, which is at most `MAX_PAYLOAD_LIMIT`.
+    let size = wincode::config::serialized_size(message, config).unwrap_or(0) as usize;
+    let mut out = Vec::with_capacity(HEADER_LEN + size);
+    out.put_u32(size as u32);
+    if wincode::config::serialize_into(&mut out, message, config).is_err() {
+        // Unreachable for well-formed messages; never send a frame whose prefix lies.
+        out.truncate(HEADER_LEN);
+        out[..HEADER_LEN].copy_from_slice(&0u32.to_be_bytes());
+    }
+    Bytes::from(out)
+}
+
+/// Decodes one frame body into a message that borrows from it; trailing bytes are an error.
+pub fn decode_frame<'a, T: SchemaRead<'a, WireConfig, Dst = T>>(
+    body: &'a [u8],
+) -> Result<T, FrameError> {
+    wincode::config::deserialize_exact(body, wire_config())
+        .map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+/// Splits complete frames off the front of a read buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameReader {
+    max_body: usize,
+}
+
+impl FrameReader {
+    /// A reader that accepts bodies of at most `max_body` bytes.
+    pub fn new(max_body: usize) -> Self {
+        Self { max_body }
+    }
+
+    /// A reader for a peer whose payloads may be up to `max_payload` bytes.
+    pub fn for_payload(max_payload: usize) -> Self {
+        Self::new(max_payload.saturating_add(FRAME_OVERHEAD))
+    }
+
+    /// Takes the next complete frame body out of `buf`, or `None` if more bytes are needed.
+    ///
+    /// Rejects an oversized frame from its prefix alone. While a frame is incomplete it
+    /// reserves room for exactly the rest of it, never more than the limit allows.
+    pub fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if len > self.max_body {
+            return Err(FrameError::TooLarge {
+                len,
+                max: self.max_body,
+            });
+        }
+        let total = HEADER_LEN + len;
+        if buf.len() < total {
+            buf.reserve(total - buf.len());
+            return Ok(None);
+        }
+        buf.advance(HEADER_LEN);
+        Ok(Some(buf.split_to(len).freeze()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ClientFrame, ServerFrame};
+    use uuid::Uuid;
+
+    #[test]
+    fn a_broadcast_round_trips_without_copying_its_payload() {
+        let id = Uuid::from_u128(7);
+        let frame = encode(&ServerFrame::Broadcast {
+            sender_id: id,
+            data: b"hello",
+        });
+        let mut buf = BytesMut::from(&frame[..]);
+        let body = FrameReader::new(1024)
+            .next_frame(&mut buf)
+            .unwrap()
+            .unwrap();
+        let decoded: ServerFrame<'_> = decode_frame(&body).unwrap();
+        match decoded {
+            ServerFrame::Broadcast { sender_id, data } => {
+                assert_eq!(sender_id, id);
+                assert_eq!(data, b"hello");
+                // The payload points into the frame.
+                assert_eq!(body.slice_ref(data).as_ptr(), data.as_ptr());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_wire_format_matches_protocol_md() {
+        let frame = encode(&ClientFrame::Join { room_id: "lobby" });
+        assert_eq!(
+            &frame[..],
+            &[0, 0, 0, 14, 1, 5, 0, 0, 0, 0, 0, 0, 0, b'l', b'o', b'b', b'b', b'y']
+        );
+        assert_eq!(&encode(&ClientFrame::Ping)[..], &[0, 0, 0, 1, 4]);
+    }
+
+    #[test]
+    fn an_oversized_prefix_is_refused_before_the_body_arrives() {
+        let mut buf = BytesMut::from(&[0xFF, 0xFF, 0xFF, 0xFF][..]);
+        let err = FrameReader::new(100).next_frame(&mut buf).unwrap_err();
+        assert_eq!(
+            err,
+            FrameError::TooLarge {
+                len: u32::MAX as usize,
+                max: 100
+            }
+        );
+        assert!(buf.capacity() < 1024, "nothing was reserved for the body");
+    }
+
+    #[test]
+    fn an_incomplete_frame_stays_in_the_buffer() {
+        let frame = encode(&ClientFrame::Broadcast { data: b"abcdef" });
+        let mut buf = BytesMut::from(&frame[..frame.len() - 1]);
+        let reader = FrameReader::new(100);
+        assert_eq!(reader.next_frame(&mut buf).unwrap(), None);
+        buf.extend_from_slice(&frame[frame.len() - 1..]);
+        assert!(reader.next_frame(&mut buf).unwrap().is_some());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn unknown_tags_trailing_bytes_and_bad_utf8_are_malformed() {
+        assert!(decode_frame::<ClientFrame<'_>>(&[99]).is_err());
+        assert!(decode_frame::<ClientFrame<'_>>(&[4, 0]).is_err());
+        assert!(decode_frame::<ClientFrame<'_>>(&[1, 1, 0, 0, 0, 0, 0, 0, 0, 0xFF]).is_err());
+        assert!(decode_frame::<ClientFrame<'_>>(&[]).is_err());
+    }
+}

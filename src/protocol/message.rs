@@ -1,0 +1,189 @@
+//! Message types of both directions, with their wire tags pinned.
+//!
+//! Tags are pinned with `#[wincode(tag = N)]` so that reordering the Rust enums can never change
+//! the wire format; new messages get new tags.
+
+use uuid::Uuid;
+use wincode::{SchemaRead, SchemaWrite};
+
+/// Version of the protocol spoken by this crate; sent in `Hello` and `Welcome`.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// A message from a client to the relay.
+#[derive(SchemaWrite, SchemaRead, Debug, Clone, Copy, PartialEq, Eq)]
+#[wincode(tag_encoding = "u8")]
+pub enum ClientFrame<'a> {
+    /// First frame of every connection: the protocol version and opaque credentials.
+    #[wincode(tag = 0)]
+    Hello {
+        /// The client's [`PROTOCOL_VERSION`].
+        version: u16,
+        /// Credentials for the auth step; empty when the relay runs open.
+        credentials: &'a [u8],
+    },
+    /// Ask to join a room (leaving the current one, if any).
+    #[wincode(tag = 1)]
+    Join {
+        /// The room to join.
+        room_id: &'a str,
+    },
+    /// Leave the current room.
+    #[wincode(tag = 2)]
+    Leave,
+    /// Relay `data` to every other member of the sender's room.
+    #[wincode(tag = 3)]
+    Broadcast {
+        /// Opaque application bytes.
+        data: &'a [u8],
+    },
+    /// Keepalive request; the relay answers with `Pong`.
+    #[wincode(tag = 4)]
+    Ping,
+    /// Answer to a relay `Ping`.
+    #[wincode(tag = 5)]
+    Pong,
+}
+
+/// A message from the relay to a client.
+#[derive(SchemaWrite, SchemaRead, Debug, Clone, Copy, PartialEq, Eq)]
+#[wincode(tag_encoding = "u8")]
+pub enum ServerFrame<'a> {
+    /// The handshake succeeded.
+    #[wincode(tag = 0)]
+    Welcome {
+        /// The id the relay gave this connection.
+        client_id: Uuid,
+        /// The relay's [`PROTOCOL_VERSION`].
+        version: u16,
+        /// Largest payload (broadcast data, room id) the relay accepts, in bytes.
+        max_payload: u32,
+    },
+    /// The handshake failed; the relay closes the connection after this frame.
+    #[wincode(tag = 1)]
+    Rejected {
+        /// Why, as a [`RejectCode`] value.
+        code: u8,
+        /// Human-readable detail.
+        message: &'a str,
+    },
+    /// The client joined `room_id`.
+    #[wincode(tag = 2)]
+    Joined {
+        /// The joining client (the receiver itself).
+        client_id: Uuid,
+        /// The room joined.
+        room_id: &'a str,
+    },
+    /// The client left `room_id` at its own request.
+    #[wincode(tag = 3)]
+    Left {
+        /// The room left.
+        room_id: &'a str,
+    },
+    /// Another client joined the receiver's room.
+    #[wincode(tag = 4)]
+    PlayerJoined {
+        /// Who joined.
+        client_id: Uuid,
+    },
+    /// Another client left the receiver's room (or disconnected).
+    #[wincode(tag = 5)]
+    PlayerLeft {
+        /// Who left.
+        client_id: Uuid,
+    },
+    /// Bytes another member broadcast to the room.
+    #[wincode(tag = 6)]
+    Broadcast {
+        /// Who sent them.
+        sender_id: Uuid,
+        /// The bytes, as sent.
+        data: &'a [u8],
+    },
+    /// A request was refused; the connection stays open.
+    #[wincode(tag = 7)]
+    Error {
+        /// Why, in words ("room not found: lobby").
+        message: &'a str,
+    },
+    /// Keepalive request; the client must answer with `Pong` before the next ping.
+    #[wincode(tag = 8)]
+    Ping,
+    /// Answer to a client `Ping`.
+    #[wincode(tag = 9)]
+    Pong,
+    /// The relay is closing the connection; this is the last frame.
+    #[wincode(tag = 10)]
+    Disconnect {
+        /// Why, as a [`DisconnectCode`] value.
+        code: u8,
+        /// Human-readable detail.
+        message: &'a str,
+    },
+}
+
+/// Why a handshake was refused (the `code` of [`ServerFrame::Rejected`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RejectCode {
+    /// `max_clients` connections are already open.
+    ServerFull = 0,
+    /// `ServerHandler::on_connect` returned `false`.
+    ConnectRejected = 1,
+    /// The credentials were refused.
+    AuthFailed = 2,
+    /// The client speaks another protocol version.
+    UnsupportedVersion = 3,
+    /// The first frame was not a valid `Hello`.
+    Protocol = 4,
+}
+
+impl RejectCode {
+    /// The code for a wire value, if it is known.
+    pub fn from_u8(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Self::ServerFull,
+            1 => Self::ConnectRejected,
+            2 => Self::AuthFailed,
+            3 => Self::UnsupportedVersion,
+            4 => Self::Protocol,
+            _ => return None,
+        })
+    }
+}
+
+/// Why the relay closed a connection (the `code` of [`ServerFrame::Disconnect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DisconnectCode {
+    /// No frame arrived for `idle_timeout`.
+    IdleTimeout = 0,
+    /// A ping went unanswered until the next ping tick.
+    PingTimeout = 1,
+    /// A frame or payload exceeded `max_payload`.
+    PayloadTooLarge = 2,
+    /// A frame could not be decoded or broke the protocol.
+    Protocol = 3,
+    /// The server owner removed the client.
+    Kicked = 4,
+    /// The server is shutting down.
+    ServerShutdown = 5,
+    /// The client's pipeline failed (a layer's service is gone).
+    Internal = 6,
+}
+
+impl DisconnectCode {
+    /// The code for a wire value, if it is known.
+    pub fn from_u8(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Self::IdleTimeout,
+            1 => Self::PingTimeout,
+            2 => Self::PayloadTooLarge,
+            3 => Self::Protocol,
+            4 => Self::Kicked,
+            5 => Self::ServerShutdown,
+            6 => Self::Internal,
+            _ => return None,
+        })
+    }
+}

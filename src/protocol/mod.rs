@@ -1,0 +1,20 @@
+//! The wire protocol: the messages a client and the relay exchange, and how they are framed.
+//!
+//! Every frame is a big-endian `u32` length followed by that many bytes of one wincode-encoded
+//! message. Client and server each have their own message enum with its own one-byte tags;
+//! `PROTOCOL.md` at the repository root documents both byte by byte.
+//!
+//! The message types borrow from the frame they were decoded from (`&str`, `&[u8]`), so decoding
+//! never copies a payload: the relay turns a borrowed payload back into a zero-copy [`Bytes`]
+//! slice of the frame with [`Bytes::slice_ref`].
+//!
+//! [`Bytes`]: bytes::Bytes
+//! [`Bytes::slice_ref`]: bytes::Bytes::slice_ref
+
+mod codec;
+mod message;
+
+pub use codec::{
+    decode_frame, encode, FrameError, FrameReader, FRAME_OVERHEAD, HEADER_LEN, MAX_PAYLOAD_LIMIT,
+};
+pub use message::{ClientFrame, DisconnectCode, RejectCode, ServerFrame, PROTOCOL_VERSION};

@@ -1,0 +1,47 @@
+//! The room registry: the map from room id to room, shared by connections and the handle.
+//!
+//! Every method takes the map lock for a map operation only and returns; callers fire hooks
+//! after it is released.
+
+use crate::room::Room;
+use crate::sync::{read, write};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// All live (not deleted) rooms.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    rooms: RwLock<HashMap<Arc<str>, Arc<Room>>>,
+}
+
+impl Registry {
+    /// Adds a room; `false` if the id is taken.
+    pub(crate) fn create(&self, id: &str) -> bool {
+        let mut rooms = write(&self.rooms);
+        if rooms.contains_key(id) {
+            return false;
+        }
+        let room = Arc::new(Room::new(id));
+        rooms.insert(Arc::clone(room.id()), room);
+        true
+    }
+
+    /// Removes a room from the map and marks it deleted; its members stay connected.
+    pub(crate) fn delete(&self, id: &str) -> Option<Arc<Room>> {
+        let room = write(&self.rooms).remove(id)?;
+        room.mark_deleted();
+        Some(room)
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Room>> {
+        read(&self.rooms).get(id).cloned()
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        read(&self.rooms).len()
+    }
+
+    pub(crate) fn ids(&self) -> Vec<String> {
+        read(&self.rooms).keys().map(|k| k.to_string()).collect()
+    }
+}

@@ -1,0 +1,202 @@
+//! [`Server`] and its [`ServerBuilder`].
+
+use super::config::Config;
+use super::connection::CoreService;
+use super::handle::ServerHandle;
+use super::listener::accept_loop;
+use super::Shared;
+use crate::error::SyncError;
+use crate::handler::{NoopHandler, ServerHandler};
+use crate::pipeline::{FrameRequest, Reply};
+use ghost_sync_layers::BoxError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::layer::util::{Identity, Stack};
+use tower::{Layer, Service};
+
+type MakeHandler = Box<dyn FnOnce(ServerHandle) -> Arc<dyn ServerHandler> + Send>;
+
+/// Configures a [`Server`]. Created by [`Server::builder`].
+///
+/// `L` is the stack of user layers added with [`layer`](ServerBuilder::layer).
+pub struct ServerBuilder<L = Identity> {
+    config: Config,
+    handler: MakeHandler,
+    layer: L,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L> ServerBuilder<L> {
+    /// TCP listen address (default `"0.0.0.0:7777"`). `"127.0.0.1:0"` picks a free port;
+    /// [`ServerHandle::local_addr`] tells which.
+    pub fn bind(mut self, addr: impl ToString) -> Self {
+        self.config.bind = addr.to_string();
+        self
+    }
+
+    /// Maximum concurrent connections (default 1024); the next one is refused with
+    /// [`SyncError::ServerFull`].
+    pub fn max_clients(mut self, n: usize) -> Self {
+        self.config.max_clients = n;
+        self
+    }
+
+    /// Maximum payload (broadcast data or room id) in bytes (default 64 KiB, at most
+    /// 16 MiB). A client that sends more is disconnected with [`SyncError::PayloadTooLarge`].
+    pub fn max_payload(mut self, n: usize) -> Self {
+        self.config.max_payload = n;
+        self
+    }
+
+    /// Longest time without any frame from a client (default 31 s); then it is disconnected
+    /// with [`SyncError::IdleTimeout`].
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.config.idle_timeout = d;
+        self
+    }
+
+    /// Ping cadence, and the pong deadline (default 13 s): a ping still unanswered at the
+    /// next tick disconnects the client with [`SyncError::PingTimeout`].
+    pub fn ping_interval(mut self, d: Duration) -> Self {
+        self.config.ping_interval = d;
+        self
+    }
+
+    /// Per-client write queue size in frames (default 1024). When full, frames for that
+    /// client are dropped and `on_backpressure` fires.
+    pub fn channel_capacity(mut self, n: usize) -> Self {
+        self.config.channel_capacity = n;
+        self
+    }
+
+    /// The policy hooks (default [`NoopHandler`]).
+    pub fn handler(mut self, handler: impl ServerHandler) -> Self {
+        let handler: Arc<dyn ServerHandler> = Arc::new(handler);
+        self.handler = Box::new(move |_| handler);
+        self
+    }
+
+    /// The policy hooks, built from the server's handle, for a handler that manages rooms
+    /// itself (such as the usage guide's `MaxPlayers`).
+    ///
+    /// ```
+    /// use ghost_sync::{Server, ServerHandle, ServerHandler, Uuid};
+    /// use std::net::SocketAddr;
+    ///
+    /// struct MaxPlayers { limit: usize, handle: ServerHandle }
+    ///
+    /// impl ServerHandler for MaxPlayers {
+    ///     fn on_join(&self, _id: Uuid, room_id: &str, _addr: SocketAddr) -> bool {
+    ///         self.handle.room_client_count(room_id).is_some_and(|n| n < self.limit)
+    ///     }
+    /// }
+    ///
+    /// let server = Server::builder()
+    ///     .handler_with(|handle| MaxPlayers { limit: 8, handle })
+    ///     .build();
+    /// # drop(server);
+    /// ```
+    pub fn handler_with<H, F>(mut self, make: F) -> Self
+    where
+        H: ServerHandler,
+        F: FnOnce(ServerHandle) -> H + Send + 'static,
+    {
+        self.handler = Box::new(move |handle| Arc::new(make(handle)));
+        self
+    }
+
+    /// Adds a tower layer to the frame pipeline, between the built-in layers and the hooks.
+    /// Layers added first see frames first.
+    ///
+    /// Its service receives [`FrameRequest`]s and returns [`Reply`]s; an `Err` it returns is
+    /// sent to the client as `ServerEvent::Error(err.to_string())` and the connection stays
+    /// open. tower's own middleware (rate limits, timeouts, filters) drops in unchanged.
+    pub fn layer<N>(self, layer: N) -> ServerBuilder<Stack<N, L>> {
+        ServerBuilder {
+            config: self.config,
+            handler: self.handler,
+            layer: Stack::new(layer, self.layer),
+        }
+    }
+
+    /// Builds the server. Nothing is bound until [`Server::run`].
+    pub fn build(self) -> Server<L> {
+        let shared = Arc::new(Shared::new(self.config.sanitized()));
+        let handle = ServerHandle {
+            shared: Arc::clone(&shared),
+        };
+        shared.set_handler((self.handler)(handle));
+        Server {
+            shared,
+            layer: self.layer,
+        }
+    }
+}
+
+/// A relay server, ready to [`run`](Server::run).
+pub struct Server<L = Identity> {
+    shared: Arc<Shared>,
+    layer: L,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder with the usage guide's defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: Config::default(),
+            handler: Box::new(|_| Arc::new(NoopHandler)),
+            layer: Identity::new(),
+        }
+    }
+}
+
+impl<L> Server<L> {
+    /// A handle to this server, usable before [`run`](Server::run) (for example to create
+    /// rooms first).
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Binds the listen address, starts serving in the background and returns a handle.
+    ///
+    /// Fails with [`SyncError::Bind`] if the address cannot be bound.
+    pub async fn run(self) -> Result<ServerHandle, SyncError>
+    where
+        L: Layer<CoreService> + Send + Sync + 'static,
+        L::Service: Service<FrameRequest, Response = Reply> + Send + 'static,
+        <L::Service as Service<FrameRequest>>::Error: Into<BoxError>,
+        <L::Service as Service<FrameRequest>>::Future: Send,
+    {
+        let listener = TcpListener::bind(self.shared.config.bind.as_str())
+            .await
+            .map_err(SyncError::Bind)?;
+        let addr = listener.local_addr().map_err(SyncError::Bind)?;
+        let _ = self.shared.local_addr.set(addr);
+        tracing::info!(%addr, "listening");
+        let handle = self.handle();
+        let shared = Arc::clone(&self.shared);
+        self.shared
+            .tasks
+            .spawn(accept_loop(listener, shared, Arc::new(self.layer)));
+        Ok(handle)
+    }
+}

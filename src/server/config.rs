@@ -1,0 +1,69 @@
+//! The server's options and their defaults (the usage guide's table).
+
+use crate::protocol::MAX_PAYLOAD_LIMIT;
+use std::time::Duration;
+
+/// Options set through [`ServerBuilder`](crate::ServerBuilder).
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) bind: String,
+    pub(crate) max_clients: usize,
+    pub(crate) max_payload: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) ping_interval: Duration,
+    pub(crate) channel_capacity: usize,
+}
+
+/// Default listen address.
+pub const DEFAULT_BIND: &str = "0.0.0.0:7777";
+/// Default `max_clients`.
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+/// Default `max_payload`: 64 KiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
+/// Default `idle_timeout`: 31 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(31);
+/// Default `ping_interval`: 13 s (not a divisor of 31, so the two timers rarely coincide).
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(13);
+/// Default `channel_capacity`: 1024 frames per client.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 1024;
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: DEFAULT_BIND.to_owned(),
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+        }
+    }
+}
+
+impl Config {
+    /// Brings values that cannot work into range, saying so, rather than panicking later
+    /// (a zero-capacity channel or a zero ping interval would panic inside tokio).
+    pub(crate) fn sanitized(mut self) -> Self {
+        if self.channel_capacity == 0 {
+            tracing::warn!("channel_capacity 0 raised to 1");
+            self.channel_capacity = 1;
+        }
+        if self.max_payload > MAX_PAYLOAD_LIMIT {
+            tracing::warn!(
+                max_payload = self.max_payload,
+                "max_payload lowered to {MAX_PAYLOAD_LIMIT}"
+            );
+            self.max_payload = MAX_PAYLOAD_LIMIT;
+        }
+        let min = Duration::from_millis(1);
+        if self.ping_interval < min {
+            tracing::warn!("ping_interval raised to 1 ms");
+            self.ping_interval = min;
+        }
+        if self.idle_timeout < min {
+            tracing::warn!("idle_timeout raised to 1 ms");
+            self.idle_timeout = min;
+        }
+        self
+    }
+}

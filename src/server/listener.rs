@@ -1,0 +1,80 @@
+//! The accept loop and the admission stack that every new connection passes first.
+//!
+//! Admission is a tower stack at connection scope: the connection limit (a permit held for
+//! the connection's whole life), then `on_connect`. It never waits: a full server or a
+//! refusing hook answers with a `Rejected` handshake at once.
+
+use super::connection::{reject, serve, CoreService};
+use super::Shared;
+use crate::pipeline::connect_hook::ConnectHookLayer;
+use crate::pipeline::{FrameRequest, Reply};
+use crate::protocol::RejectCode;
+use ghost_sync_layers::{BoxError, ConnectionLimitExceeded, ConnectionLimitLayer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
+
+/// Accepts connections until shutdown.
+pub(crate) async fn accept_loop<L>(listener: TcpListener, shared: Arc<Shared>, layer: Arc<L>)
+where
+    L: Layer<CoreService> + Send + Sync + 'static,
+    L::Service: Service<FrameRequest, Response = Reply> + Send + 'static,
+    <L::Service as Service<FrameRequest>>::Error: Into<BoxError>,
+    <L::Service as Service<FrameRequest>>::Future: Send,
+{
+    let mut admission = ServiceBuilder::new()
+        .layer(ConnectionLimitLayer::new(shared.config.max_clients))
+        .layer(ConnectHookLayer::new(Arc::clone(&shared)))
+        .service(service_fn(|peer: SocketAddr| async move {
+            Ok::<_, Infallible>(peer)
+        }));
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (mut stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Frames are batched by the writer, so Nagle's delay would only add latency.
+        let _ = stream.set_nodelay(true);
+        let admitted = match admission.ready().await {
+            Ok(service) => service.call(peer).await,
+            Err(err) => Err(err),
+        };
+        match admitted {
+            Ok(admitted) => {
+                let (_, permit) = admitted.into_parts();
+                let shared = Arc::clone(&shared);
+                let layer = Arc::clone(&layer);
+                shared.clone().tasks.spawn(async move {
+                    let (reader, writer) = stream.into_split();
+                    serve(shared, layer, reader, writer, peer).await;
+                    // The slot frees only once the connection is fully closed.
+                    drop(permit);
+                });
+            }
+            Err(err) => {
+                let code = if err.is::<ConnectionLimitExceeded>() {
+                    RejectCode::ServerFull
+                } else {
+                    RejectCode::ConnectRejected
+                };
+                tracing::debug!(%peer, error = %err, "connection refused");
+                shared.tasks.spawn(async move {
+                    let (mut reader, mut writer) = stream.split();
+                    reject(&mut reader, &mut writer, code, &err.to_string()).await;
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The server side: builder, handle, accept loop, connection driver and writer.
+
+mod builder;
+mod config;
+mod connection;
+mod disconnect;
+mod handle;
+mod listener;
+mod shared;
+mod writer;
+
+pub use builder::{Server, ServerBuilder};
+pub use config::{
+    DEFAULT_BIND, DEFAULT_CHANNEL_CAPACITY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_PAYLOAD, DEFAULT_PING_INTERVAL,
+};
+pub use connection::CoreService;
+pub(crate) use disconnect::DisconnectReason;
+pub use handle::ServerHandle;
+pub(crate) use shared::Shared;

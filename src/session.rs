@@ -1,0 +1,99 @@
+//! A session: the per-connection state that every layer of the frame pipeline can see.
+//!
+//! It lives in an `Arc` shared by the connection driver and each [`FrameRequest`]
+//! (crate::FrameRequest); only the connection's own task mutates it, so its small lock is
+//! never contended.
+
+use crate::handler::ServerHandler;
+use crate::protocol::{encode, ServerFrame};
+use crate::room::{Member, Outbox, Room};
+use crate::sync::lock;
+use ghost_sync_layers::ActivityClock;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// Per-connection state.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) client_id: Uuid,
+    pub(crate) peer: SocketAddr,
+    /// This client's own write queue (rooms hold clones of it).
+    pub(crate) outbox: Outbox,
+    /// Touched by the idle-timeout layer on every frame; read by the idle deadline.
+    pub(crate) activity: ActivityClock,
+    /// Set by the handshake; the auth layer refuses frames until it is.
+    authenticated: AtomicBool,
+    /// A ping was sent and no pong has come back yet.
+    awaiting_pong: AtomicBool,
+    room: Mutex<Option<Arc<Room>>>,
+}
+
+impl Session {
+    pub(crate) fn new(client_id: Uuid, peer: SocketAddr, outbox: Outbox) -> Self {
+        Self {
+            client_id,
+            peer,
+            outbox,
+            activity: ActivityClock::new(),
+            authenticated: AtomicBool::new(false),
+            awaiting_pong: AtomicBool::new(false),
+            room: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn member(&self) -> Member {
+        Member {
+            id: self.client_id,
+            outbox: self.outbox.clone(),
+        }
+    }
+
+    pub(crate) fn is_authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_authenticated(&self) {
+        self.authenticated.store(true, Ordering::Release);
+    }
+
+    /// Records that a ping went out; returns whether the previous one is still unanswered.
+    pub(crate) fn ping_sent(&self) -> bool {
+        self.awaiting_pong.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn pong_received(&self) {
+        self.awaiting_pong.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn current_room(&self) -> Option<Arc<Room>> {
+        lock(&self.room).clone()
+    }
+
+    pub(crate) fn set_room(&self, room: Arc<Room>) {
+        *lock(&self.room) = Some(room);
+    }
+
+    /// Leaves the current room, if any: the rest of the room gets `PlayerLeft`, and
+    /// `on_leave` fires once, after every lock is released.
+    pub(crate) fn leave_room(&self, handler: &dyn ServerHandler) -> Option<Arc<Room>> {
+        let room = lock(&self.room).take()?;
+        let announce = encode(&ServerFrame::PlayerLeft {
+            client_id: self.client_id,
+        });
+        if let Some(dropped) = room.leave(self.client_id, &announce) {
+            handler.on_leave(self.client_id, room.id());
+            report_backpressure(handler, &dropped, room.id());
+        }
+        Some(room)
+    }
+}
+
+/// Fires `on_backpressure` for every member whose queue was full.
+pub(crate) fn report_backpressure(handler: &dyn ServerHandler, dropped: &[Uuid], room_id: &str) {
+    for &client_id in dropped {
+        tracing::debug!(%client_id, room_id, "write queue full: frame dropped");
+        handler.on_backpressure(client_id, room_id);
+    }
+}
