@@ -1,0 +1,272 @@
+//! Shared helpers for the integration tests: start a relay on a free loopback port, wait for
+//! events with generous timeouts, record hook calls, and speak raw frames.
+
+#![allow(dead_code)]
+
+use bytes::{Bytes, BytesMut};
+use ghost_sync::protocol::{decode_frame, encode, ClientFrame, FrameReader, ServerFrame};
+use ghost_sync::{Client, ServerEvent, ServerHandle, ServerHandler, SyncError, Uuid};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Long enough for a loaded 2-core CI machine; only reached when a test is failing.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Runs a built server on 127.0.0.1 with a free port.
+pub async fn start(builder: ghost_sync::ServerBuilder) -> (ServerHandle, SocketAddr) {
+    let handle = builder.bind("127.0.0.1:0").build().run().await.unwrap();
+    let addr = handle.local_addr().unwrap();
+    (handle, addr)
+}
+
+/// Waits for an operation, failing the test instead of hanging.
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// The next event; fails on an error, a closed connection or a timeout.
+pub async fn next_event(client: &mut Client) -> ServerEvent {
+    match within("an event", client.recv()).await {
+        Ok(Some(event)) => event,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+/// The error `recv` ends with (skipping events).
+pub async fn next_error(client: &mut Client) -> SyncError {
+    loop {
+        match within("an error", client.recv()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("connection closed without an error"),
+            Err(err) => return err,
+        }
+    }
+}
+
+/// Connects and joins `room`, returning the client after its `Joined`.
+pub async fn joined(addr: SocketAddr, room: &str) -> Client {
+    let mut client = Client::connect(addr).await.unwrap();
+    client.join(room).await.unwrap();
+    match next_event(&mut client).await {
+        ServerEvent::Joined { client_id, room_id } => {
+            assert_eq!(client_id, client.client_id());
+            assert_eq!(room_id, room);
+        }
+        other => panic!("expected Joined, got {other:?}"),
+    }
+    client
+}
+
+/// Joins `room` with a new client and consumes the `PlayerJoined` every earlier member gets.
+pub async fn join_all(addr: SocketAddr, room: &str, n: usize) -> Vec<Client> {
+    let mut clients: Vec<Client> = Vec::new();
+    for _ in 0..n {
+        let newcomer = joined(addr, room).await;
+        for other in clients.iter_mut() {
+            assert_eq!(
+                next_event(other).await,
+                ServerEvent::PlayerJoined {
+                    client_id: newcomer.client_id()
+                }
+            );
+        }
+        clients.push(newcomer);
+    }
+    clients
+}
+
+/// A hook call, as recorded by [`Recorder`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hook {
+    Connect(SocketAddr),
+    Join(Uuid, String),
+    Leave(Uuid, String),
+    Broadcast(Uuid, String, Vec<u8>),
+    Backpressure(Uuid, String),
+    RoomCreate(String),
+    RoomDelete(String),
+}
+
+/// A handler that allows everything and reports every hook call on a channel.
+pub struct Recorder {
+    tx: mpsc::UnboundedSender<Hook>,
+}
+
+impl Recorder {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Hook>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, rx)
+    }
+}
+
+impl ServerHandler for Recorder {
+    fn on_connect(&self, addr: SocketAddr) -> bool {
+        let _ = self.tx.send(Hook::Connect(addr));
+        true
+    }
+    fn on_join(&self, client_id: Uuid, room_id: &str, _addr: SocketAddr) -> bool {
+        let _ = self.tx.send(Hook::Join(client_id, room_id.to_owned()));
+        true
+    }
+    fn on_leave(&self, client_id: Uuid, room_id: &str) {
+        let _ = self.tx.send(Hook::Leave(client_id, room_id.to_owned()));
+    }
+    fn on_broadcast(&self, client_id: Uuid, room_id: &str, data: &[u8]) {
+        let _ = self.tx.send(Hook::Broadcast(
+            client_id,
+            room_id.to_owned(),
+            data.to_vec(),
+        ));
+    }
+    fn on_backpressure(&self, client_id: Uuid, room_id: &str) {
+        let _ = self
+            .tx
+            .send(Hook::Backpressure(client_id, room_id.to_owned()));
+    }
+    fn on_room_create(&self, room_id: &str) {
+        let _ = self.tx.send(Hook::RoomCreate(room_id.to_owned()));
+    }
+    fn on_room_delete(&self, room_id: &str) {
+        let _ = self.tx.send(Hook::RoomDelete(room_id.to_owned()));
+    }
+}
+
+/// Waits for the first recorded hook call that `pick` accepts, skipping the others.
+pub async fn wait_hook(
+    rx: &mut mpsc::UnboundedReceiver<Hook>,
+    pick: impl Fn(&Hook) -> bool,
+) -> Hook {
+    within("a hook call", async {
+        loop {
+            let hook = rx.recv().await.expect("handler dropped");
+            if pick(&hook) {
+                return hook;
+            }
+        }
+    })
+    .await
+}
+
+/// A client that speaks raw frames, for protocol-level tests.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    frames: FrameReader,
+}
+
+/// An owned copy of a server frame, easy to compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Welcome { client_id: Uuid, max_payload: u32 },
+    Rejected { code: u8, message: String },
+    Joined { room_id: String },
+    Left { room_id: String },
+    PlayerJoined(Uuid),
+    PlayerLeft(Uuid),
+    Broadcast { sender_id: Uuid, data: Vec<u8> },
+    Error(String),
+    Ping,
+    Pong,
+    Disconnect { code: u8, message: String },
+}
+
+impl RawClient {
+    /// Connects without saying anything.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        Self {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            buf: BytesMut::new(),
+            frames: FrameReader::for_payload(16 * 1024 * 1024),
+        }
+    }
+
+    /// Connects and completes the handshake.
+    pub async fn greeted(addr: SocketAddr) -> Self {
+        let mut raw = Self::connect(addr).await;
+        raw.send(&ClientFrame::Hello {
+            version: ghost_sync::protocol::PROTOCOL_VERSION,
+            credentials: &[],
+        })
+        .await;
+        match raw.recv().await {
+            Some(Frame::Welcome { .. }) => raw,
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, frame: &ClientFrame<'_>) {
+        self.send_bytes(&encode(frame)).await;
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// The next frame, or `None` once the relay closed the connection.
+    pub async fn recv(&mut self) -> Option<Frame> {
+        within("a frame", async {
+            loop {
+                if let Some(body) = self.frames.next_frame(&mut self.buf).unwrap() {
+                    return Some(owned(&body));
+                }
+                self.buf.reserve(64 * 1024);
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+    }
+
+    /// Skips frames until one that is not keepalive.
+    pub async fn recv_skipping_pings(&mut self) -> Option<Frame> {
+        loop {
+            match self.recv().await {
+                Some(Frame::Ping) | Some(Frame::Pong) => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+fn owned(body: &Bytes) -> Frame {
+    match decode_frame::<ServerFrame<'_>>(body).unwrap() {
+        ServerFrame::Welcome {
+            client_id,
+            max_payload,
+            ..
+        } => Frame::Welcome {
+            client_id,
+            max_payload,
+        },
+        ServerFrame::Rejected { code, message } => Frame::Rejected {
+            code,
+            message: message.to_owned(),
+        },
+        ServerFrame::Joined { room_id, .. } => Frame::Joined {
+            room_id: room_id.to_owned(),
+        },
+        ServerFrame::Left { room_id } => Frame::Left {
+            room_id: room_id.to_owned(),
+        },
+        ServerFrame::PlayerJoined { client_id } => Frame::PlayerJoined(client_id),
+        ServerFrame::PlayerLeft { client_id } => Frame::PlayerLeft(client_id),
+        ServerFrame::Broadcast { sender_id, data } => Frame::Broadcast {
+            sender_id,
+            data: data.to_vec(),
+        },
+        ServerFrame::Error { message } => Frame::Error(message.to_owned()),
+        ServerFrame::Ping => Frame::Ping,
+        ServerFrame::Pong => Frame::Pong,
+        ServerFrame::Disconnect { code, message } => Frame::Disconnect {
+            code,
+            message: message.to_owned(),
+        },
+    }
+}

@@ -1,0 +1,328 @@
+//! Room membership end to end: joining, leaving, switching rooms, refusals, soft delete.
+
+mod common;
+
+use common::*;
+use ghost_sync::{Server, ServerEvent, ServerHandler, SyncError, Uuid};
+use std::net::SocketAddr;
+
+#[tokio::test]
+async fn joining_a_missing_room_says_room_not_found() {
+    let (_handle, addr) = start(Server::builder()).await;
+    let mut client = ghost_sync::Client::connect(addr).await.unwrap();
+    client.join("lobby").await.unwrap();
+    assert_eq!(
+        next_event(&mut client).await,
+        ServerEvent::Error("room not found: lobby".into())
+    );
+}
+
+struct Refuse;
+
+impl ServerHandler for Refuse {
+    fn on_join(&self, _: Uuid, _: &str, _: SocketAddr) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn a_join_refused_by_on_join_says_join_rejected() {
+    let (handle, addr) = start(Server::builder().handler(Refuse)).await;
+    handle.create_room("lobby").unwrap();
+    let mut client = ghost_sync::Client::connect(addr).await.unwrap();
+    client.join("lobby").await.unwrap();
+    assert_eq!(
+        next_event(&mut client).await,
+        ServerEvent::Error("join rejected: lobby".into())
+    );
+    assert_eq!(handle.room_client_count("lobby"), Some(0));
+}
+
+#[tokio::test]
+async fn the_joiner_gets_joined_and_the_others_get_player_joined() {
+    let (recorder, mut hooks) = Recorder::new();
+    let (handle, addr) = start(Server::builder().handler(recorder)).await;
+    handle.create_room("lobby").unwrap();
+    let mut first = joined(addr, "lobby").await;
+    let second = joined(addr, "lobby").await;
+    assert_eq!(
+        next_event(&mut first).await,
+        ServerEvent::PlayerJoined {
+            client_id: second.client_id()
+        }
+    );
+    wait_hook(&mut hooks, |h| {
+        *h == Hook::Join(second.client_id(), "lobby".into())
+    })
+    .await;
+    let mut members = handle.room_members("lobby").unwrap();
+    members.sort();
+    let mut expected = vec![first.client_id(), second.client_id()];
+    expected.sort();
+    assert_eq!(members, expected);
+}
+
+#[tokio::test]
+async fn joining_another_room_leaves_the_first() {
+    let (recorder, mut hooks) = Recorder::new();
+    let (handle, addr) = start(Server::builder().handler(recorder)).await;
+    handle.create_room("a").unwrap();
+    handle.create_room("b").unwrap();
+    let mut clients = join_all(addr, "a", 2).await;
+    let mut mover = clients.pop().unwrap();
+    let mut stayer = clients.pop().unwrap();
+
+    mover.join("b").await.unwrap();
+    assert_eq!(
+        next_event(&mut mover).await,
+        ServerEvent::Joined {
+            client_id: mover.client_id(),
+            room_id: "b".into()
+        }
+    );
+    assert_eq!(
+        next_event(&mut stayer).await,
+        ServerEvent::PlayerLeft {
+            client_id: mover.client_id()
+        }
+    );
+    wait_hook(&mut hooks, |h| {
+        *h == Hook::Leave(mover.client_id(), "a".into())
+    })
+    .await;
+    assert_eq!(handle.room_client_count("a"), Some(1));
+    assert_eq!(handle.room_client_count("b"), Some(1));
+}
+
+#[tokio::test]
+async fn leaving_confirms_tells_the_rest_and_fires_on_leave_once() {
+    let (recorder, mut hooks) = Recorder::new();
+    let (handle, addr) = start(Server::builder().handler(recorder)).await;
+    handle.create_room("lobby").unwrap();
+    let mut clients = join_all(addr, "lobby", 2).await;
+    let mut leaver = clients.pop().unwrap();
+    let mut stayer = clients.pop().unwrap();
+    leaver.leave().await.unwrap();
+    assert_eq!(
+        next_event(&mut leaver).await,
+        ServerEvent::Left {
+            room_id: "lobby".into()
+        }
+    );
+    assert_eq!(
+        next_event(&mut stayer).await,
+        ServerEvent::PlayerLeft {
+            client_id: leaver.client_id()
+        }
+    );
+    // Leaving again is refused, and disconnecting afterwards fires no second on_leave.
+    leaver.leave().await.unwrap();
+    assert_eq!(
+        next_event(&mut leaver).await,
+        ServerEvent::Error("not in a room".into())
+    );
+    let leaver_id = leaver.client_id();
+    drop(leaver);
+    // The stayer's disconnect is the marker: every hook of the leaver came before it.
+    drop(stayer);
+    wait_hook(
+        &mut hooks,
+        |h| matches!(h, Hook::Leave(id, _) if *id != leaver_id),
+    )
+    .await;
+    let leaves: Vec<_> = std::iter::from_fn(|| hooks.try_recv().ok())
+        .filter(|h| matches!(h, Hook::Leave(id, _) if *id == leaver_id))
+        .collect();
+    assert!(leaves.is_empty(), "on_leave fired again: {leaves:?}");
+}
+
+#[tokio::test]
+async fn disconnecting_tells_the_rest_and_fires_on_leave_exactly_once() {
+    let (recorder, mut hooks) = Recorder::new();
+    let (handle, addr) = start(Server::builder().handler(recorder)).await;
+    handle.create_room("lobby").unwrap();
+    let mut clients = join_all(addr, "lobby", 2).await;
+    let gone = clients.pop().unwrap();
+    let mut stayer = clients.pop().unwrap();
+    let gone_id = gone.client_id();
+    drop(gone);
+    assert_eq!(
+        next_event(&mut stayer).await,
+        ServerEvent::PlayerLeft { client_id: gone_id }
+    );
+    wait_hook(&mut hooks, |h| *h == Hook::Leave(gone_id, "lobby".into())).await;
+    // Then the stayer leaves too; no second on_leave for the first client comes before it.
+    drop(stayer);
+    let next_leave = wait_hook(&mut hooks, |h| matches!(h, Hook::Leave(..))).await;
+    assert_ne!(next_leave, Hook::Leave(gone_id, "lobby".into()));
+    assert_eq!(handle.room_client_count("lobby"), Some(0));
+}
+
+#[tokio::test]
+async fn rooms_come_from_the_handle_only_and_empty_rooms_stay() {
+    let (recorder, mut hooks) = Recorder::new();
+    let (handle, addr) = start(Server::builder().handler(recorder)).await;
+    assert_eq!(handle.room_count(), 0);
+    handle.create_room("lobby").unwrap();
+    assert_eq!(
+        wait_hook(&mut hooks, |h| matches!(h, Hook::RoomCreate(_))).await,
+        Hook::RoomCreate("lobby".into())
+    );
+    assert!(matches!(
+        handle.create_room("lobby"),
+        Err(SyncError::RoomAlreadyExists(id)) if id == "lobby"
+    ));
+    let client = joined(addr, "lobby").await;
+    drop(client);
+    wait_hook(&mut hooks, |h| matches!(h, Hook::Leave(..))).await;
+    assert!(handle.room_exists("lobby"), "an empty room is not deleted");
+    assert_eq!(handle.room_ids(), vec!["lobby".to_string()]);
+    assert_eq!(handle.room_client_count("lobby"), Some(0));
+    assert!(handle.delete_room("lobby"));
+    assert_eq!(
+        wait_hook(&mut hooks, |h| matches!(h, Hook::RoomDelete(_))).await,
+        Hook::RoomDelete("lobby".into())
+    );
+    assert!(!handle.delete_room("lobby"));
+    assert!(!handle.room_exists("lobby"));
+    assert_eq!(handle.room_client_count("lobby"), None);
+    assert_eq!(handle.room_members("lobby"), None);
+}
+
+#[tokio::test]
+async fn a_soft_deleted_room_keeps_its_members_connected_but_refuses_their_broadcasts() {
+    let (handle, addr) = start(Server::builder()).await;
+    handle.create_room("arena").unwrap();
+    let mut clients = join_all(addr, "arena", 2).await;
+    let mut b = clients.pop().unwrap();
+    let mut a = clients.pop().unwrap();
+    assert!(handle.delete_room("arena"));
+
+    a.broadcast(b"anyone?").await.unwrap();
+    assert_eq!(
+        next_event(&mut a).await,
+        ServerEvent::Error("room deleted: arena".into())
+    );
+    // Still connected: a ping round trip works, and b received nothing.
+    a.join("arena").await.unwrap();
+    assert_eq!(
+        next_event(&mut a).await,
+        ServerEvent::Error("room not found: arena".into())
+    );
+
+    // A new room with the same name starts empty and does not inherit the old members.
+    handle.create_room("arena").unwrap();
+    assert_eq!(handle.room_client_count("arena"), Some(0));
+    let mut c = joined(addr, "arena").await;
+    c.broadcast(b"fresh").await.unwrap();
+    b.broadcast(b"stale").await.unwrap();
+    assert_eq!(
+        next_event(&mut b).await,
+        ServerEvent::Error("room deleted: arena".into())
+    );
+    // a joins the new room: it gets c's next message, and never b's stale one.
+    a.join("arena").await.unwrap();
+    assert!(matches!(
+        next_event(&mut a).await,
+        ServerEvent::Joined { .. }
+    ));
+    assert_eq!(
+        next_event(&mut c).await,
+        ServerEvent::PlayerJoined {
+            client_id: a.client_id()
+        }
+    );
+    c.broadcast(b"welcome").await.unwrap();
+    assert_eq!(
+        next_event(&mut a).await,
+        ServerEvent::Broadcast {
+            sender_id: c.client_id(),
+            data: bytes::Bytes::from_static(b"welcome")
+        }
+    );
+}
+
+#[tokio::test]
+async fn room_metadata_is_set_and_read_through_the_handle() {
+    let (handle, _addr) = start(Server::builder()).await;
+    assert!(matches!(
+        handle.set_room_meta("lobby", "map", "dust"),
+        Err(SyncError::RoomNotFound(id)) if id == "lobby"
+    ));
+    handle.create_room("lobby").unwrap();
+    handle.set_room_meta("lobby", "map", "dust").unwrap();
+    handle
+        .set_room_meta("lobby", "mode", String::from("ctf"))
+        .unwrap();
+    assert_eq!(
+        handle.get_room_meta("lobby", "map").as_deref(),
+        Some("dust")
+    );
+    assert_eq!(
+        handle.get_room_meta("lobby", "mode").as_deref(),
+        Some("ctf")
+    );
+    assert_eq!(handle.get_room_meta("lobby", "missing"), None);
+    assert_eq!(handle.get_room_meta("nowhere", "map"), None);
+}
+
+/// A handler that calls back into the handle from every hook.
+struct Reentrant {
+    handle: ghost_sync::ServerHandle,
+}
+
+impl Reentrant {
+    fn poke(&self, room_id: &str) {
+        let _ = self.handle.room_client_count(room_id);
+        let _ = self.handle.room_members(room_id);
+        let _ = self.handle.room_ids();
+        let _ = self.handle.set_room_meta(room_id, "touched", "yes");
+        let _ = self.handle.get_room_meta(room_id, "touched");
+        let _ = self.handle.room_exists(room_id);
+    }
+}
+
+impl ServerHandler for Reentrant {
+    fn on_connect(&self, _addr: SocketAddr) -> bool {
+        self.poke("lobby");
+        true
+    }
+    fn on_join(&self, _: Uuid, room_id: &str, _: SocketAddr) -> bool {
+        self.poke(room_id);
+        let _ = self.handle.create_room("side");
+        true
+    }
+    fn on_leave(&self, _: Uuid, room_id: &str) {
+        self.poke(room_id);
+    }
+    fn on_broadcast(&self, _: Uuid, room_id: &str, _: &[u8]) {
+        self.poke(room_id);
+        self.handle.delete_room("side");
+    }
+    fn on_room_create(&self, room_id: &str) {
+        self.poke(room_id);
+    }
+    fn on_room_delete(&self, room_id: &str) {
+        self.poke(room_id);
+    }
+}
+
+#[tokio::test]
+async fn every_handle_method_can_be_called_from_inside_every_hook() {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .handler_with(|handle| Reentrant { handle })
+        .build();
+    server.handle().create_room("lobby").unwrap();
+    let handle = server.run().await.unwrap();
+    let addr = handle.local_addr().unwrap();
+    let mut clients = join_all(addr, "lobby", 2).await;
+    clients[0].broadcast(b"x").await.unwrap();
+    assert!(matches!(
+        next_event(&mut clients[1]).await,
+        ServerEvent::Broadcast { .. }
+    ));
+    assert!(!handle.room_exists("side"), "on_broadcast deleted it");
+    drop(clients);
+    within("shutdown", handle.shutdown()).await;
+}
