@@ -1,0 +1,72 @@
+//! Backpressure: a client that does not read loses frames, alone, and nobody waits for it.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use ghost_sync::protocol::ClientFrame;
+use ghost_sync::{Server, ServerEvent};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_for_the_slow_client_only_and_fires_on_backpressure() {
+    let (recorder, mut hooks) = Recorder::new();
+    let (handle, addr) = start(
+        Server::builder()
+            .handler(recorder)
+            .channel_capacity(8)
+            .max_payload(64 * 1024),
+    )
+    .await;
+    handle.create_room("arena").unwrap();
+    let mut clients = join_all(addr, "arena", 2).await;
+    let mut fast = clients.pop().unwrap();
+    let mut sender = clients.pop().unwrap();
+
+    // The slow client joins and then never reads again.
+    let mut slow = RawClient::greeted(addr).await;
+    slow.send(&ClientFrame::Join { room_id: "arena" }).await;
+    assert_eq!(
+        slow.recv().await,
+        Some(Frame::Joined {
+            room_id: "arena".into()
+        })
+    );
+    assert!(matches!(
+        next_event(&mut fast).await,
+        ServerEvent::PlayerJoined { .. }
+    ));
+    assert!(matches!(
+        next_event(&mut sender).await,
+        ServerEvent::PlayerJoined { .. }
+    ));
+
+    // 32 MiB in lockstep with the fast client: more than the slow client's socket buffers
+    // and its 8-frame queue can hold. The fast client never has more than one frame queued,
+    // so it loses nothing, and the sender never waits for the slow one.
+    let payload = Bytes::from(vec![42u8; 64 * 1024]);
+    for i in 0..512u32 {
+        let mut data = payload.to_vec();
+        data[..4].copy_from_slice(&i.to_le_bytes());
+        sender.broadcast(&data).await.unwrap();
+        match next_event(&mut fast).await {
+            ServerEvent::Broadcast { data, .. } => {
+                assert_eq!(u32::from_le_bytes(data[..4].try_into().unwrap()), i)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let dropped = wait_hook(&mut hooks, |h| matches!(h, Hook::Backpressure(..))).await;
+    match dropped {
+        Hook::Backpressure(client, room) => {
+            assert_ne!(client, fast.client_id());
+            assert_ne!(client, sender.client_id());
+            assert_eq!(room, "arena");
+        }
+        _ => unreachable!(),
+    }
+    // Nothing was dropped for the fast client, before or after.
+    let fast_id = fast.client_id();
+    assert!(!std::iter::from_fn(|| hooks.try_recv().ok())
+        .any(|h| h == Hook::Backpressure(fast_id, "arena".into())));
+    drop(slow);
+}
