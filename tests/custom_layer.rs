@@ -6,10 +6,15 @@ mod common;
 use common::*;
 use ghost_sync::layers::BoxError;
 use ghost_sync::{ClientMessage, FrameRequest, Server, ServerEvent};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tower::filter::FilterLayer;
+use tower::layer::layer_fn;
 use tower::limit::RateLimitLayer;
 use tower::load_shed::LoadShedLayer;
+use tower::Service;
 
 fn no_cheats(req: FrameRequest) -> Result<FrameRequest, BoxError> {
     if let ClientMessage::Broadcast { data } = req.message() {
@@ -78,5 +83,58 @@ async fn towers_rate_limit_behind_load_shed_refuses_the_excess() {
     assert!(matches!(
         next_event(&mut clients[0]).await,
         ServerEvent::Broadcast { .. }
+    ));
+}
+
+/// Reports when its inner service is not ready: the frame is being held back.
+#[derive(Clone)]
+struct ReportStall<S> {
+    inner: S,
+    stalled: Arc<Notify>,
+}
+
+impl<S: Service<R>, R> Service<R> for ReportStall<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        let ready = self.inner.poll_ready(cx);
+        if ready.is_pending() {
+            self.stalled.notify_one();
+        }
+        ready
+    }
+
+    fn call(&mut self, req: R) -> S::Future {
+        self.inner.call(req)
+    }
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_frame_held_back_by_a_user_layer() {
+    let stalled = Arc::new(Notify::new());
+    let report = stalled.clone();
+    let handle = Server::builder()
+        .bind("127.0.0.1:0")
+        .layer(layer_fn(move |inner| ReportStall {
+            inner,
+            stalled: report.clone(),
+        }))
+        .layer(RateLimitLayer::new(1, Duration::from_secs(3600)))
+        .build()
+        .run()
+        .await
+        .unwrap();
+    let addr = handle.local_addr().unwrap();
+    handle.create_room("lobby").unwrap();
+    // The join uses the hour's only frame; the broadcast then waits in the rate limiter.
+    let mut client = joined(addr, "lobby").await;
+    client.broadcast(b"held back").await.unwrap();
+    within("the frame to be held back", stalled.notified()).await;
+    within("shutdown", handle.shutdown()).await;
+    assert!(matches!(
+        next_error(&mut client).await,
+        ghost_sync::SyncError::ConnectionClosed
     ));
 }

@@ -32,7 +32,7 @@ use uuid::Uuid;
 /// The innermost part of the frame stack, under the user's layers: the hooks around the router.
 pub type CoreService = Hooks<RoomRouter>;
 
-/// Longest wait for a new connection's `Hello`.
+/// Longest wait for a new connection's `Hello` (or `idle_timeout`, if shorter).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Spare room kept in the read buffer before each read.
 const READ_RESERVE: usize = 4 * 1024;
@@ -81,7 +81,10 @@ async fn drive<R, W, L>(
     // Handshake: the first frame must be a Hello of our version.
     let hello = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
-        hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut reader, &mut buf, &frames)) => hello,
+        hello = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT.min(config.idle_timeout),
+            read_frame(&mut reader, &mut buf, &frames),
+        ) => hello,
     };
     let refusal = match hello {
         Err(_) => Some((RejectCode::Protocol, "no hello in time".to_owned())),
@@ -138,8 +141,15 @@ async fn drive<R, W, L>(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     let reason = loop {
-        // Every complete frame already read goes through the pipeline first.
-        if let Some(reason) = dispatch(&mut stack, &session, &shared, &frames, &mut buf).await {
+        // Every complete frame already read goes through the pipeline first. A user layer
+        // may hold a frame back (a rate limit waiting for its next period), so shutdown is
+        // watched here too.
+        let dispatched = tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => Some(DisconnectReason::ServerShutdown),
+            reason = dispatch(&mut stack, &session, &shared, &frames, &mut buf) => reason,
+        };
+        if let Some(reason) = dispatched {
             break reason;
         }
         if buf.capacity() - buf.len() < READ_RESERVE {

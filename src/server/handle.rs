@@ -110,7 +110,9 @@ impl ServerHandle {
 
     /// Stops the server: stops accepting, tells every client (their `recv()` returns
     /// [`SyncError::ConnectionClosed`]), fires `on_leave` for every room member, and returns
-    /// once every connection is closed. Calling it again, or from several handles, is fine.
+    /// once every connection is closed. A client that neither reads its farewell nor closes
+    /// is given up on after about two seconds. Calling it again, or from several handles,
+    /// is fine.
     pub async fn shutdown(&self) {
         self.shared.shutdown.cancel();
         self.shared.tasks.close();
