@@ -6,7 +6,7 @@
 //!   guards no data and no handle method takes it, so the hook may call the handle freely.
 //! - `on_broadcast` fires after the router relayed the frame, with the room it used.
 //!
-//! `on_connect` runs at connection scope ([`connect_hook`](super::connect_hook)); `on_leave`,
+//! `on_connect` runs at connection scope (`connect_hook.rs`); `on_leave`,
 //! `on_backpressure` and the room hooks fire where those events happen, always after every
 //! lock is released.
 

@@ -12,7 +12,7 @@
 //! RoomRouter            join / leave / broadcast / ping / pong against the room registry
 //! ```
 //!
-//! Admission runs in a second, connection-scope stack (see [`connect_hook`] and the
+//! Admission runs in a second, connection-scope stack (see `connect_hook.rs` and the
 //! connection-limit layer), so a full server refuses a connection before any frame is read.
 //!
 //! The request is a [`FrameRequest`]: the decoded [`ClientMessage`] plus the connection's
