@@ -9,7 +9,7 @@ use crate::error::SyncError;
 use crate::event::ServerEvent;
 use crate::protocol::{
     decode_frame, encode, ClientFrame, DisconnectCode, FrameError, FrameReader, RejectCode,
-    ServerFrame, PROTOCOL_VERSION,
+    ServerFrame, MAX_REASON_LEN, PROTOCOL_VERSION,
 };
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -59,7 +59,7 @@ impl Client {
             read_buf: BytesMut::with_capacity(8 * 1024),
             write_buf: BytesMut::new(),
             // Until the welcome tells the relay's limit, accept handshake-sized frames.
-            frames: FrameReader::for_payload(4096),
+            frames: FrameReader::for_payload(MAX_REASON_LEN),
             client_id: Uuid::nil(),
             max_payload: 0,
             closed: false,
@@ -74,12 +74,18 @@ impl Client {
         match decode_frame::<ServerFrame<'_>>(&body).map_err(protocol)? {
             ServerFrame::Welcome {
                 client_id,
+                version,
                 max_payload,
-                ..
             } => {
+                if version != PROTOCOL_VERSION {
+                    return Err(SyncError::Protocol(format!(
+                        "the relay speaks protocol version {version}, this client {PROTOCOL_VERSION}"
+                    )));
+                }
                 client.client_id = client_id;
                 client.max_payload = max_payload as usize;
-                client.frames = FrameReader::for_payload(client.max_payload);
+                // Reasons may be longer than a tiny max_payload; they are clipped to this.
+                client.frames = FrameReader::for_payload(client.max_payload.max(MAX_REASON_LEN));
                 Ok(client)
             }
             ServerFrame::Rejected { code, message } => Err(match RejectCode::from_u8(code) {
@@ -142,8 +148,17 @@ impl Client {
     pub async fn recv(&mut self) -> Result<Option<ServerEvent>, SyncError> {
         loop {
             while let Some(body) = self.frames.next_frame(&mut self.read_buf).map_err(frame)? {
-                if let Some(event) = self.handle(&body)? {
-                    return Ok(Some(event));
+                match self.handle(&body) {
+                    Ok(Some(event)) => return Ok(Some(event)),
+                    Ok(None) => {}
+                    Err(err) => {
+                        if self.closed {
+                            // The relay said goodbye: close our side at once, so it need not
+                            // wait for us to drop the client.
+                            let _ = self.stream.shutdown().await;
+                        }
+                        return Err(err);
+                    }
                 }
             }
             if self.closed {

@@ -102,12 +102,15 @@ impl Room {
         Ok(dropped)
     }
 
-    /// Removes `id` and tells the rest with `announce` (an encoded `PlayerLeft`); `None` if
-    /// `id` was not a member.
+    /// Removes `id` and tells the rest with `announce` (an encoded `PlayerLeft`; empty to
+    /// tell nobody); `None` if `id` was not a member.
     pub(crate) fn leave(&self, id: Uuid, announce: &Bytes) -> Option<Dropped> {
         let mut members = write(&self.members);
         let at = members.iter().position(|m| m.id == id)?;
         members.swap_remove(at);
+        if announce.is_empty() {
+            return Some(Dropped::new());
+        }
         Some(relay(&members, id, announce))
     }
 

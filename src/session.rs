@@ -8,6 +8,7 @@ use crate::handler::ServerHandler;
 use crate::protocol::{encode, ServerFrame};
 use crate::room::{Member, Outbox, Room};
 use crate::sync::lock;
+use bytes::Bytes;
 use ghost_sync_layers::ActivityClock;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,10 +79,25 @@ impl Session {
     /// Leaves the current room, if any: the rest of the room gets `PlayerLeft`, and
     /// `on_leave` fires once, after every lock is released.
     pub(crate) fn leave_room(&self, handler: &dyn ServerHandler) -> Option<Arc<Room>> {
+        self.leave(handler, true)
+    }
+
+    /// Leaves the current room without telling the rest of it: at shutdown everyone is
+    /// leaving, and a last `PlayerLeft` per member would only be noise before the farewell.
+    /// `on_leave` still fires.
+    pub(crate) fn leave_room_quietly(&self, handler: &dyn ServerHandler) -> Option<Arc<Room>> {
+        self.leave(handler, false)
+    }
+
+    fn leave(&self, handler: &dyn ServerHandler, announce: bool) -> Option<Arc<Room>> {
         let room = lock(&self.room).take()?;
-        let announce = encode(&ServerFrame::PlayerLeft {
-            client_id: self.client_id,
-        });
+        let announce = if announce {
+            encode(&ServerFrame::PlayerLeft {
+                client_id: self.client_id,
+            })
+        } else {
+            Bytes::new()
+        };
         if let Some(dropped) = room.leave(self.client_id, &announce) {
             handler.on_leave(self.client_id, room.id());
             report_backpressure(handler, &dropped, room.id());

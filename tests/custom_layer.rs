@@ -138,3 +138,54 @@ async fn shutdown_does_not_wait_for_a_frame_held_back_by_a_user_layer() {
         ghost_sync::SyncError::ConnectionClosed
     ));
 }
+
+#[tokio::test]
+async fn keepalive_never_passes_through_user_layers() {
+    // A layer that refuses every frame must not make the relay miss the client's pongs.
+    let refuse_all =
+        |_req: FrameRequest| -> Result<FrameRequest, BoxError> { Err("nothing is allowed".into()) };
+    let handle = Server::builder()
+        .bind("127.0.0.1:0")
+        .ping_interval(Duration::from_millis(300))
+        .idle_timeout(Duration::from_secs(3600))
+        .layer(FilterLayer::new(refuse_all))
+        .build()
+        .run()
+        .await
+        .unwrap();
+    let mut raw = RawClient::greeted(handle.local_addr().unwrap()).await;
+    for _ in 0..5 {
+        assert_eq!(raw.recv().await, Some(Frame::Ping));
+        raw.send(&ghost_sync::protocol::ClientFrame::Pong).await;
+    }
+    raw.send(&ghost_sync::protocol::ClientFrame::Leave).await;
+    assert_eq!(
+        raw.recv_skipping_pings().await,
+        Some(Frame::Error("nothing is allowed".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_long_refusal_reaches_a_client_even_with_a_tiny_max_payload() {
+    let wordy =
+        |_req: FrameRequest| -> Result<FrameRequest, BoxError> { Err("no ".repeat(1000).into()) };
+    let handle = Server::builder()
+        .bind("127.0.0.1:0")
+        .max_payload(10)
+        .layer(FilterLayer::new(wordy))
+        .build()
+        .run()
+        .await
+        .unwrap();
+    let mut client = ghost_sync::Client::connect(handle.local_addr().unwrap())
+        .await
+        .unwrap();
+    client.leave().await.unwrap();
+    match next_event(&mut client).await {
+        ServerEvent::Error(msg) => {
+            assert_eq!(msg.len(), ghost_sync::protocol::MAX_REASON_LEN);
+            assert!(msg.starts_with("no no"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

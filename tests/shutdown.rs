@@ -18,7 +18,10 @@ async fn shutdown_tells_every_client_fires_on_leave_and_waits_for_the_connection
     let readers: Vec<_> = members
         .into_iter()
         .chain(std::iter::once(outsider))
-        .map(|mut client| tokio::spawn(async move { next_error(&mut client).await }))
+        .map(|mut client| {
+            // The farewell is the very next thing: no PlayerLeft noise from the others.
+            tokio::spawn(async move { within("the farewell", client.recv()).await.unwrap_err() })
+        })
         .collect();
     within("shutdown", handle.shutdown()).await;
 

@@ -9,8 +9,12 @@
 //! Auth                  frames from an unauthenticated session are refused
 //! your layers           ServerBuilder::layer(..): rate limits, filters, tower's middleware
 //! Hooks                 on_join (allow/deny, one join per room at a time), on_broadcast
-//! RoomRouter            join / leave / broadcast / ping / pong against the room registry
+//! RoomRouter            join / leave / broadcast against the room registry
 //! ```
+//!
+//! Keepalive frames (ping, pong) never enter the pipeline: the connection driver answers them
+//! and records the activity itself, so that a user layer that refuses or holds back frames
+//! (a rate limit, say) can never turn keepalive into a ping or idle timeout.
 //!
 //! Admission runs in a second, connection-scope stack (see `connect_hook.rs` and the
 //! connection-limit layer), so a full server refuses a connection before any frame is read.
@@ -50,10 +54,6 @@ pub enum ClientMessage {
         /// The bytes to relay.
         data: Bytes,
     },
-    /// Keepalive request from the client.
-    Ping,
-    /// Answer to the relay's ping.
-    Pong,
 }
 
 /// One client frame plus the context of the connection it arrived on.
@@ -101,7 +101,7 @@ impl PayloadLength for FrameRequest {
         match &self.message {
             ClientMessage::Join { room_id } => room_id.len(),
             ClientMessage::Broadcast { data } => data.len(),
-            ClientMessage::Leave | ClientMessage::Ping | ClientMessage::Pong => 0,
+            ClientMessage::Leave => 0,
         }
     }
 }
@@ -146,11 +146,11 @@ impl Reply {
     }
 
     /// Refuse the request: the client receives `ServerEvent::Error(message)` and stays
-    /// connected.
+    /// connected. A message longer than `protocol::MAX_REASON_LEN` bytes is cut.
     pub fn error(message: impl AsRef<str>) -> Self {
         Self::frame(crate::protocol::encode(
             &crate::protocol::ServerFrame::Error {
-                message: message.as_ref(),
+                message: crate::protocol::clip_reason(message.as_ref()),
             },
         ))
     }

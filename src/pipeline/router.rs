@@ -1,4 +1,4 @@
-//! [`RoomRouter`]: the innermost service, which carries out a frame against the room registry.
+//! [`RoomRouter`]: the innermost service, which carries out a request against the room registry.
 //!
 //! It is synchronous (its future is always ready): joins, leaves and broadcasts are a few map
 //! and queue operations, and fan-out never waits for a slow member.
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::Service;
 
-/// The innermost frame service: routes join, leave, broadcast and keepalive frames.
+/// The innermost frame service: carries out joins, leaves and broadcasts.
 #[derive(Clone)]
 pub struct RoomRouter {
     shared: Arc<Shared>,
@@ -35,11 +35,6 @@ impl RoomRouter {
                 None => Reply::error("not in a room"),
             },
             ClientMessage::Broadcast { data } => self.broadcast(session, data),
-            ClientMessage::Ping => Reply::frame(Bytes::from_static(PONG_FRAME)),
-            ClientMessage::Pong => {
-                session.pong_received();
-                Reply::none()
-            }
         }
     }
 
@@ -86,9 +81,6 @@ impl RoomRouter {
     }
 }
 
-/// `ServerFrame::Pong`, encoded: length 1, tag 9.
-const PONG_FRAME: &[u8] = &[0, 0, 0, 1, 9];
-
 impl Service<FrameRequest> for RoomRouter {
     type Response = Reply;
     type Error = BoxError;
@@ -100,16 +92,5 @@ impl Service<FrameRequest> for RoomRouter {
 
     fn call(&mut self, req: FrameRequest) -> Self::Future {
         ready(Ok(self.route(req)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::PONG_FRAME;
-    use crate::protocol::{encode, ServerFrame};
-
-    #[test]
-    fn the_static_pong_frame_is_the_encoded_pong() {
-        assert_eq!(&encode(&ServerFrame::Pong)[..], PONG_FRAME);
     }
 }

@@ -16,6 +16,23 @@ pub const HEADER_LEN: usize = 4;
 /// to spare. A frame body may be up to `max_payload + FRAME_OVERHEAD` bytes.
 pub const FRAME_OVERHEAD: usize = 64;
 
+/// Longest reason text (in `Error`, `Rejected` and `Disconnect`) the relay sends, in bytes.
+/// Longer texts, such as a refusal quoting a huge room id, are cut at a character boundary,
+/// so a client can always read a reason whatever the relay's `max_payload`.
+pub const MAX_REASON_LEN: usize = 1024;
+
+/// `text` cut to at most [`MAX_REASON_LEN`] bytes, at a character boundary.
+pub fn clip_reason(text: &str) -> &str {
+    if text.len() <= MAX_REASON_LEN {
+        return text;
+    }
+    let mut end = MAX_REASON_LEN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Largest `max_payload` a server or client accepts (16 MiB).
 ///
 /// It bounds wincode's preallocation limit below, which must be a compile-time constant.
@@ -166,6 +183,15 @@ mod tests {
             &[0, 0, 0, 14, 1, 5, 0, 0, 0, 0, 0, 0, 0, b'l', b'o', b'b', b'b', b'y']
         );
         assert_eq!(&encode(&ClientFrame::Ping)[..], &[0, 0, 0, 1, 4]);
+    }
+
+    #[test]
+    fn reasons_are_clipped_at_a_character_boundary() {
+        let long = "é".repeat(MAX_REASON_LEN);
+        let clipped = clip_reason(&long);
+        assert!(clipped.len() <= MAX_REASON_LEN);
+        assert_eq!(clipped.len(), MAX_REASON_LEN);
+        assert_eq!(clip_reason("short"), "short");
     }
 
     #[test]

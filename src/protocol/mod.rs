@@ -15,6 +15,7 @@ mod codec;
 mod message;
 
 pub use codec::{
-    decode_frame, encode, FrameError, FrameReader, FRAME_OVERHEAD, HEADER_LEN, MAX_PAYLOAD_LIMIT,
+    clip_reason, decode_frame, encode, FrameError, FrameReader, FRAME_OVERHEAD, HEADER_LEN,
+    MAX_PAYLOAD_LIMIT, MAX_REASON_LEN,
 };
 pub use message::{ClientFrame, DisconnectCode, RejectCode, ServerFrame, PROTOCOL_VERSION};

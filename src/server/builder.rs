@@ -27,7 +27,7 @@ pub struct ServerBuilder<L = Identity> {
     layer: L,
 }
 
-impl fmt::Debug for ServerBuilder {
+impl<L> fmt::Debug for ServerBuilder<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerBuilder")
             .field("config", &self.config)
@@ -148,7 +148,7 @@ pub struct Server<L = Identity> {
     layer: L,
 }
 
-impl fmt::Debug for Server {
+impl<L> fmt::Debug for Server<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("config", &self.shared.config)

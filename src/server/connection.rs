@@ -12,8 +12,8 @@ use crate::pipeline::hooks::{Hooks, HooksLayer};
 use crate::pipeline::router::RoomRouter;
 use crate::pipeline::{recover, ClientMessage, FrameRequest, Reply, ReplyKind};
 use crate::protocol::{
-    decode_frame, encode, ClientFrame, FrameError, FrameReader, RejectCode, ServerFrame,
-    PROTOCOL_VERSION,
+    clip_reason, decode_frame, encode, ClientFrame, FrameError, FrameReader, RejectCode,
+    ServerFrame, PROTOCOL_VERSION,
 };
 use crate::session::{report_backpressure, Session};
 use bytes::{Bytes, BytesMut};
@@ -177,7 +177,10 @@ async fn drive<R, W, L>(
     };
 
     tracing::debug!(?reason, "disconnecting");
-    drop(guard); // leaves the room: PlayerLeft to the others, on_leave once
+    if reason == DisconnectReason::ServerShutdown {
+        session.leave_room_quietly(shared.handler());
+    }
+    drop(guard); // leaves the room (if still in one): PlayerLeft to the others, on_leave once
     let farewell = reason.farewell();
     let said_goodbye = farewell.is_some();
     // Without a farewell, dropping the sender still ends the writer after the queued frames.
@@ -195,6 +198,8 @@ async fn drive<R, W, L>(
 
 /// `ServerFrame::Ping`, encoded: length 1, tag 8.
 const PING_FRAME: &[u8] = &[0, 0, 0, 1, 8];
+/// `ServerFrame::Pong`, encoded: length 1, tag 9.
+const PONG_FRAME: &[u8] = &[0, 0, 0, 1, 9];
 
 /// Leaves the session's room however the driver ends, cancellation included.
 struct LeaveOnDrop {
@@ -229,7 +234,18 @@ where
             Err(err) => return Some(DisconnectReason::Protocol(err.to_string())),
         };
         let message = match to_message(&body) {
-            Ok(message) => message,
+            Ok(Incoming::Request(message)) => message,
+            Ok(Incoming::Ping) => {
+                session.activity.touch();
+                // Dropped with a full queue, like any frame for a client that does not read.
+                let _ = session.outbox.try_send(Bytes::from_static(PONG_FRAME));
+                continue;
+            }
+            Ok(Incoming::Pong) => {
+                session.activity.touch();
+                session.pong_received();
+                continue;
+            }
             Err(reason) => return Some(reason),
         };
         let request = FrameRequest::new(Arc::clone(session), message);
@@ -255,20 +271,27 @@ where
     }
 }
 
-/// Decodes a frame body into an owned request; the payload stays a slice of the frame.
-fn to_message(body: &Bytes) -> Result<ClientMessage, DisconnectReason> {
+/// A decoded frame: keepalive, handled by the driver, or a request for the pipeline.
+enum Incoming {
+    Ping,
+    Pong,
+    Request(ClientMessage),
+}
+
+/// Decodes a frame body; a request's payload stays a slice of the frame.
+fn to_message(body: &Bytes) -> Result<Incoming, DisconnectReason> {
     let frame = decode_frame::<ClientFrame<'_>>(body)
         .map_err(|err| DisconnectReason::Protocol(err.to_string()))?;
     Ok(match frame {
-        ClientFrame::Join { room_id } => ClientMessage::Join {
+        ClientFrame::Join { room_id } => Incoming::Request(ClientMessage::Join {
             room_id: room_id.to_owned(),
-        },
-        ClientFrame::Leave => ClientMessage::Leave,
-        ClientFrame::Broadcast { data } => ClientMessage::Broadcast {
+        }),
+        ClientFrame::Leave => Incoming::Request(ClientMessage::Leave),
+        ClientFrame::Broadcast { data } => Incoming::Request(ClientMessage::Broadcast {
             data: body.slice_ref(data),
-        },
-        ClientFrame::Ping => ClientMessage::Ping,
-        ClientFrame::Pong => ClientMessage::Pong,
+        }),
+        ClientFrame::Ping => Incoming::Ping,
+        ClientFrame::Pong => Incoming::Pong,
         ClientFrame::Hello { .. } => {
             return Err(DisconnectReason::Protocol(
                 "hello after the handshake".to_owned(),
@@ -306,7 +329,7 @@ where
 {
     let frame = encode(&ServerFrame::Rejected {
         code: code as u8,
-        message,
+        message: clip_reason(message),
     });
     let sent = tokio::time::timeout(FAREWELL_TIMEOUT, async {
         writer.write_all(&frame).await?;
@@ -343,6 +366,17 @@ async fn linger<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut BytesMut) {
 
 /// The liveness rules, driven over an in-memory stream with paused time, so that hours of
 /// pings run in milliseconds and every deadline is exact.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_static_keepalive_frames_are_the_encoded_ones() {
+        assert_eq!(&encode(&ServerFrame::Ping)[..], PING_FRAME);
+        assert_eq!(&encode(&ServerFrame::Pong)[..], PONG_FRAME);
+    }
+}
+
 #[cfg(test)]
 mod liveness_tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Why a connection ended, and the last frame that tells the client.
 
-use crate::protocol::{encode, DisconnectCode, ServerFrame};
+use crate::protocol::{clip_reason, encode, DisconnectCode, ServerFrame};
 use bytes::Bytes;
 
 /// Why the relay ended a connection.
@@ -33,7 +33,7 @@ impl DisconnectReason {
         };
         Some(encode(&ServerFrame::Disconnect {
             code: code as u8,
-            message,
+            message: clip_reason(message),
         }))
     }
 }
