@@ -27,14 +27,7 @@ fn no_cheats(req: FrameRequest) -> Result<FrameRequest, BoxError> {
 
 #[tokio::test]
 async fn a_tower_filter_refuses_frames_and_the_client_learns_why() {
-    let handle = Server::builder()
-        .bind("127.0.0.1:0")
-        .layer(FilterLayer::new(no_cheats))
-        .build()
-        .run()
-        .await
-        .unwrap();
-    let addr = handle.local_addr().unwrap();
+    let (handle, addr) = start(Server::builder().layer(FilterLayer::new(no_cheats))).await;
     handle.create_room("lobby").unwrap();
     let mut clients = join_all(addr, "lobby", 2).await;
 
@@ -54,15 +47,12 @@ async fn a_tower_filter_refuses_frames_and_the_client_learns_why() {
 
 #[tokio::test]
 async fn towers_rate_limit_behind_load_shed_refuses_the_excess() {
-    let handle = Server::builder()
-        .bind("127.0.0.1:0")
-        .layer(LoadShedLayer::new())
-        .layer(RateLimitLayer::new(3, Duration::from_secs(3600)))
-        .build()
-        .run()
-        .await
-        .unwrap();
-    let addr = handle.local_addr().unwrap();
+    let (handle, addr) = start(
+        Server::builder()
+            .layer(LoadShedLayer::new())
+            .layer(RateLimitLayer::new(3, Duration::from_secs(3600))),
+    )
+    .await;
     handle.create_room("lobby").unwrap();
     // The join itself is the first of the three frames allowed.
     let mut clients = join_all(addr, "lobby", 2).await;
@@ -115,18 +105,15 @@ impl<S: Service<R>, R> Service<R> for ReportStall<S> {
 async fn shutdown_does_not_wait_for_a_frame_held_back_by_a_user_layer() {
     let stalled = Arc::new(Notify::new());
     let report = stalled.clone();
-    let handle = Server::builder()
-        .bind("127.0.0.1:0")
-        .layer(layer_fn(move |inner| ReportStall {
-            inner,
-            stalled: report.clone(),
-        }))
-        .layer(RateLimitLayer::new(1, Duration::from_secs(3600)))
-        .build()
-        .run()
-        .await
-        .unwrap();
-    let addr = handle.local_addr().unwrap();
+    let (handle, addr) = start(
+        Server::builder()
+            .layer(layer_fn(move |inner| ReportStall {
+                inner,
+                stalled: report.clone(),
+            }))
+            .layer(RateLimitLayer::new(1, Duration::from_secs(3600))),
+    )
+    .await;
     handle.create_room("lobby").unwrap();
     // The join uses the hour's only frame; the broadcast then waits in the rate limiter.
     let mut client = joined(addr, "lobby").await;
@@ -144,16 +131,14 @@ async fn keepalive_never_passes_through_user_layers() {
     // A layer that refuses every frame must not make the relay miss the client's pongs.
     let refuse_all =
         |_req: FrameRequest| -> Result<FrameRequest, BoxError> { Err("nothing is allowed".into()) };
-    let handle = Server::builder()
-        .bind("127.0.0.1:0")
-        .ping_interval(Duration::from_millis(300))
-        .idle_timeout(Duration::from_secs(3600))
-        .layer(FilterLayer::new(refuse_all))
-        .build()
-        .run()
-        .await
-        .unwrap();
-    let mut raw = RawClient::greeted(handle.local_addr().unwrap()).await;
+    let (_handle, addr) = start(
+        Server::builder()
+            .ping_interval(Duration::from_millis(300))
+            .idle_timeout(Duration::from_secs(3600))
+            .layer(FilterLayer::new(refuse_all)),
+    )
+    .await;
+    let mut raw = RawClient::greeted(addr).await;
     for _ in 0..5 {
         assert_eq!(raw.recv().await, Some(Frame::Ping));
         raw.send(&ghost_sync::protocol::ClientFrame::Pong).await;
@@ -169,17 +154,13 @@ async fn keepalive_never_passes_through_user_layers() {
 async fn a_long_refusal_reaches_a_client_even_with_a_tiny_max_payload() {
     let wordy =
         |_req: FrameRequest| -> Result<FrameRequest, BoxError> { Err("no ".repeat(1000).into()) };
-    let handle = Server::builder()
-        .bind("127.0.0.1:0")
-        .max_payload(10)
-        .layer(FilterLayer::new(wordy))
-        .build()
-        .run()
-        .await
-        .unwrap();
-    let mut client = ghost_sync::Client::connect(handle.local_addr().unwrap())
-        .await
-        .unwrap();
+    let (_handle, addr) = start(
+        Server::builder()
+            .max_payload(10)
+            .layer(FilterLayer::new(wordy)),
+    )
+    .await;
+    let mut client = ghost_sync::Client::connect(addr).await.unwrap();
     client.leave().await.unwrap();
     match next_event(&mut client).await {
         ServerEvent::Error(msg) => {
