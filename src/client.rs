@@ -44,6 +44,9 @@ pub struct Client {
     max_payload: usize,
     /// The relay said goodbye or closed: every further `recv` returns `Ok(None)`.
     closed: bool,
+    /// The relay's goodbye, kept until `recv` has returned it (so that a `recv` cancelled
+    /// while closing our side cannot lose it).
+    goodbye: Option<SyncError>,
 }
 
 impl Client {
@@ -63,6 +66,7 @@ impl Client {
             client_id: Uuid::nil(),
             max_payload: 0,
             closed: false,
+            goodbye: None,
         };
         client
             .send(&encode(&ClientFrame::Hello {
@@ -92,6 +96,7 @@ impl Client {
                 Some(RejectCode::ServerFull) => SyncError::ServerFull,
                 Some(RejectCode::AuthFailed) => SyncError::AuthFailed(message.to_owned()),
                 Some(RejectCode::ConnectRejected) => SyncError::ConnectRejected(message.to_owned()),
+                Some(RejectCode::ShuttingDown) => SyncError::ConnectionClosed,
                 Some(RejectCode::UnsupportedVersion | RejectCode::Protocol) | None => {
                     SyncError::Protocol(message.to_owned())
                 }
@@ -147,19 +152,25 @@ impl Client {
     /// Cancel-safe.
     pub async fn recv(&mut self) -> Result<Option<ServerEvent>, SyncError> {
         loop {
+            if let Some(goodbye) = self.goodbye.take() {
+                return Err(goodbye);
+            }
             while let Some(body) = self.frames.next_frame(&mut self.read_buf).map_err(frame)? {
                 match self.handle(&body) {
                     Ok(Some(event)) => return Ok(Some(event)),
                     Ok(None) => {}
-                    Err(err) => {
-                        if self.closed {
-                            // The relay said goodbye: close our side at once, so it need not
-                            // wait for us to drop the client.
-                            let _ = self.stream.shutdown().await;
-                        }
-                        return Err(err);
+                    Err(err) if self.closed => {
+                        // The relay said goodbye: close our side at once, so that it need not
+                        // wait for us to drop the client. The loop's top returns the reason.
+                        self.goodbye = Some(err);
+                        let _ = self.stream.shutdown().await;
+                        break;
                     }
+                    Err(err) => return Err(err),
                 }
+            }
+            if self.goodbye.is_some() {
+                continue;
             }
             if self.closed {
                 return Ok(None);
@@ -174,7 +185,11 @@ impl Client {
                 tokio::select! {
                     read = reader.read_buf(&mut self.read_buf) => read,
                     written = writer.write_buf(&mut self.write_buf) => {
-                        written.map_err(SyncError::from_connection_io)?;
+                        if written.is_err() {
+                            // Only pongs are flushed here. The read side tells why the
+                            // connection failed (often a goodbye frame still unread).
+                            self.write_buf.clear();
+                        }
                         continue;
                     }
                 }

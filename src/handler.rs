@@ -66,6 +66,9 @@ pub trait ServerHandler: Send + Sync + 'static {
     }
 }
 
+/// How the relay holds the handler: shared by the accept loop and every connection.
+pub(crate) type SharedHandler = std::sync::Arc<dyn ServerHandler>;
+
 /// The default handler: allows everything, observes nothing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoopHandler;

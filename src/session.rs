@@ -59,9 +59,14 @@ impl Session {
         self.authenticated.store(true, Ordering::Release);
     }
 
-    /// Records that a ping went out; returns whether the previous one is still unanswered.
-    pub(crate) fn ping_sent(&self) -> bool {
-        self.awaiting_pong.swap(true, Ordering::AcqRel)
+    /// Records that a ping went out.
+    pub(crate) fn ping_sent(&self) {
+        self.awaiting_pong.store(true, Ordering::Release);
+    }
+
+    /// A ping went out and no pong has come back since.
+    pub(crate) fn awaiting_pong(&self) -> bool {
+        self.awaiting_pong.load(Ordering::Acquire)
     }
 
     pub(crate) fn pong_received(&self) {

@@ -3,7 +3,7 @@
 //! The admission stack (connection limit, then this hook) is called once per accepted socket
 //! with the peer address, before any byte is read; a refusal becomes a `Rejected` handshake.
 
-use crate::server::Shared;
+use crate::handler::SharedHandler;
 use ghost_sync_layers::BoxError;
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -18,12 +18,12 @@ use tower::{Layer, Service};
 /// Adds [`ConnectHook`] to an admission stack.
 #[derive(Clone)]
 pub(crate) struct ConnectHookLayer {
-    shared: Arc<Shared>,
+    handler: SharedHandler,
 }
 
 impl ConnectHookLayer {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(handler: SharedHandler) -> Self {
+        Self { handler }
     }
 }
 
@@ -33,7 +33,7 @@ impl<S> Layer<S> for ConnectHookLayer {
     fn layer(&self, inner: S) -> ConnectHook<S> {
         ConnectHook {
             inner,
-            shared: Arc::clone(&self.shared),
+            handler: Arc::clone(&self.handler),
         }
     }
 }
@@ -42,7 +42,7 @@ impl<S> Layer<S> for ConnectHookLayer {
 #[derive(Clone)]
 pub(crate) struct ConnectHook<S> {
     inner: S,
-    shared: Arc<Shared>,
+    handler: SharedHandler,
 }
 
 impl<S> Service<SocketAddr> for ConnectHook<S>
@@ -59,7 +59,7 @@ where
     }
 
     fn call(&mut self, addr: SocketAddr) -> Self::Future {
-        if self.shared.handler().on_connect(addr) {
+        if self.handler.on_connect(addr) {
             ResponseFuture::Admit {
                 future: self.inner.call(addr),
             }

@@ -11,6 +11,7 @@
 //! lock is released.
 
 use super::{ClientMessage, FrameRequest, Reply, ReplyKind};
+use crate::handler::SharedHandler;
 use crate::server::Shared;
 use bytes::Bytes;
 use ghost_sync_layers::BoxError;
@@ -26,11 +27,12 @@ use uuid::Uuid;
 #[derive(Clone)]
 pub(crate) struct HooksLayer {
     shared: Arc<Shared>,
+    handler: SharedHandler,
 }
 
 impl HooksLayer {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(shared: Arc<Shared>, handler: SharedHandler) -> Self {
+        Self { shared, handler }
     }
 }
 
@@ -41,6 +43,7 @@ impl<S> Layer<S> for HooksLayer {
         Hooks {
             inner,
             shared: Arc::clone(&self.shared),
+            handler: Arc::clone(&self.handler),
         }
     }
 }
@@ -50,6 +53,7 @@ impl<S> Layer<S> for HooksLayer {
 pub struct Hooks<S> {
     inner: S,
     shared: Arc<Shared>,
+    handler: SharedHandler,
 }
 
 type BoxedReply = Pin<Box<dyn Future<Output = Result<Reply, BoxError>> + Send>>;
@@ -85,15 +89,14 @@ where
                 // service was made ready for this call, so that one goes into the future.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                let shared = Arc::clone(&self.shared);
+                let handler = Arc::clone(&self.handler);
                 let room_id = room_id.clone();
+                let mut req = req;
+                req.set_target(Arc::clone(&room));
                 ResponseFuture::boxed(Box::pin(async move {
                     let _turn = room.turnstile().lock_owned().await;
                     let session = req.session();
-                    let allowed =
-                        shared
-                            .handler()
-                            .on_join(session.client_id, &room_id, session.peer);
+                    let allowed = handler.on_join(session.client_id, &room_id, session.peer);
                     if !allowed {
                         return Ok(Reply::error(format!("join rejected: {room_id}")));
                     }
@@ -108,7 +111,7 @@ where
                         future: self.inner.call(req),
                         client_id,
                         data,
-                        shared: Arc::clone(&self.shared),
+                        handler: Arc::clone(&self.handler),
                     },
                 }
             }
@@ -137,7 +140,7 @@ pin_project! {
             #[pin] future: F,
             client_id: Uuid,
             data: Bytes,
-            shared: Arc<Shared>,
+            handler: SharedHandler,
         },
     }
 }
@@ -170,11 +173,11 @@ where
                 future,
                 client_id,
                 data,
-                shared,
+                handler,
             } => {
                 let reply = ready!(future.poll(cx))?;
                 if let ReplyKind::Relayed { room_id } = &reply.kind {
-                    shared.handler().on_broadcast(*client_id, room_id, data);
+                    handler.on_broadcast(*client_id, room_id, data);
                 }
                 Poll::Ready(Ok(reply))
             }

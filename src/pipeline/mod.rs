@@ -31,6 +31,7 @@ pub mod router;
 
 pub use recover::recover;
 
+use crate::room::Room;
 use crate::session::Session;
 use bytes::Bytes;
 use ghost_sync_layers::{ActivityClock, Authenticated, HasActivityClock, PayloadLength};
@@ -64,11 +65,26 @@ pub enum ClientMessage {
 pub struct FrameRequest {
     session: Arc<Session>,
     message: ClientMessage,
+    /// For a join: the room the hooks admitted it into, so that the router joins that very
+    /// room even if it was deleted and re-created under the same id in between.
+    target: Option<Arc<Room>>,
 }
 
 impl FrameRequest {
     pub(crate) fn new(session: Arc<Session>, message: ClientMessage) -> Self {
-        Self { session, message }
+        Self {
+            session,
+            message,
+            target: None,
+        }
+    }
+
+    pub(crate) fn set_target(&mut self, room: Arc<Room>) {
+        self.target = Some(room);
+    }
+
+    pub(crate) fn target(&self) -> Option<&Arc<Room>> {
+        self.target.as_ref()
     }
 
     pub(crate) fn session(&self) -> &Arc<Session> {

@@ -4,8 +4,9 @@
 //! and queue operations, and fan-out never waits for a slow member.
 
 use super::{ClientMessage, FrameRequest, Reply};
+use crate::handler::SharedHandler;
 use crate::protocol::{encode, ServerFrame};
-use crate::room::RoomDeleted;
+use crate::room::{Room, RoomDeleted};
 use crate::server::Shared;
 use crate::session::{report_backpressure, Session};
 use bytes::Bytes;
@@ -19,18 +20,19 @@ use tower::Service;
 #[derive(Clone)]
 pub struct RoomRouter {
     shared: Arc<Shared>,
+    handler: SharedHandler,
 }
 
 impl RoomRouter {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(shared: Arc<Shared>, handler: SharedHandler) -> Self {
+        Self { shared, handler }
     }
 
     fn route(&self, req: FrameRequest) -> Reply {
         let session = req.session();
         match req.message() {
-            ClientMessage::Join { room_id } => self.join(session, room_id),
-            ClientMessage::Leave => match session.leave_room(self.shared.handler()) {
+            ClientMessage::Join { room_id } => self.join(session, room_id, req.target()),
+            ClientMessage::Leave => match session.leave_room(&*self.handler) {
                 Some(room) => Reply::frame(encode(&ServerFrame::Left { room_id: room.id() })),
                 None => Reply::error("not in a room"),
             },
@@ -38,8 +40,12 @@ impl RoomRouter {
         }
     }
 
-    fn join(&self, session: &Session, room_id: &str) -> Reply {
-        let Some(room) = self.shared.registry.get(room_id) else {
+    fn join(&self, session: &Session, room_id: &str, target: Option<&Arc<Room>>) -> Reply {
+        let room = match target {
+            Some(room) => Some(Arc::clone(room)),
+            None => self.shared.registry.get(room_id),
+        };
+        let Some(room) = room else {
             return Reply::error(format!("room not found: {room_id}"));
         };
         let client_id = session.client_id;
@@ -50,7 +56,7 @@ impl RoomRouter {
         {
             return Reply::frame(joined);
         }
-        let handler = self.shared.handler();
+        let handler = &*self.handler;
         session.leave_room(handler);
         let announce = encode(&ServerFrame::PlayerJoined { client_id });
         match room.join(session.member(), &joined, &announce) {
@@ -76,7 +82,7 @@ impl RoomRouter {
             data,
         });
         let dropped = room.broadcast(session.client_id, &frame);
-        report_backpressure(self.shared.handler(), &dropped, room.id());
+        report_backpressure(&*self.handler, &dropped, room.id());
         Reply::relayed(Arc::clone(room.id()))
     }
 }

@@ -38,10 +38,11 @@ pub fn clip_reason(text: &str) -> &str {
 /// It bounds wincode's preallocation limit below, which must be a compile-time constant.
 pub const MAX_PAYLOAD_LIMIT: usize = 16 * 1024 * 1024;
 
-/// wincode's preallocation limit: never larger than the largest legal frame, so no frame can
-/// make the decoder reserve more than a frame's worth of memory. (Messages only borrow from the
-/// frame today, so nothing is preallocated at all; the limit guards future owned fields.)
-const PREALLOCATION_LIMIT: usize = MAX_PAYLOAD_LIMIT + FRAME_OVERHEAD;
+/// wincode's preallocation limit: the most a decode may reserve ahead of reading. Every
+/// message borrows its strings and payloads from the frame, so decoding reserves nothing, and
+/// the limit can be the smallest legal frame body: a future owned field could then never make
+/// a small hostile frame reserve more than this, whatever its length prefixes claim.
+const PREALLOCATION_LIMIT: usize = FRAME_OVERHEAD;
 
 type WireConfig = Configuration<true, PREALLOCATION_LIMIT>;
 
@@ -225,5 +226,26 @@ mod tests {
         assert!(decode_frame::<ClientFrame<'_>>(&[4, 0]).is_err());
         assert!(decode_frame::<ClientFrame<'_>>(&[1, 1, 0, 0, 0, 0, 0, 0, 0, 0xFF]).is_err());
         assert!(decode_frame::<ClientFrame<'_>>(&[]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use crate::protocol::ClientFrame;
+
+    #[test]
+    fn a_large_borrowed_payload_decodes_under_the_small_preallocation_limit() {
+        let data = vec![9u8; 1 << 20];
+        let frame = encode(&ClientFrame::Broadcast { data: &data });
+        let mut buf = BytesMut::from(&frame[..]);
+        let body = FrameReader::for_payload(1 << 20)
+            .next_frame(&mut buf)
+            .unwrap()
+            .unwrap();
+        match decode_frame::<ClientFrame<'_>>(&body).unwrap() {
+            ClientFrame::Broadcast { data: got } => assert_eq!(got.len(), 1 << 20),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

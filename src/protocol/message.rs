@@ -136,6 +136,8 @@ pub enum RejectCode {
     UnsupportedVersion = 3,
     /// The first frame was not a valid `Hello`.
     Protocol = 4,
+    /// The server is shutting down.
+    ShuttingDown = 5,
 }
 
 impl RejectCode {
@@ -147,6 +149,7 @@ impl RejectCode {
             2 => Self::AuthFailed,
             3 => Self::UnsupportedVersion,
             4 => Self::Protocol,
+            5 => Self::ShuttingDown,
             _ => return None,
         })
     }

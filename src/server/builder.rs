@@ -6,7 +6,7 @@ use super::handle::ServerHandle;
 use super::listener::accept_loop;
 use super::Shared;
 use crate::error::SyncError;
-use crate::handler::{NoopHandler, ServerHandler};
+use crate::handler::{NoopHandler, ServerHandler, SharedHandler};
 use crate::pipeline::{FrameRequest, Reply};
 use ghost_sync_layers::BoxError;
 use std::fmt;
@@ -134,9 +134,11 @@ impl<L> ServerBuilder<L> {
         let handle = ServerHandle {
             shared: Arc::clone(&shared),
         };
-        shared.set_handler((self.handler)(handle));
+        let handler = (self.handler)(handle);
+        shared.set_handler(&handler);
         Server {
             shared,
+            handler,
             layer: self.layer,
         }
     }
@@ -145,6 +147,9 @@ impl<L> ServerBuilder<L> {
 /// A relay server, ready to [`run`](Server::run).
 pub struct Server<L = Identity> {
     shared: Arc<Shared>,
+    /// The strong reference that keeps the handler alive until `run` hands it to the
+    /// server's tasks (the shared state only holds a weak one).
+    handler: SharedHandler,
     layer: L,
 }
 
@@ -194,9 +199,12 @@ impl<L> Server<L> {
         tracing::info!(%addr, "listening");
         let handle = self.handle();
         let shared = Arc::clone(&self.shared);
-        self.shared
-            .tasks
-            .spawn(accept_loop(listener, shared, Arc::new(self.layer)));
+        self.shared.tasks.spawn(accept_loop(
+            listener,
+            shared,
+            self.handler,
+            Arc::new(self.layer),
+        ));
         Ok(handle)
     }
 }

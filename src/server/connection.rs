@@ -8,6 +8,7 @@
 use super::disconnect::DisconnectReason;
 use super::writer::{write_loop, FAREWELL_TIMEOUT};
 use super::Shared;
+use crate::handler::{ServerHandler, SharedHandler};
 use crate::pipeline::hooks::{Hooks, HooksLayer};
 use crate::pipeline::router::RoomRouter;
 use crate::pipeline::{recover, ClientMessage, FrameRequest, Reply, ReplyKind};
@@ -40,9 +41,10 @@ const READ_RESERVE: usize = 4 * 1024;
 /// Serves one admitted connection until it ends, whatever the reason.
 pub(crate) async fn serve<R, W, L>(
     shared: Arc<Shared>,
+    handler: SharedHandler,
     layer: Arc<L>,
-    reader: R,
-    writer: W,
+    mut reader: R,
+    mut writer: W,
     peer: SocketAddr,
 ) where
     R: AsyncRead + Unpin + Send,
@@ -54,145 +56,259 @@ pub(crate) async fn serve<R, W, L>(
 {
     let client_id = Uuid::new_v4();
     let span = tracing::info_span!("connection", %client_id, %peer);
-    drive(shared, layer, reader, writer, peer, client_id)
-        .instrument(span)
+    async move {
+        let frames = FrameReader::for_payload(shared.config.max_payload);
+        let mut buf = BytesMut::new();
+        if !handshake(
+            &shared,
+            &mut reader,
+            &mut writer,
+            &mut buf,
+            &frames,
+            client_id,
+        )
         .await
+        {
+            return;
+        }
+        let config = &shared.config;
+        let (outbox, queue) = mpsc::channel(config.channel_capacity);
+        let session = Arc::new(Session::new(client_id, peer, outbox));
+        // No credentials are checked yet: the relay is open, so the handshake authenticates.
+        session.set_authenticated();
+        let (farewell_tx, farewell_rx) = oneshot::channel();
+        let writer_task = shared
+            .tasks
+            .spawn(write_loop(writer, queue, farewell_rx).instrument(tracing::Span::current()));
+        tracing::debug!("connected");
+
+        let core = HooksLayer::new(Arc::clone(&shared), Arc::clone(&handler))
+            .layer(RoomRouter::new(Arc::clone(&shared), Arc::clone(&handler)));
+        let stack = ServiceBuilder::new()
+            .map_result(recover)
+            .layer(PayloadLimitLayer::new(config.max_payload))
+            .layer(IdleTimeoutLayer::new())
+            .layer(AuthLayer::new())
+            .service(layer.layer(core));
+        let mut driver = Driver {
+            shared: &shared,
+            handler: &handler,
+            session: &session,
+            stack,
+            reader,
+            buf,
+            frames,
+        };
+        let guard = LeaveOnDrop {
+            session: Arc::clone(&session),
+            handler: Arc::clone(&handler),
+        };
+        let reason = driver.run().await;
+
+        tracing::debug!(?reason, "disconnecting");
+        if reason == DisconnectReason::ServerShutdown {
+            session.leave_room_quietly(&*handler);
+        }
+        drop(guard); // leaves the room (if still in one): PlayerLeft to the others, on_leave once
+        let farewell = reason.farewell();
+        let said_goodbye = farewell.is_some();
+        // Without a farewell, dropping the sender still ends the writer after the queued frames.
+        match farewell {
+            Some(frame) => drop(farewell_tx.send(frame)),
+            None => drop(farewell_tx),
+        }
+        // A writer stuck on a client that does not read must not pin this connection (and
+        // its slot, and `shutdown()`) forever.
+        let mut writer_task = writer_task;
+        if tokio::time::timeout(FAREWELL_TIMEOUT, &mut writer_task)
+            .await
+            .is_err()
+        {
+            writer_task.abort();
+        }
+        if said_goodbye {
+            // Read until the client closes, so that its unread bytes do not turn our close
+            // into a reset that could destroy the farewell before the client reads it.
+            linger(&mut driver.reader, &mut driver.buf).await;
+        }
+    }
+    .instrument(span)
+    .await
 }
 
-async fn drive<R, W, L>(
-    shared: Arc<Shared>,
-    layer: Arc<L>,
-    mut reader: R,
-    mut writer: W,
-    peer: SocketAddr,
+/// Reads the client's `Hello` and answers `Welcome`, or refuses with a reason. `true` when
+/// the connection may proceed.
+async fn handshake<R, W>(
+    shared: &Shared,
+    reader: &mut R,
+    writer: &mut W,
+    buf: &mut BytesMut,
+    frames: &FrameReader,
     client_id: Uuid,
-) where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send + 'static,
-    L: Layer<CoreService>,
-    L::Service: Service<FrameRequest, Response = Reply> + Send + 'static,
-    <L::Service as Service<FrameRequest>>::Error: Into<BoxError>,
-    <L::Service as Service<FrameRequest>>::Future: Send,
+) -> bool
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
     let config = &shared.config;
-    let frames = FrameReader::for_payload(config.max_payload);
-    let mut buf = BytesMut::new();
-
-    // Handshake: the first frame must be a Hello of our version.
     let hello = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
+        _ = shared.shutdown.cancelled() => {
+            reject(reader, writer, RejectCode::ShuttingDown, "server shutting down").await;
+            return false;
+        }
         hello = tokio::time::timeout(
             HANDSHAKE_TIMEOUT.min(config.idle_timeout),
-            read_frame(&mut reader, &mut buf, &frames),
+            read_frame(reader, buf, frames),
         ) => hello,
     };
     let refusal = match hello {
         Err(_) => Some((RejectCode::Protocol, "no hello in time".to_owned())),
-        Ok(Err(None)) => return,
+        Ok(Err(None)) => return false,
         Ok(Err(Some(err))) => Some((RejectCode::Protocol, err.to_string())),
         Ok(Ok(body)) => match decode_frame::<ClientFrame<'_>>(&body) {
             Ok(ClientFrame::Hello { version, .. }) if version == PROTOCOL_VERSION => None,
             Ok(ClientFrame::Hello { version, .. }) => Some((
                 RejectCode::UnsupportedVersion,
-                format!("protocol version {version} not supported; this relay speaks {PROTOCOL_VERSION}"),
+                format!(
+                    "protocol version {version} not supported; this relay speaks {PROTOCOL_VERSION}"
+                ),
             )),
-            Ok(_) => Some((RejectCode::Protocol, "the first frame must be a hello".to_owned())),
+            Ok(_) => Some((
+                RejectCode::Protocol,
+                "the first frame must be a hello".to_owned(),
+            )),
             Err(err) => Some((RejectCode::Protocol, err.to_string())),
         },
     };
     if let Some((code, message)) = refusal {
         tracing::debug!(?code, message, "handshake refused");
-        reject(&mut reader, &mut writer, code, &message).await;
-        return;
+        reject(reader, writer, code, &message).await;
+        return false;
     }
     let welcome = encode(&ServerFrame::Welcome {
         client_id,
         version: PROTOCOL_VERSION,
         max_payload: config.max_payload as u32,
     });
-    if writer.write_all(&welcome).await.is_err() {
-        return;
+    writer.write_all(&welcome).await.is_ok()
+}
+
+/// The read side of one established connection.
+struct Driver<'a, R, S> {
+    shared: &'a Shared,
+    handler: &'a SharedHandler,
+    session: &'a Arc<Session>,
+    stack: S,
+    reader: R,
+    /// Bytes read and not yet dispatched; outlives every `select!`, so reads are cancel-safe.
+    buf: BytesMut,
+    frames: FrameReader,
+}
+
+impl<R, S> Driver<'_, R, S>
+where
+    R: AsyncRead + Unpin,
+    S: Service<FrameRequest, Response = Reply, Error = BoxError>,
+{
+    /// Serves frames until the connection must end, and says why.
+    async fn run(&mut self) -> DisconnectReason {
+        let config = &self.shared.config;
+        let idle = self.session.activity.deadline(config.idle_timeout);
+        tokio::pin!(idle);
+        let mut ping = interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+        // A stalled runtime must not turn into a burst of pings and a false ping timeout.
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The last ping could not even be queued: the client is not draining its socket.
+        let mut ping_deferred = false;
+        loop {
+            if let Some(reason) = self.pump().await {
+                return reason;
+            }
+            if self.buf.capacity() - self.buf.len() < READ_RESERVE {
+                self.buf.reserve(READ_RESERVE);
+            }
+            tokio::select! {
+                biased;
+                _ = self.shared.shutdown.cancelled() => return DisconnectReason::ServerShutdown,
+                _ = &mut idle => return DisconnectReason::IdleTimeout,
+                _ = ping.tick() => {
+                    if let Some(reason) = self.ping(&mut ping_deferred).await {
+                        return reason;
+                    }
+                }
+                read = self.reader.read_buf(&mut self.buf) => {
+                    if let Some(reason) = self.after_read(read) {
+                        return reason;
+                    }
+                }
+            }
+        }
     }
 
-    let (outbox, queue) = mpsc::channel(config.channel_capacity);
-    let session = Arc::new(Session::new(client_id, peer, outbox));
-    // No credentials are checked yet: the relay is open, so the handshake authenticates.
-    session.set_authenticated();
-    let (farewell_tx, farewell_rx) = oneshot::channel();
-    let writer_task = shared.tasks.spawn(write_loop(writer, queue, farewell_rx));
-    let guard = LeaveOnDrop {
-        session: Arc::clone(&session),
-        shared: Arc::clone(&shared),
-    };
-    tracing::debug!("connected");
-
-    let core = HooksLayer::new(Arc::clone(&shared)).layer(RoomRouter::new(Arc::clone(&shared)));
-    let mut stack = ServiceBuilder::new()
-        .map_result(recover)
-        .layer(PayloadLimitLayer::new(config.max_payload))
-        .layer(IdleTimeoutLayer::new())
-        .layer(AuthLayer::new())
-        .service(layer.layer(core));
-
-    let idle = session.activity.deadline(config.idle_timeout);
-    tokio::pin!(idle);
-    let mut ping = interval_at(Instant::now() + config.ping_interval, config.ping_interval);
-    // A stalled runtime must not turn into a burst of pings and a false ping timeout.
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-
-    let reason = loop {
-        // Every complete frame already read goes through the pipeline first. A user layer
-        // may hold a frame back (a rate limit waiting for its next period), so shutdown is
-        // watched here too.
-        let dispatched = tokio::select! {
-            biased;
-            _ = shared.shutdown.cancelled() => Some(DisconnectReason::ServerShutdown),
-            reason = dispatch(&mut stack, &session, &shared, &frames, &mut buf) => reason,
-        };
-        if let Some(reason) = dispatched {
-            break reason;
-        }
-        if buf.capacity() - buf.len() < READ_RESERVE {
-            buf.reserve(READ_RESERVE);
-        }
+    /// Every complete frame already read goes through the pipeline. A user layer may hold a
+    /// frame back (a rate limit waiting for its next period), so shutdown is watched too.
+    async fn pump(&mut self) -> Option<DisconnectReason> {
+        let shutdown = self.shared.shutdown.clone();
         tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => break DisconnectReason::ServerShutdown,
-            _ = &mut idle => break DisconnectReason::IdleTimeout,
-            _ = ping.tick() => {
-                if session.ping_sent() {
-                    break DisconnectReason::PingTimeout;
-                }
-                // A full queue drops the ping; the client then misses the next deadline,
-                // which is the right outcome for a client that does not drain its socket.
-                let _ = session.outbox.try_send(Bytes::from_static(PING_FRAME));
-            }
-            read = reader.read_buf(&mut buf) => match read {
-                Ok(0) if buf.is_empty() => break DisconnectReason::ClientClosed,
-                Ok(0) => break DisconnectReason::Transport("closed in the middle of a frame".into()),
-                Ok(_) => {}
-                Err(err) => break DisconnectReason::Transport(err.to_string()),
-            },
+            _ = shutdown.cancelled() => Some(DisconnectReason::ServerShutdown),
+            reason = dispatch(
+                &mut self.stack,
+                self.session,
+                &**self.handler,
+                &self.frames,
+                &mut self.buf,
+            ) => reason,
         }
-    };
+    }
 
-    tracing::debug!(?reason, "disconnecting");
-    if reason == DisconnectReason::ServerShutdown {
-        session.leave_room_quietly(shared.handler());
+    fn after_read(&self, read: std::io::Result<usize>) -> Option<DisconnectReason> {
+        match read {
+            Ok(0) if self.buf.is_empty() => Some(DisconnectReason::ClientClosed),
+            Ok(0) => Some(DisconnectReason::Transport(
+                "closed in the middle of a frame".into(),
+            )),
+            Ok(_) => None,
+            Err(err) => Some(DisconnectReason::Transport(err.to_string())),
+        }
     }
-    drop(guard); // leaves the room (if still in one): PlayerLeft to the others, on_leave once
-    let farewell = reason.farewell();
-    let said_goodbye = farewell.is_some();
-    // Without a farewell, dropping the sender still ends the writer after the queued frames.
-    match farewell {
-        Some(frame) => drop(farewell_tx.send(frame)),
-        None => drop(farewell_tx),
-    }
-    let _ = writer_task.await;
-    if said_goodbye {
-        // Read until the client closes, so that its unread bytes do not turn our close into a
-        // reset that could destroy the farewell before the client reads it.
-        linger(&mut reader, &mut buf).await;
+
+    /// The ping tick: judge the previous ping, then send the next.
+    async fn ping(&mut self, deferred: &mut bool) -> Option<DisconnectReason> {
+        if self.session.awaiting_pong() {
+            // The loop may have been busy (a user layer holding a frame back) while the pong
+            // arrived: read what is already waiting before judging the client.
+            let waiting = tokio::time::timeout(
+                Duration::ZERO,
+                tokio::task::unconstrained(self.reader.read_buf(&mut self.buf)),
+            )
+            .await;
+            if let Ok(read) = waiting {
+                if let Some(reason) = self.after_read(read) {
+                    return Some(reason);
+                }
+            }
+            if let Some(reason) = self.pump().await {
+                return Some(reason);
+            }
+            if self.session.awaiting_pong() {
+                return Some(DisconnectReason::PingTimeout);
+            }
+        }
+        match self.session.outbox.try_send(Bytes::from_static(PING_FRAME)) {
+            Ok(()) => {
+                self.session.ping_sent();
+                *deferred = false;
+            }
+            // One full queue at a tick is a burst; two in a row, a whole ping interval
+            // apart, is a client that does not drain its socket.
+            Err(TrySendError::Full(_)) if *deferred => return Some(DisconnectReason::PingTimeout),
+            Err(TrySendError::Full(_)) => *deferred = true,
+            Err(TrySendError::Closed(_)) => {
+                return Some(DisconnectReason::Transport("writer closed".into()))
+            }
+        }
+        None
     }
 }
 
@@ -204,12 +320,12 @@ const PONG_FRAME: &[u8] = &[0, 0, 0, 1, 9];
 /// Leaves the session's room however the driver ends, cancellation included.
 struct LeaveOnDrop {
     session: Arc<Session>,
-    shared: Arc<Shared>,
+    handler: SharedHandler,
 }
 
 impl Drop for LeaveOnDrop {
     fn drop(&mut self) {
-        self.session.leave_room(self.shared.handler());
+        self.session.leave_room(&*self.handler);
     }
 }
 
@@ -217,7 +333,7 @@ impl Drop for LeaveOnDrop {
 async fn dispatch<S>(
     stack: &mut S,
     session: &Arc<Session>,
-    shared: &Shared,
+    handler: &dyn ServerHandler,
     frames: &FrameReader,
     buf: &mut BytesMut,
 ) -> Option<DisconnectReason>
@@ -263,7 +379,7 @@ where
                 if let Err(TrySendError::Full(_)) = session.outbox.try_send(frame) {
                     let room = session.current_room();
                     let room_id = room.as_ref().map_or("", |r| r.id());
-                    report_backpressure(shared.handler(), &[session.client_id], room_id);
+                    report_backpressure(handler, &[session.client_id], room_id);
                 }
             }
             ReplyKind::Disconnect(reason) => return Some(reason),
@@ -321,16 +437,21 @@ where
     }
 }
 
+/// The `Rejected` frame for a refusal.
+pub(crate) fn rejection(code: RejectCode, message: &str) -> Bytes {
+    encode(&ServerFrame::Rejected {
+        code: code as u8,
+        message: clip_reason(message),
+    })
+}
+
 /// Refuses a connection: the `Rejected` frame, then a lingering close.
 pub(crate) async fn reject<R, W>(reader: &mut R, writer: &mut W, code: RejectCode, message: &str)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let frame = encode(&ServerFrame::Rejected {
-        code: code as u8,
-        message: clip_reason(message),
-    });
+    let frame = rejection(code, message);
     let sent = tokio::time::timeout(FAREWELL_TIMEOUT, async {
         writer.write_all(&frame).await?;
         writer.shutdown().await
@@ -434,8 +555,10 @@ mod liveness_tests {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         let (reader, writer) = tokio::io::split(theirs);
         let peer_addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        let handler: SharedHandler = Arc::new(crate::handler::NoopHandler);
         tokio::spawn(serve(
             shared,
+            handler,
             Arc::new(Identity::new()),
             reader,
             writer,

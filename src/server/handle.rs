@@ -26,7 +26,7 @@ impl fmt::Debug for ServerHandle {
 }
 
 impl ServerHandle {
-    /// Creates an empty room; fires `on_room_create`.
+    /// Creates an empty room; fires `on_room_create` (unless the server has stopped).
     ///
     /// Fails with [`SyncError::RoomAlreadyExists`] if a room with this id exists.
     pub fn create_room(&self, room_id: &str) -> Result<(), SyncError> {
@@ -34,11 +34,14 @@ impl ServerHandle {
             return Err(SyncError::RoomAlreadyExists(room_id.to_owned()));
         }
         tracing::debug!(room_id, "room created");
-        self.shared.handler().on_room_create(room_id);
+        if let Some(handler) = self.shared.handler() {
+            handler.on_room_create(room_id);
+        }
         Ok(())
     }
 
-    /// Soft-deletes a room; fires `on_room_delete`. Returns `false` if there was no such room.
+    /// Soft-deletes a room; fires `on_room_delete` (unless the server has stopped). Returns
+    /// `false` if there was no such room.
     ///
     /// Members are not kicked: they stay connected, and their next broadcast in the room gets
     /// an error. A room created later with the same id starts empty.
@@ -47,7 +50,9 @@ impl ServerHandle {
             return false;
         }
         tracing::debug!(room_id, "room deleted");
-        self.shared.handler().on_room_delete(room_id);
+        if let Some(handler) = self.shared.handler() {
+            handler.on_room_delete(room_id);
+        }
         true
     }
 

@@ -4,8 +4,9 @@
 //! the connection's whole life), then `on_connect`. It never waits: a full server or a
 //! refusing hook answers with a `Rejected` handshake at once.
 
-use super::connection::{reject, serve, CoreService};
+use super::connection::{reject, rejection, serve, CoreService};
 use super::Shared;
+use crate::handler::SharedHandler;
 use crate::pipeline::connect_hook::ConnectHookLayer;
 use crate::pipeline::{FrameRequest, Reply};
 use crate::protocol::RejectCode;
@@ -15,11 +16,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 
+/// Refused connections that may linger at once (each up to a few seconds) so that the client
+/// surely reads its `Rejected` frame; past this, refusals are best effort.
+const MAX_LINGERING_REFUSALS: usize = 64;
+
 /// Accepts connections until shutdown.
-pub(crate) async fn accept_loop<L>(listener: TcpListener, shared: Arc<Shared>, layer: Arc<L>)
-where
+pub(crate) async fn accept_loop<L>(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    handler: SharedHandler,
+    layer: Arc<L>,
+) where
     L: Layer<CoreService> + Send + Sync + 'static,
     L::Service: Service<FrameRequest, Response = Reply> + Send + 'static,
     <L::Service as Service<FrameRequest>>::Error: Into<BoxError>,
@@ -27,10 +37,11 @@ where
 {
     let mut admission = ServiceBuilder::new()
         .layer(ConnectionLimitLayer::new(shared.config.max_clients))
-        .layer(ConnectHookLayer::new(Arc::clone(&shared)))
+        .layer(ConnectHookLayer::new(Arc::clone(&handler)))
         .service(service_fn(|peer: SocketAddr| async move {
             Ok::<_, Infallible>(peer)
         }));
+    let refusals = Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS));
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -55,10 +66,11 @@ where
             Ok(admitted) => {
                 let (_, permit) = admitted.into_parts();
                 let shared = Arc::clone(&shared);
+                let handler = Arc::clone(&handler);
                 let layer = Arc::clone(&layer);
                 shared.clone().tasks.spawn(async move {
                     let (reader, writer) = stream.into_split();
-                    serve(shared, layer, reader, writer, peer).await;
+                    serve(shared, handler, layer, reader, writer, peer).await;
                     // The slot frees only once the connection is fully closed.
                     drop(permit);
                 });
@@ -70,10 +82,20 @@ where
                     RejectCode::ConnectRejected
                 };
                 tracing::debug!(%peer, error = %err, "connection refused");
-                shared.tasks.spawn(async move {
-                    let (mut reader, mut writer) = stream.split();
-                    reject(&mut reader, &mut writer, code, &err.to_string()).await;
-                });
+                match Arc::clone(&refusals).try_acquire_owned() {
+                    Ok(permit) => {
+                        shared.tasks.spawn(async move {
+                            let (mut reader, mut writer) = stream.split();
+                            reject(&mut reader, &mut writer, code, &err.to_string()).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        // A flood of refused connections must not become a flood of tasks
+                        // and open sockets: best effort, and close at once.
+                        let _ = stream.try_write(&rejection(code, &err.to_string()));
+                    }
+                }
             }
         }
     }

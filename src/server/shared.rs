@@ -1,10 +1,10 @@
 //! The state one server shares between its accept loop, its connections and its handles.
 
 use super::config::Config;
-use crate::handler::{NoopHandler, ServerHandler};
+use crate::handler::{ServerHandler, SharedHandler};
 use crate::registry::Registry;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{OnceLock, Weak};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -12,9 +12,11 @@ use tokio_util::task::TaskTracker;
 pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) config: Config,
-    /// Set once by `build()`: a handler made by `handler_with` needs a handle, and so this
-    /// state, before it exists.
-    handler: OnceLock<Arc<dyn ServerHandler>>,
+    /// The handler, for the handle's room hooks. Weak: a handler made by `handler_with`
+    /// holds a handle, and so this state; a strong reference here would be a cycle that
+    /// keeps both alive forever. The server itself (before `run`) and then its tasks hold the
+    /// strong references, so the handler lives exactly as long as the server serves.
+    handler: OnceLock<Weak<dyn ServerHandler>>,
     /// Cancelled by `shutdown()`; every task of the server watches it.
     pub(crate) shutdown: CancellationToken,
     /// Every task of the server, so that `shutdown()` can wait for them.
@@ -34,15 +36,13 @@ impl Shared {
         }
     }
 
-    pub(crate) fn set_handler(&self, handler: Arc<dyn ServerHandler>) {
+    pub(crate) fn set_handler(&self, handler: &SharedHandler) {
         // Only `build()` sets it, once.
-        let _ = self.handler.set(handler);
+        let _ = self.handler.set(std::sync::Arc::downgrade(handler));
     }
 
-    pub(crate) fn handler(&self) -> &dyn ServerHandler {
-        match self.handler.get() {
-            Some(handler) => handler.as_ref(),
-            None => &NoopHandler,
-        }
+    /// The handler, unless the server has stopped (or was dropped without running).
+    pub(crate) fn handler(&self) -> Option<SharedHandler> {
+        self.handler.get().and_then(Weak::upgrade)
     }
 }
