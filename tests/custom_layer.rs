@@ -170,3 +170,36 @@ async fn a_long_refusal_reaches_a_client_even_with_a_tiny_max_payload() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_prompt_pong_behind_a_held_frame_is_not_a_ping_timeout() {
+    let stalled = Arc::new(Notify::new());
+    let report = stalled.clone();
+    let (handle, addr) = start(
+        Server::builder()
+            .ping_interval(Duration::from_millis(300))
+            .idle_timeout(Duration::from_secs(3600))
+            .layer(layer_fn(move |inner| ReportStall {
+                inner,
+                stalled: report.clone(),
+            }))
+            .layer(RateLimitLayer::new(1, Duration::from_secs(2))),
+    )
+    .await;
+    handle.create_room("lobby").unwrap();
+    let mut raw = RawClient::greeted(addr).await;
+    // The join uses the period's only frame; the broadcast is then held for ~2 s, several
+    // ping intervals, while the client answers the ping at once.
+    raw.send(&ghost_sync::protocol::ClientFrame::Join { room_id: "lobby" }).await;
+    assert!(matches!(raw.recv().await, Some(Frame::Joined { .. })));
+    assert_eq!(raw.recv().await, Some(Frame::Ping));
+    raw.send(&ghost_sync::protocol::ClientFrame::Broadcast { data: b"x" })
+        .await;
+    within("the hold", stalled.notified()).await;
+    raw.send(&ghost_sync::protocol::ClientFrame::Pong).await;
+    assert_eq!(
+        raw.recv().await,
+        Some(Frame::Ping),
+        "the relay judged the client without reading the pong waiting in its socket"
+    );
+}

@@ -1,0 +1,144 @@
+//! The client's mapping of what a relay says (or does) to `SyncError`, against a scripted
+//! fake relay speaking raw frames.
+
+use ghost_sync::protocol::{encode, ClientFrame, DisconnectCode, RejectCode, ServerFrame};
+use ghost_sync::{Client, SyncError, Uuid};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A fake relay that reads the client's hello, then plays `script` on the socket.
+async fn fake<F, Fut>(script: F) -> SocketAddr
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let hello = encode(&ClientFrame::Hello {
+            version: ghost_sync::protocol::PROTOCOL_VERSION,
+            credentials: &[],
+        });
+        let mut got = vec![0; hello.len()];
+        stream.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, hello);
+        script(stream).await;
+    });
+    addr
+}
+
+fn welcome(version: u16) -> bytes::Bytes {
+    encode(&ServerFrame::Welcome {
+        client_id: Uuid::from_u128(1),
+        version,
+        max_payload: 1024,
+    })
+}
+
+async fn recv_error(addr: SocketAddr) -> SyncError {
+    let mut client = Client::connect(addr).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), client.recv())
+        .await
+        .expect("timed out")
+        .unwrap_err()
+}
+
+#[tokio::test]
+async fn each_disconnect_code_becomes_its_error() {
+    let cases: [(DisconnectCode, fn(&SyncError) -> bool); 7] = [
+        (DisconnectCode::IdleTimeout, |e| matches!(e, SyncError::IdleTimeout)),
+        (DisconnectCode::PingTimeout, |e| matches!(e, SyncError::PingTimeout)),
+        (DisconnectCode::PayloadTooLarge, |e| matches!(e, SyncError::PayloadTooLarge)),
+        (DisconnectCode::Protocol, |e| matches!(e, SyncError::Protocol(m) if m == "why")),
+        (DisconnectCode::Kicked, |e| matches!(e, SyncError::Kicked(m) if m == "why")),
+        (DisconnectCode::ServerShutdown, |e| matches!(e, SyncError::ConnectionClosed)),
+        (DisconnectCode::Internal, |e| matches!(e, SyncError::Disconnected(m) if m == "why")),
+    ];
+    for (code, expected) in cases {
+        let addr = fake(move |mut s| async move {
+            s.write_all(&welcome(1)).await.unwrap();
+            let bye = encode(&ServerFrame::Disconnect {
+                code: code as u8,
+                message: "why",
+            });
+            s.write_all(&bye).await.unwrap();
+        })
+        .await;
+        let err = recv_error(addr).await;
+        assert!(expected(&err), "{code:?} became {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn each_reject_code_becomes_its_error() {
+    let cases: [(RejectCode, fn(&SyncError) -> bool); 5] = [
+        (RejectCode::ServerFull, |e| matches!(e, SyncError::ServerFull)),
+        (RejectCode::ConnectRejected, |e| matches!(e, SyncError::ConnectRejected(m) if m == "no")),
+        (RejectCode::AuthFailed, |e| matches!(e, SyncError::AuthFailed(m) if m == "no")),
+        (RejectCode::UnsupportedVersion, |e| matches!(e, SyncError::Protocol(m) if m == "no")),
+        (RejectCode::ShuttingDown, |e| matches!(e, SyncError::ConnectionClosed)),
+    ];
+    for (code, expected) in cases {
+        let addr = fake(move |mut s| async move {
+            let no = encode(&ServerFrame::Rejected {
+                code: code as u8,
+                message: "no",
+            });
+            s.write_all(&no).await.unwrap();
+        })
+        .await;
+        let err = Client::connect(addr).await.unwrap_err();
+        assert!(expected(&err), "{code:?} became {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_welcome_of_another_version_is_a_protocol_error() {
+    let addr = fake(|mut s| async move {
+        s.write_all(&welcome(2)).await.unwrap();
+    })
+    .await;
+    assert!(matches!(
+        Client::connect(addr).await,
+        Err(SyncError::Protocol(_))
+    ));
+}
+
+#[tokio::test]
+async fn garbage_from_the_relay_is_a_protocol_error() {
+    let addr = fake(|mut s| async move {
+        s.write_all(&welcome(1)).await.unwrap();
+        s.write_all(&[0, 0, 0, 2, 0xEE, 0xEE]).await.unwrap();
+    })
+    .await;
+    assert!(matches!(recv_error(addr).await, SyncError::Protocol(_)));
+}
+
+#[tokio::test]
+async fn a_relay_vanishing_without_goodbye_is_a_connection_reset() {
+    let addr = fake(|s| async move {
+        let mut s = s;
+        s.write_all(&welcome(1)).await.unwrap();
+        // Half a frame, then an abortive close (RST).
+        s.write_all(&[0, 0, 0, 9, 6]).await.unwrap();
+        s.set_zero_linger().unwrap();
+        drop(s);
+    })
+    .await;
+    assert!(matches!(recv_error(addr).await, SyncError::ConnectionReset));
+}
+
+#[tokio::test]
+async fn a_clean_close_without_goodbye_reads_as_the_end() {
+    let addr = fake(|mut s| async move {
+        s.write_all(&welcome(1)).await.unwrap();
+        s.shutdown().await.unwrap();
+    })
+    .await;
+    let mut client = Client::connect(addr).await.unwrap();
+    assert!(matches!(client.recv().await, Ok(None)));
+    assert!(matches!(client.recv().await, Ok(None)));
+}
