@@ -49,13 +49,30 @@ async fn recv_error(addr: SocketAddr) -> SyncError {
 #[tokio::test]
 async fn each_disconnect_code_becomes_its_error() {
     let cases: [(DisconnectCode, fn(&SyncError) -> bool); 7] = [
-        (DisconnectCode::IdleTimeout, |e| matches!(e, SyncError::IdleTimeout)),
-        (DisconnectCode::PingTimeout, |e| matches!(e, SyncError::PingTimeout)),
-        (DisconnectCode::PayloadTooLarge, |e| matches!(e, SyncError::PayloadTooLarge)),
-        (DisconnectCode::Protocol, |e| matches!(e, SyncError::Protocol(m) if m == "why")),
-        (DisconnectCode::Kicked, |e| matches!(e, SyncError::Kicked(m) if m == "why")),
-        (DisconnectCode::ServerShutdown, |e| matches!(e, SyncError::ConnectionClosed)),
-        (DisconnectCode::Internal, |e| matches!(e, SyncError::Disconnected(m) if m == "why")),
+        (DisconnectCode::IdleTimeout, |e| {
+            matches!(e, SyncError::IdleTimeout)
+        }),
+        (DisconnectCode::PingTimeout, |e| {
+            matches!(e, SyncError::PingTimeout)
+        }),
+        (DisconnectCode::PayloadTooLarge, |e| {
+            matches!(e, SyncError::PayloadTooLarge)
+        }),
+        (
+            DisconnectCode::Protocol,
+            |e| matches!(e, SyncError::Protocol(m) if m == "why"),
+        ),
+        (
+            DisconnectCode::Kicked,
+            |e| matches!(e, SyncError::Kicked(m) if m == "why"),
+        ),
+        (DisconnectCode::ServerShutdown, |e| {
+            matches!(e, SyncError::ConnectionClosed)
+        }),
+        (
+            DisconnectCode::Internal,
+            |e| matches!(e, SyncError::Disconnected(m) if m == "why"),
+        ),
     ];
     for (code, expected) in cases {
         let addr = fake(move |mut s| async move {
@@ -75,11 +92,24 @@ async fn each_disconnect_code_becomes_its_error() {
 #[tokio::test]
 async fn each_reject_code_becomes_its_error() {
     let cases: [(RejectCode, fn(&SyncError) -> bool); 5] = [
-        (RejectCode::ServerFull, |e| matches!(e, SyncError::ServerFull)),
-        (RejectCode::ConnectRejected, |e| matches!(e, SyncError::ConnectRejected(m) if m == "no")),
-        (RejectCode::AuthFailed, |e| matches!(e, SyncError::AuthFailed(m) if m == "no")),
-        (RejectCode::UnsupportedVersion, |e| matches!(e, SyncError::Protocol(m) if m == "no")),
-        (RejectCode::ShuttingDown, |e| matches!(e, SyncError::ConnectionClosed)),
+        (RejectCode::ServerFull, |e| {
+            matches!(e, SyncError::ServerFull)
+        }),
+        (
+            RejectCode::ConnectRejected,
+            |e| matches!(e, SyncError::ConnectRejected(m) if m == "no"),
+        ),
+        (
+            RejectCode::AuthFailed,
+            |e| matches!(e, SyncError::AuthFailed(m) if m == "no"),
+        ),
+        (
+            RejectCode::UnsupportedVersion,
+            |e| matches!(e, SyncError::Protocol(m) if m == "no"),
+        ),
+        (RejectCode::ShuttingDown, |e| {
+            matches!(e, SyncError::ConnectionClosed)
+        }),
     ];
     for (code, expected) in cases {
         let addr = fake(move |mut s| async move {

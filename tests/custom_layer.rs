@@ -190,7 +190,8 @@ async fn a_prompt_pong_behind_a_held_frame_is_not_a_ping_timeout() {
     let mut raw = RawClient::greeted(addr).await;
     // The join uses the period's only frame; the broadcast is then held for ~2 s, several
     // ping intervals, while the client answers the ping at once.
-    raw.send(&ghost_sync::protocol::ClientFrame::Join { room_id: "lobby" }).await;
+    raw.send(&ghost_sync::protocol::ClientFrame::Join { room_id: "lobby" })
+        .await;
     assert!(matches!(raw.recv().await, Some(Frame::Joined { .. })));
     assert_eq!(raw.recv().await, Some(Frame::Ping));
     raw.send(&ghost_sync::protocol::ClientFrame::Broadcast { data: b"x" })

@@ -56,7 +56,10 @@ async fn a_handler_holding_a_handle_is_freed_after_shutdown() {
     within("shutdown", handle.shutdown()).await;
     drop(client);
     drop(handle);
-    assert!(dropped.load(Ordering::SeqCst), "the handler and the server leaked");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the handler and the server leaked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +98,11 @@ async fn a_client_that_never_reads_neither_keeps_its_slot_nor_blocks_shutdown() 
     }
     assert!(full, "the slow client's queue never filled");
     // The relay gives up on it (its pings cannot even be queued)...
-    wait_hook(&mut hooks, |h| matches!(h, Hook::Leave(id, _) if *id != sender_id)).await;
+    wait_hook(
+        &mut hooks,
+        |h| matches!(h, Hook::Leave(id, _) if *id != sender_id),
+    )
+    .await;
     // ...and its slot frees although its writer was stuck on a full socket.
     drop(sender);
     let newcomer = within("a free slot", async {

@@ -1,3 +1,6 @@
+//! `ConnectionLimitLayer` alone: admissions beyond the limit are refused at once, and a slot
+//! frees when its `Admitted` is dropped.
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,3 +1,6 @@
+//! `IdleTimeoutLayer` and `IdleDeadline` alone, with paused time: the deadline moves with
+//! every touch and fires after a full timeout of silence.
+
 use std::convert::Infallible;
 use std::time::Duration;
 

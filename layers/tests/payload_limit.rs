@@ -1,3 +1,5 @@
+//! `PayloadLimitLayer` alone: payloads over the limit are refused before the inner service.
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -67,3 +67,35 @@ impl Config {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_usage_guides() {
+        let config = Config::default();
+        assert_eq!(config.bind, "0.0.0.0:7777");
+        assert_eq!(config.max_clients, 1024);
+        assert_eq!(config.max_payload, 64 * 1024);
+        assert_eq!(config.idle_timeout, Duration::from_secs(31));
+        assert_eq!(config.ping_interval, Duration::from_secs(13));
+        assert_eq!(config.channel_capacity, 1024);
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_brought_into_range() {
+        let config = Config {
+            channel_capacity: 0,
+            max_payload: usize::MAX,
+            ping_interval: Duration::ZERO,
+            idle_timeout: Duration::ZERO,
+            ..Config::default()
+        }
+        .sanitized();
+        assert_eq!(config.channel_capacity, 1);
+        assert_eq!(config.max_payload, MAX_PAYLOAD_LIMIT);
+        assert!(config.ping_interval > Duration::ZERO);
+        assert!(config.idle_timeout > Duration::ZERO);
+    }
+}

@@ -103,47 +103,69 @@ pub enum Hook {
     RoomDelete(String),
 }
 
-/// A handler that allows everything and reports every hook call on a channel.
+/// A handler that allows everything and reports every hook call on a channel. Made with a
+/// handle (`reentrant`), it also calls back into the handle from every hook, as a real
+/// handler may.
 pub struct Recorder {
     tx: mpsc::UnboundedSender<Hook>,
+    handle: Option<ServerHandle>,
 }
 
 impl Recorder {
     pub fn new() -> (Self, mpsc::UnboundedReceiver<Hook>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, rx)
+        (Self { tx, handle: None }, rx)
+    }
+
+    /// For `ServerBuilder::handler_with`.
+    pub fn reentrant() -> (
+        impl FnOnce(ServerHandle) -> Recorder + Send + 'static,
+        mpsc::UnboundedReceiver<Hook>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let make = move |handle| Self {
+            tx,
+            handle: Some(handle),
+        };
+        (make, rx)
+    }
+
+    fn record(&self, hook: Hook, room_id: &str) {
+        if let Some(handle) = &self.handle {
+            let _ = handle.room_client_count(room_id);
+            let _ = handle.room_members(room_id);
+            let _ = handle.get_room_meta(room_id, "k");
+            let _ = handle.set_room_meta(room_id, "k", "v");
+            let _ = handle.room_ids();
+        }
+        let _ = self.tx.send(hook);
     }
 }
 
 impl ServerHandler for Recorder {
     fn on_connect(&self, addr: SocketAddr) -> bool {
-        let _ = self.tx.send(Hook::Connect(addr));
+        self.record(Hook::Connect(addr), "");
         true
     }
     fn on_join(&self, client_id: Uuid, room_id: &str, _addr: SocketAddr) -> bool {
-        let _ = self.tx.send(Hook::Join(client_id, room_id.to_owned()));
+        self.record(Hook::Join(client_id, room_id.to_owned()), room_id);
         true
     }
     fn on_leave(&self, client_id: Uuid, room_id: &str) {
-        let _ = self.tx.send(Hook::Leave(client_id, room_id.to_owned()));
+        self.record(Hook::Leave(client_id, room_id.to_owned()), room_id);
     }
     fn on_broadcast(&self, client_id: Uuid, room_id: &str, data: &[u8]) {
-        let _ = self.tx.send(Hook::Broadcast(
-            client_id,
-            room_id.to_owned(),
-            data.to_vec(),
-        ));
+        let hook = Hook::Broadcast(client_id, room_id.to_owned(), data.to_vec());
+        self.record(hook, room_id);
     }
     fn on_backpressure(&self, client_id: Uuid, room_id: &str) {
-        let _ = self
-            .tx
-            .send(Hook::Backpressure(client_id, room_id.to_owned()));
+        self.record(Hook::Backpressure(client_id, room_id.to_owned()), room_id);
     }
     fn on_room_create(&self, room_id: &str) {
-        let _ = self.tx.send(Hook::RoomCreate(room_id.to_owned()));
+        self.record(Hook::RoomCreate(room_id.to_owned()), room_id);
     }
     fn on_room_delete(&self, room_id: &str) {
-        let _ = self.tx.send(Hook::RoomDelete(room_id.to_owned()));
+        self.record(Hook::RoomDelete(room_id.to_owned()), room_id);
     }
 }
 
