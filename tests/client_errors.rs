@@ -30,6 +30,9 @@ where
     addr
 }
 
+/// Whether an error is the expected one.
+type Expect = fn(&SyncError) -> bool;
+
 fn welcome(version: u16) -> bytes::Bytes {
     encode(&ServerFrame::Welcome {
         client_id: Uuid::from_u128(1),
@@ -48,7 +51,7 @@ async fn recv_error(addr: SocketAddr) -> SyncError {
 
 #[tokio::test]
 async fn each_disconnect_code_becomes_its_error() {
-    let cases: [(DisconnectCode, fn(&SyncError) -> bool); 7] = [
+    let cases: [(DisconnectCode, Expect); 7] = [
         (DisconnectCode::IdleTimeout, |e| {
             matches!(e, SyncError::IdleTimeout)
         }),
@@ -91,7 +94,7 @@ async fn each_disconnect_code_becomes_its_error() {
 
 #[tokio::test]
 async fn each_reject_code_becomes_its_error() {
-    let cases: [(RejectCode, fn(&SyncError) -> bool); 5] = [
+    let cases: [(RejectCode, Expect); 5] = [
         (RejectCode::ServerFull, |e| {
             matches!(e, SyncError::ServerFull)
         }),
