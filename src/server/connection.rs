@@ -551,13 +551,17 @@ mod liveness_tests {
             idle_timeout,
             ..Config::default()
         };
-        let shared = Arc::new(Shared::new(config));
-        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        connect_to(&Arc::new(Shared::new(config)), 64 * 1024).await
+    }
+
+    /// A client of `shared` whose socket holds at most `socket_bytes` unread bytes.
+    async fn connect_to(shared: &Arc<Shared>, socket_bytes: usize) -> Peer {
+        let (ours, theirs) = tokio::io::duplex(socket_bytes);
         let (reader, writer) = tokio::io::split(theirs);
         let peer_addr = SocketAddr::from(([127, 0, 0, 1], 9));
         let handler: SharedHandler = Arc::new(crate::handler::NoopHandler);
         tokio::spawn(serve(
-            shared,
+            Arc::clone(shared),
             handler,
             Arc::new(Identity::new()),
             reader,
@@ -677,5 +681,41 @@ mod liveness_tests {
             }
         };
         assert_eq!(outcome, Seen::Disconnect(DisconnectCode::PingTimeout as u8));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_tick_with_a_full_queue_is_a_burst_not_a_timeout() {
+        let config = Config {
+            ping_interval: secs(10),
+            idle_timeout: secs(3600),
+            channel_capacity: 2,
+            ..Config::default()
+        };
+        let shared = Arc::new(Shared::new(config));
+        shared.registry.create("r");
+        // `slow` has a tiny socket, joins, and stops reading for a while.
+        let mut slow = connect_to(&shared, 64).await;
+        slow.send(&ClientFrame::Join { room_id: "r" }).await;
+        assert_eq!(slow.next().await, Seen::Other, "joined");
+        let mut loud = connect_to(&shared, 64 * 1024).await;
+        loud.send(&ClientFrame::Join { room_id: "r" }).await;
+        assert_eq!(loud.next().await, Seen::Other, "joined");
+        // A burst: more than slow's socket and its 2-frame queue hold.
+        for _ in 0..10 {
+            loud.send(&ClientFrame::Broadcast { data: &[1; 100] }).await;
+        }
+        // The first tick (10 s) finds slow's queue full and skips its ping; then slow drains.
+        tokio::time::sleep(secs(15)).await;
+        // At the second tick (20 s) the queue has room: a ping, which slow answers.
+        loop {
+            match slow.next().await {
+                Seen::Other => continue,
+                Seen::Ping => break,
+                other => panic!("slow was disconnected: {other:?}"),
+            }
+        }
+        slow.send(&ClientFrame::Pong).await;
+        slow.send(&ClientFrame::Ping).await;
+        assert_eq!(slow.next().await, Seen::Pong, "still connected");
     }
 }
