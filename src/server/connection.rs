@@ -700,9 +700,11 @@ mod liveness_tests {
         let mut loud = connect_to(&shared, 64 * 1024).await;
         loud.send(&ClientFrame::Join { room_id: "r" }).await;
         assert_eq!(loud.next().await, Seen::Other, "joined");
-        // A burst: more than slow's socket and its 2-frame queue hold.
+        // A burst: more than slow's socket and its 2-frame queue hold. The pauses let slow's
+        // writer take what is queued and block on the full socket, so the queue fills behind.
         for _ in 0..10 {
             loud.send(&ClientFrame::Broadcast { data: &[1; 100] }).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // The first tick (10 s) finds slow's queue full and skips its ping; then slow drains.
         tokio::time::sleep(secs(15)).await;
