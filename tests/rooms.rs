@@ -325,3 +325,37 @@ async fn every_handle_method_can_be_called_from_inside_every_hook() {
     drop(clients);
     within("shutdown", handle.shutdown()).await;
 }
+
+/// Deletes and re-creates the room from inside `on_join`: the join must not slip into the
+/// new room, whose own `on_join` check never ran.
+struct Recreate {
+    handle: ghost_sync::ServerHandle,
+}
+
+impl ServerHandler for Recreate {
+    fn on_join(&self, _: Uuid, room_id: &str, _: SocketAddr) -> bool {
+        self.handle.delete_room(room_id);
+        self.handle.create_room(room_id).unwrap();
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_join_admitted_into_a_room_never_lands_in_its_replacement() {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .handler_with(|handle| Recreate { handle })
+        .build();
+    let handle = server.handle();
+    handle.create_room("arena").unwrap();
+    let handle = server.run().await.unwrap();
+    let mut client = ghost_sync::Client::connect(handle.local_addr().unwrap())
+        .await
+        .unwrap();
+    client.join("arena").await.unwrap();
+    assert_eq!(
+        next_event(&mut client).await,
+        ServerEvent::Error("room not found: arena".into())
+    );
+    assert_eq!(handle.room_client_count("arena"), Some(0));
+}
