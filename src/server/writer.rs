@@ -14,7 +14,9 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-/// Frames taken from the queue per wake-up.
+/// Most frames taken from the queue per wake-up. A batch never exceeds the queue's own
+/// capacity either, so a client whose socket is stuck holds at most twice `channel_capacity`
+/// frames in memory: a full queue plus the batch being written.
 const MAX_BATCH: usize = 256;
 /// Frames at least this long are not copied: copying costs more than an extra iovec.
 const LARGE_FRAME: usize = 4 * 1024;
@@ -37,6 +39,7 @@ pub(crate) async fn write_loop<W>(
 ) where
     W: AsyncWrite + Unpin,
 {
+    let batch_limit = queue.max_capacity().min(MAX_BATCH);
     let mut batch = Vec::new();
     let mut out = Batcher::default();
     loop {
@@ -55,7 +58,7 @@ pub(crate) async fn write_loop<W>(
                 let _ = tokio::time::timeout(FAREWELL_TIMEOUT, finish).await;
                 return;
             }
-            n = queue.recv_many(&mut batch, MAX_BATCH) => {
+            n = queue.recv_many(&mut batch, batch_limit) => {
                 if n == 0 {
                     return;
                 }
