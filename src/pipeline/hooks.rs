@@ -94,13 +94,18 @@ where
                 let mut req = req;
                 req.set_target(Arc::clone(&room));
                 ResponseFuture::boxed(Box::pin(async move {
-                    let _turn = room.turnstile().lock_owned().await;
+                    let turn = room.turnstile().lock_owned().await;
                     let session = req.session();
                     let allowed = handler.on_join(session.client_id, &room_id, session.peer);
                     if !allowed {
                         return Ok(Reply::error(format!("join rejected: {room_id}")));
                     }
-                    inner.call(req).await
+                    // The router does its work inside `call` (its future is already complete),
+                    // so the join is in the room before the turnstile is released, and no
+                    // lock is held across an await.
+                    let reply = inner.call(req);
+                    drop(turn);
+                    reply.await
                 }))
             }
             ClientMessage::Broadcast { data } => {
