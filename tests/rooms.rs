@@ -359,3 +359,43 @@ async fn a_join_admitted_into_a_room_never_lands_in_its_replacement() {
     );
     assert_eq!(handle.room_client_count("arena"), Some(0));
 }
+
+/// Deletes the room a client asks to join while the join is being admitted, as a concurrent
+/// `delete_room` could.
+struct DeleteDuringJoin {
+    handle: ghost_sync::ServerHandle,
+}
+
+impl ServerHandler for DeleteDuringJoin {
+    fn on_join(&self, _: Uuid, room_id: &str, _: SocketAddr) -> bool {
+        if room_id == "b" {
+            self.handle.delete_room(room_id);
+        }
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_refused_join_leaves_the_client_in_its_room() {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .handler_with(|handle| DeleteDuringJoin { handle })
+        .build();
+    let handle = server.handle();
+    handle.create_room("a").unwrap();
+    handle.create_room("b").unwrap();
+    let handle = server.run().await.unwrap();
+    let mut clients = join_all(handle.local_addr().unwrap(), "a", 2).await;
+    clients[0].join("b").await.unwrap();
+    assert_eq!(
+        next_event(&mut clients[0]).await,
+        ServerEvent::Error("room not found: b".into())
+    );
+    assert_eq!(handle.room_client_count("a"), Some(2));
+    // Still in "a": a broadcast reaches the other member, with no PlayerLeft before it.
+    clients[0].broadcast(b"still here").await.unwrap();
+    assert!(matches!(
+        next_event(&mut clients[1]).await,
+        ServerEvent::Broadcast { .. }
+    ));
+}

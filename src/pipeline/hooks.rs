@@ -74,15 +74,19 @@ where
     fn call(&mut self, req: FrameRequest) -> Self::Future {
         match req.message() {
             ClientMessage::Join { room_id } => {
-                let Some(room) = self.shared.registry.get(room_id) else {
+                let room_id = room_id.clone();
+                let Some(room) = self.shared.registry.get(&room_id) else {
                     // The router answers "room not found".
                     return ResponseFuture::plain(self.inner.call(req));
                 };
+                let mut req = req;
+                req.set_target(Arc::clone(&room));
                 if req
                     .session()
                     .current_room()
                     .is_some_and(|current| Arc::ptr_eq(&current, &room))
                 {
+                    // Already there: nothing to admit.
                     return ResponseFuture::plain(self.inner.call(req));
                 }
                 // Joins are rare: boxing this one future keeps the hot path unboxed. The inner
@@ -90,9 +94,6 @@ where
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let handler = Arc::clone(&self.handler);
-                let room_id = room_id.clone();
-                let mut req = req;
-                req.set_target(Arc::clone(&room));
                 ResponseFuture::boxed(Box::pin(async move {
                     let turn = room.turnstile().lock_owned().await;
                     let session = req.session();

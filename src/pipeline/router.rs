@@ -56,6 +56,11 @@ impl RoomRouter {
         {
             return Reply::frame(joined);
         }
+        // A room deleted while this join waited for admission: refuse before leaving the
+        // current room, so that a refused join changes nothing.
+        if room.is_deleted() {
+            return Reply::error(format!("room not found: {room_id}"));
+        }
         let handler = &*self.handler;
         session.leave_room(handler);
         let announce = encode(&ServerFrame::PlayerJoined { client_id });
