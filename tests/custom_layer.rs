@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use ghost_sync::layers::BoxError;
+use ghost_sync::protocol::ClientFrame;
 use ghost_sync::{ClientMessage, FrameRequest, Server, ServerEvent};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -141,9 +142,9 @@ async fn keepalive_never_passes_through_user_layers() {
     let mut raw = RawClient::greeted(addr).await;
     for _ in 0..5 {
         assert_eq!(raw.recv().await, Some(Frame::Ping));
-        raw.send(&ghost_sync::protocol::ClientFrame::Pong).await;
+        raw.send(&ClientFrame::Pong).await;
     }
-    raw.send(&ghost_sync::protocol::ClientFrame::Leave).await;
+    raw.send(&ClientFrame::Leave).await;
     assert_eq!(
         raw.recv_skipping_pings().await,
         Some(Frame::Error("nothing is allowed".into()))
@@ -171,8 +172,10 @@ async fn a_long_refusal_reaches_a_client_even_with_a_tiny_max_payload() {
     }
 }
 
-#[tokio::test]
-async fn a_prompt_pong_behind_a_held_frame_is_not_a_ping_timeout() {
+/// The client answers a ping at once, behind a frame that a rate limit holds for several
+/// ping intervals and, optionally, a large frame: the relay must read the pong before
+/// judging the client.
+async fn pong_behind_a_held_frame(large_frame_before_the_pong: bool) {
     let stalled = Arc::new(Notify::new());
     let report = stalled.clone();
     let (handle, addr) = start(
@@ -188,19 +191,32 @@ async fn a_prompt_pong_behind_a_held_frame_is_not_a_ping_timeout() {
     .await;
     handle.create_room("lobby").unwrap();
     let mut raw = RawClient::greeted(addr).await;
-    // The join uses the period's only frame; the broadcast is then held for ~2 s, several
-    // ping intervals, while the client answers the ping at once.
-    raw.send(&ghost_sync::protocol::ClientFrame::Join { room_id: "lobby" })
-        .await;
+    // The join uses the period's only frame; the broadcast is then held for ~2 s.
+    raw.send(&ClientFrame::Join { room_id: "lobby" }).await;
     assert!(matches!(raw.recv().await, Some(Frame::Joined { .. })));
     assert_eq!(raw.recv().await, Some(Frame::Ping));
-    raw.send(&ghost_sync::protocol::ClientFrame::Broadcast { data: b"x" })
-        .await;
+    raw.send(&ClientFrame::Broadcast { data: b"x" }).await;
     within("the hold", stalled.notified()).await;
-    raw.send(&ghost_sync::protocol::ClientFrame::Pong).await;
+    if large_frame_before_the_pong {
+        raw.send(&ClientFrame::Broadcast {
+            data: &[0; 16 * 1024],
+        })
+        .await;
+    }
+    raw.send(&ClientFrame::Pong).await;
     assert_eq!(
         raw.recv().await,
         Some(Frame::Ping),
         "the relay judged the client without reading the pong waiting in its socket"
     );
+}
+
+#[tokio::test]
+async fn a_prompt_pong_behind_a_held_frame_is_not_a_ping_timeout() {
+    pong_behind_a_held_frame(false).await;
+}
+
+#[tokio::test]
+async fn a_prompt_pong_behind_a_held_frame_and_a_large_one_is_not_a_ping_timeout() {
+    pong_behind_a_held_frame(true).await;
 }

@@ -37,6 +37,9 @@ pub type CoreService = Hooks<RoomRouter>;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Spare room kept in the read buffer before each read.
 const READ_RESERVE: usize = 4 * 1024;
+/// Most bytes read, at a ping tick, looking for a pong already sent: a client further behind
+/// than this is not keeping up anyway.
+const CATCH_UP_LIMIT: usize = 1024 * 1024;
 
 /// Serves one admitted connection until it ends, whatever the reason.
 pub(crate) async fn serve<R, W, L>(
@@ -120,11 +123,14 @@ pub(crate) async fn serve<R, W, L>(
         // A writer stuck on a client that does not read must not pin this connection (and
         // its slot, and `shutdown()`) forever.
         let mut writer_task = writer_task;
+        let mut said_goodbye = said_goodbye;
         if tokio::time::timeout(FAREWELL_TIMEOUT, &mut writer_task)
             .await
             .is_err()
         {
             writer_task.abort();
+            // The farewell never left: no point waiting for the client to answer it.
+            said_goodbye = false;
         }
         if said_goodbye {
             // Read until the client closes, so that its unread bytes do not turn our close
@@ -273,22 +279,43 @@ where
         }
     }
 
-    /// The ping tick: judge the previous ping, then send the next.
-    async fn ping(&mut self, deferred: &mut bool) -> Option<DisconnectReason> {
-        if self.session.awaiting_pong() {
-            // The loop may have been busy (a user layer holding a frame back) while the pong
-            // arrived: read what is already waiting before judging the client.
+    /// Reads and dispatches whatever the client has already sent, without waiting for more,
+    /// until a pong turns up or [`CATCH_UP_LIMIT`] bytes were read.
+    async fn catch_up(&mut self) -> Option<DisconnectReason> {
+        let mut budget = CATCH_UP_LIMIT;
+        loop {
+            if let Some(reason) = self.pump().await {
+                return Some(reason);
+            }
+            if !self.session.awaiting_pong() || budget == 0 {
+                return None;
+            }
+            if self.buf.capacity() - self.buf.len() < READ_RESERVE {
+                self.buf.reserve(READ_RESERVE);
+            }
+            let before = self.buf.len();
+            // Polled once: ready only if bytes are already waiting.
             let waiting = tokio::time::timeout(
                 Duration::ZERO,
                 tokio::task::unconstrained(self.reader.read_buf(&mut self.buf)),
             )
             .await;
-            if let Ok(read) = waiting {
-                if let Some(reason) = self.after_read(read) {
-                    return Some(reason);
-                }
+            let Ok(read) = waiting else {
+                return None;
+            };
+            if let Some(reason) = self.after_read(read) {
+                return Some(reason);
             }
-            if let Some(reason) = self.pump().await {
+            budget = budget.saturating_sub(self.buf.len() - before);
+        }
+    }
+
+    /// The ping tick: judge the previous ping, then send the next.
+    async fn ping(&mut self, deferred: &mut bool) -> Option<DisconnectReason> {
+        if self.session.awaiting_pong() {
+            // The loop may have been busy (a user layer holding a frame back) while the pong
+            // arrived: take in what the client already sent before judging it.
+            if let Some(reason) = self.catch_up().await {
                 return Some(reason);
             }
             if self.session.awaiting_pong() {
