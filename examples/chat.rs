@@ -37,7 +37,7 @@ struct ChatLog;
 
 impl ServerHandler for ChatLog {
     fn on_join(&self, client_id: Uuid, room_id: &str, addr: SocketAddr) -> bool {
-        println!("{client_id} ({addr}) joined {room_id}");
+        println!("{client_id} ({addr}) is joining {room_id}");
         true
     }
 
