@@ -24,14 +24,7 @@ async fn a_full_queue_drops_for_the_slow_client_only_and_fires_on_backpressure()
     let mut sender = clients.pop().unwrap();
 
     // The slow client joins and then never reads again.
-    let mut slow = RawClient::greeted(addr).await;
-    slow.send(&ClientFrame::Join { room_id: "arena" }).await;
-    assert_eq!(
-        slow.recv().await,
-        Some(Frame::Joined {
-            room_id: "arena".into()
-        })
-    );
+    let mut slow = RawClient::joined(addr, "arena").await;
     assert!(matches!(
         next_event(&mut fast).await,
         ServerEvent::PlayerJoined { .. }

@@ -232,6 +232,19 @@ impl RawClient {
         }
     }
 
+    /// Connects, completes the handshake and joins `room`.
+    pub async fn joined(addr: SocketAddr, room: &str) -> Self {
+        let mut raw = Self::greeted(addr).await;
+        raw.send(&ClientFrame::Join { room_id: room }).await;
+        assert_eq!(
+            raw.recv().await,
+            Some(Frame::Joined {
+                room_id: room.into()
+            })
+        );
+        raw
+    }
+
     pub async fn send(&mut self, frame: &ClientFrame<'_>) {
         self.send_bytes(&encode(frame)).await;
     }
