@@ -4,7 +4,6 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use ghost_sync::protocol::ClientFrame;
 use ghost_sync::{Server, ServerEvent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,7 +23,7 @@ async fn a_full_queue_drops_for_the_slow_client_only_and_fires_on_backpressure()
     let mut sender = clients.pop().unwrap();
 
     // The slow client joins and then never reads again.
-    let mut slow = RawClient::joined(addr, "arena").await;
+    let slow = RawClient::joined(addr, "arena").await;
     assert!(matches!(
         next_event(&mut fast).await,
         ServerEvent::PlayerJoined { .. }
