@@ -4,7 +4,6 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use ghost_sync::protocol::ClientFrame;
 use ghost_sync::{Client, Server, ServerHandle, ServerHandler, SyncError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -77,7 +76,7 @@ async fn a_client_that_never_reads_neither_keeps_its_slot_nor_blocks_shutdown() 
     handle.create_room("arena").unwrap();
     let mut sender = joined(addr, "arena").await;
     // The slow client joins, then never reads again, and keeps its socket open.
-    let mut slow = RawClient::joined(addr, "arena").await;
+    let slow = RawClient::joined(addr, "arena").await;
     // Broadcast until the slow client's socket and queue are full (at most 256 MiB).
     let payload = Bytes::from(vec![7u8; 64 * 1024]);
     let sender_id = sender.client_id();
