@@ -62,3 +62,8 @@ pub use uuid::Uuid;
 
 /// The reusable tower layers (re-export of `ghost-sync-layers`).
 pub use ghost_sync_layers as layers;
+
+/// The README's code blocks, compiled as doctests so that they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
