@@ -80,7 +80,7 @@ pub(crate) async fn serve<R, W, L>(
         // No credentials are checked yet: the relay is open, so the handshake authenticates.
         session.set_authenticated();
         let (farewell_tx, farewell_rx) = oneshot::channel();
-        let writer_task = shared
+        let mut writer_task = shared
             .tasks
             .spawn(write_loop(writer, queue, farewell_rx).instrument(tracing::Span::current()));
         tracing::debug!("connected");
@@ -114,7 +114,7 @@ pub(crate) async fn serve<R, W, L>(
         }
         drop(guard); // leaves the room (if still in one): PlayerLeft to the others, on_leave once
         let farewell = reason.farewell();
-        let said_goodbye = farewell.is_some();
+        let mut said_goodbye = farewell.is_some();
         // Without a farewell, dropping the sender still ends the writer after the queued frames.
         match farewell {
             Some(frame) => drop(farewell_tx.send(frame)),
@@ -122,8 +122,6 @@ pub(crate) async fn serve<R, W, L>(
         }
         // A writer stuck on a client that does not read must not pin this connection (and
         // its slot, and `shutdown()`) forever.
-        let mut writer_task = writer_task;
-        let mut said_goodbye = said_goodbye;
         if tokio::time::timeout(FAREWELL_TIMEOUT, &mut writer_task)
             .await
             .is_err()
