@@ -272,9 +272,15 @@ impl RawClient {
 
     /// Skips frames until one that is not keepalive.
     pub async fn recv_skipping_pings(&mut self) -> Option<Frame> {
+        self.recv_skipping(|f| matches!(f, Frame::Ping | Frame::Pong))
+            .await
+    }
+
+    /// Skips the frames `skip` accepts and returns the next one.
+    pub async fn recv_skipping(&mut self, skip: impl Fn(&Frame) -> bool) -> Option<Frame> {
         loop {
             match self.recv().await {
-                Some(Frame::Ping) | Some(Frame::Pong) => continue,
+                Some(frame) if skip(&frame) => continue,
                 other => return other,
             }
         }
