@@ -186,8 +186,9 @@ impl Client {
                     read = reader.read_buf(&mut self.read_buf) => read,
                     written = writer.write_buf(&mut self.write_buf) => {
                         if written.is_err() {
-                            // Only pongs are flushed here. The read side tells why the
-                            // connection failed (often a goodbye frame still unread).
+                            // What is flushed here (pongs, the tail of a cancelled send) can
+                            // be given up: the read side tells why the connection failed
+                            // (often a goodbye frame still unread).
                             self.write_buf.clear();
                         }
                         continue;

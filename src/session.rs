@@ -1,7 +1,7 @@
 //! A session: the per-connection state that every layer of the frame pipeline can see.
 //!
-//! It lives in an `Arc` shared by the connection driver and each [`FrameRequest`]
-//! (crate::FrameRequest); only the connection's own task mutates it, so its small lock is
+//! It lives in an `Arc` shared by the connection driver and each
+//! [`FrameRequest`](crate::FrameRequest); only the connection's own task mutates it, so its small lock is
 //! never contended.
 
 use crate::handler::ServerHandler;

@@ -252,10 +252,11 @@ where
     /// Every complete frame already read goes through the pipeline. A user layer may hold a
     /// frame back (a rate limit waiting for its next period), so shutdown is watched too.
     async fn pump(&mut self) -> Option<DisconnectReason> {
-        let shutdown = self.shared.shutdown.clone();
+        // A copy of the `&Shared`, so the select can borrow it beside `self`'s other fields.
+        let shared = self.shared;
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => Some(DisconnectReason::ServerShutdown),
+            _ = shared.shutdown.cancelled() => Some(DisconnectReason::ServerShutdown),
             reason = dispatch(
                 &mut self.stack,
                 self.session,
