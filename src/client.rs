@@ -1,20 +1,31 @@
-//! [`Client`]: connect to a relay, join a room, broadcast, and receive events.
+//! [`Client`]: connect to a relay, join a room, broadcast, and receive events; or split it into
+//! a [`ClientSender`] and a [`ClientReceiver`] for two tasks.
 //!
-//! Every method is cancel-safe. Outgoing bytes go through a buffer that outlives each call: a
-//! cancelled send leaves its unsent tail there, and the next call (or `recv`) finishes it.
-//! Incoming partial frames stay in the read buffer likewise. So `recv()` can sit in
+//! Every method is cancel-safe. Outgoing frames go whole into a buffer shared by both halves
+//! (so a pong from the receiver never lands inside a frame of the sender) that outlives each
+//! call: a cancelled send leaves its unsent tail there, and the next call (or `recv`) finishes
+//! it. Incoming partial frames stay in the read buffer likewise. So `recv()` can sit in
 //! `tokio::select!` or under a timeout without losing or corrupting a frame.
+//!
+//! The socket is shared, not split, and written only with non-blocking `try_write` under a
+//! short lock that is never held across an `.await`.
 
 use crate::error::SyncError;
 use crate::event::ServerEvent;
 use crate::protocol::{
-    decode_frame, encode, ClientFrame, DisconnectCode, FrameError, FrameReader, RejectCode,
-    ServerFrame, MAX_REASON_LEN, PROTOCOL_VERSION,
+    decode_frame, encode, member_ids, ClientFrame, DisconnectCode, FrameError, FrameReader,
+    RejectCode, ServerFrame, MAX_REASON_LEN, PROTOCOL_VERSION,
 };
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::sync::lock;
+use bytes::{Buf, Bytes, BytesMut};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use uuid::Uuid;
+
+/// `ClientFrame::Pong`, encoded: length 1, tag 5.
+const PONG_FRAME: &[u8] = &[0, 0, 0, 1, 5];
 
 /// A connection to a ghost-sync relay (`Send`).
 ///
@@ -34,19 +45,122 @@ use uuid::Uuid;
 /// ```
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    sender: ClientSender,
+    receiver: ClientReceiver,
+}
+
+/// Options for a connection: [`Client::builder`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), ghost_sync::SyncError> {
+/// let client = ghost_sync::Client::builder()
+///     .token("v1.616c696365.1767225600.9f2c...")
+///     .connect("127.0.0.1:7777")
+///     .await?;
+/// # drop(client);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    token: Bytes,
+}
+
+impl ClientBuilder {
+    /// The credentials to send in the handshake, for a relay that checks them (a signed
+    /// token minted by the game backend, say). None by default.
+    pub fn token(mut self, token: impl AsRef<[u8]>) -> Self {
+        self.token = Bytes::copy_from_slice(token.as_ref());
+        self
+    }
+
+    /// Connects and completes the handshake; see [`Client::connect`].
+    pub async fn connect(self, addr: impl ToSocketAddrs) -> Result<Client, SyncError> {
+        Client::handshake(addr, &self.token).await
+    }
+}
+
+/// The sending half of a [`Client`], from [`Client::split`]. Clones share the connection;
+/// frames from several clones never interleave inside one another.
+#[derive(Debug, Clone)]
+pub struct ClientSender {
+    conn: Arc<Connection>,
+    max_payload: usize,
+}
+
+/// The receiving half of a [`Client`], from [`Client::split`]. It answers the relay's pings
+/// itself, so keep calling [`recv`](ClientReceiver::recv) even if the other half is idle.
+#[derive(Debug)]
+pub struct ClientReceiver {
+    conn: Arc<Connection>,
     /// Bytes read but not yet decoded (at most one partial frame after `recv` returns).
     read_buf: BytesMut,
-    /// Bytes queued for the relay and not yet written.
-    write_buf: BytesMut,
     frames: FrameReader,
-    client_id: Uuid,
-    max_payload: usize,
     /// The relay said goodbye or closed: every further `recv` returns `Ok(None)`.
     closed: bool,
     /// The relay's goodbye, kept until `recv` has returned it (so that a `recv` cancelled
     /// while closing our side cannot lose it).
     goodbye: Option<SyncError>,
+}
+
+/// The socket and the outgoing buffer both halves share.
+#[derive(Debug)]
+struct Connection {
+    stream: TcpStream,
+    /// Whole frames queued for the relay and not yet written.
+    out: Mutex<BytesMut>,
+    client_id: Uuid,
+    /// The relay said goodbye or closed: sending is pointless.
+    closed: AtomicBool,
+}
+
+impl Connection {
+    fn queue(&self, frame: &[u8]) {
+        lock(&self.out).extend_from_slice(frame);
+    }
+
+    fn has_pending(&self) -> bool {
+        !lock(&self.out).is_empty()
+    }
+
+    /// Writes what the socket takes now, without waiting; `true` once nothing is left.
+    fn try_flush(&self) -> io::Result<bool> {
+        let mut out = lock(&self.out);
+        while !out.is_empty() {
+            match self.stream.try_write(&out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => out.advance(n),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes until nothing is queued. Cancel-safe: what is unsent stays queued.
+    async fn flush(&self) -> Result<(), SyncError> {
+        while !self.try_flush().map_err(SyncError::from_connection_io)? {
+            self.stream
+                .writable()
+                .await
+                .map_err(SyncError::from_connection_io)?;
+        }
+        Ok(())
+    }
+
+    /// Queues `frame` and writes until nothing is queued.
+    async fn send(&self, frame: &[u8]) -> Result<(), SyncError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(SyncError::ConnectionClosed);
+        }
+        self.queue(frame);
+        self.flush().await
+    }
+
+    /// Closes our write side, so the relay sees our end at once.
+    fn close_write(&self) {
+        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
+    }
 }
 
 impl Client {
@@ -55,26 +169,37 @@ impl Client {
     /// Fails with [`SyncError::ServerFull`], [`SyncError::ConnectRejected`] or
     /// [`SyncError::AuthFailed`] when the relay refuses, with the reason it gave.
     pub async fn connect(addr: impl ToSocketAddrs) -> Result<Self, SyncError> {
+        Self::handshake(addr, &[]).await
+    }
+
+    /// Options for a connection, such as a token for a relay that checks credentials.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    async fn handshake(addr: impl ToSocketAddrs, token: &[u8]) -> Result<Self, SyncError> {
         let stream = TcpStream::connect(addr).await?;
         let _ = stream.set_nodelay(true);
-        let mut client = Self {
+        let conn = Arc::new(Connection {
             stream,
+            out: Mutex::new(BytesMut::new()),
+            client_id: Uuid::nil(),
+            closed: AtomicBool::new(false),
+        });
+        let mut receiver = ClientReceiver {
+            conn: Arc::clone(&conn),
             read_buf: BytesMut::with_capacity(8 * 1024),
-            write_buf: BytesMut::new(),
             // Until the welcome tells the relay's limit, accept handshake-sized frames.
             frames: FrameReader::for_payload(MAX_REASON_LEN),
-            client_id: Uuid::nil(),
-            max_payload: 0,
             closed: false,
             goodbye: None,
         };
-        client
-            .send(&encode(&ClientFrame::Hello {
-                version: PROTOCOL_VERSION,
-                credentials: &[],
-            }))
-            .await?;
-        let body = client.read_frame().await?;
+        conn.send(&encode(&ClientFrame::Hello {
+            version: PROTOCOL_VERSION,
+            credentials: token,
+        }))
+        .await?;
+        let body = receiver.read_frame().await?;
         match decode_frame::<ServerFrame<'_>>(&body).map_err(protocol)? {
             ServerFrame::Welcome {
                 client_id,
@@ -86,11 +211,25 @@ impl Client {
                         "the relay speaks protocol version {version}, this client {PROTOCOL_VERSION}"
                     )));
                 }
-                client.client_id = client_id;
-                client.max_payload = max_payload as usize;
-                // Reasons may be longer than a tiny max_payload; they are clipped to this.
-                client.frames = FrameReader::for_payload(client.max_payload.max(MAX_REASON_LEN));
-                Ok(client)
+                drop(conn);
+                let mut conn = receiver.conn;
+                // Nothing else holds the connection yet.
+                if let Some(conn) = Arc::get_mut(&mut conn) {
+                    conn.client_id = client_id;
+                }
+                let max_payload = max_payload as usize;
+                let receiver = ClientReceiver {
+                    conn: Arc::clone(&conn),
+                    read_buf: receiver.read_buf,
+                    // Reasons may be longer than a tiny max_payload; they are clipped to this.
+                    frames: FrameReader::for_payload(max_payload.max(MAX_REASON_LEN)),
+                    closed: false,
+                    goodbye: None,
+                };
+                Ok(Self {
+                    sender: ClientSender { conn, max_payload },
+                    receiver,
+                })
             }
             ServerFrame::Rejected { code, message } => Err(match RejectCode::from_u8(code) {
                 Some(RejectCode::ServerFull) => SyncError::ServerFull,
@@ -109,24 +248,29 @@ impl Client {
 
     /// The id the relay gave this client.
     pub fn client_id(&self) -> Uuid {
-        self.client_id
+        self.sender.client_id()
     }
 
     /// The largest payload the relay accepts, in bytes.
     pub fn max_payload(&self) -> usize {
-        self.max_payload
+        self.sender.max_payload
     }
 
     /// Asks to join `room_id` (leaving the current room). The answer comes through
-    /// [`recv`](Client::recv): [`ServerEvent::Joined`] or [`ServerEvent::Error`].
+    /// [`recv`](Client::recv): [`ServerEvent::Joined`] then [`ServerEvent::Members`], or
+    /// [`ServerEvent::Error`].
     pub async fn join(&mut self, room_id: &str) -> Result<(), SyncError> {
-        self.check_payload(room_id.len())?;
-        self.send(&encode(&ClientFrame::Join { room_id })).await
+        self.sender.join(room_id).await
+    }
+
+    /// [`join`](Client::join) with bytes for the server's join hook (a password, a loadout).
+    pub async fn join_with(&mut self, room_id: &str, data: &[u8]) -> Result<(), SyncError> {
+        self.sender.join_with(room_id, data).await
     }
 
     /// Leaves the current room; [`ServerEvent::Left`] confirms it.
     pub async fn leave(&mut self) -> Result<(), SyncError> {
-        self.send(&encode(&ClientFrame::Leave)).await
+        self.sender.leave().await
     }
 
     /// Sends `data` to every other member of the current room.
@@ -134,22 +278,104 @@ impl Client {
     /// Fails with [`SyncError::PayloadTooLarge`] without sending if `data` is longer than
     /// the relay's `max_payload`.
     pub async fn broadcast(&mut self, data: &[u8]) -> Result<(), SyncError> {
-        self.check_payload(data.len())?;
-        self.send(&encode(&ClientFrame::Broadcast { data })).await
+        self.sender.broadcast(data).await
     }
 
     /// Sends a keepalive ping. It counts as activity for the relay's idle timeout; the pong
     /// is consumed by [`recv`](Client::recv).
     pub async fn ping(&mut self) -> Result<(), SyncError> {
-        self.send(&encode(&ClientFrame::Ping)).await
+        self.sender.ping().await
     }
 
     /// Waits for the next event. Answers the relay's pings and hides keepalive traffic.
     ///
     /// Returns `Ok(None)` once the connection is closed cleanly, and the relay's reason as an
     /// error when it disconnected this client ([`SyncError::IdleTimeout`],
-    /// [`SyncError::PingTimeout`], [`SyncError::ConnectionClosed`] on server shutdown, ...).
-    /// Cancel-safe.
+    /// [`SyncError::PingTimeout`], [`SyncError::Kicked`], [`SyncError::ConnectionClosed`] on
+    /// server shutdown, ...). Cancel-safe.
+    pub async fn recv(&mut self) -> Result<Option<ServerEvent>, SyncError> {
+        self.receiver.recv().await
+    }
+
+    /// Splits the client into a sender and a receiver, so one task can send while another
+    /// receives.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), ghost_sync::SyncError> {
+    /// let client = ghost_sync::Client::connect("127.0.0.1:7777").await?;
+    /// let (mut tx, mut rx) = client.split();
+    /// tokio::spawn(async move {
+    ///     while let Ok(Some(event)) = rx.recv().await {
+    ///         println!("{event:?}");
+    ///     }
+    /// });
+    /// tx.join("lobby").await?;
+    /// tx.broadcast(b"hi").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn split(self) -> (ClientSender, ClientReceiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+impl ClientSender {
+    /// The id the relay gave this client.
+    pub fn client_id(&self) -> Uuid {
+        self.conn.client_id
+    }
+
+    /// The largest payload the relay accepts, in bytes.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// See [`Client::join`].
+    pub async fn join(&mut self, room_id: &str) -> Result<(), SyncError> {
+        self.join_with(room_id, &[]).await
+    }
+
+    /// See [`Client::join_with`].
+    pub async fn join_with(&mut self, room_id: &str, data: &[u8]) -> Result<(), SyncError> {
+        self.check_payload(room_id.len() + data.len())?;
+        self.conn
+            .send(&encode(&ClientFrame::Join { room_id, data }))
+            .await
+    }
+
+    /// See [`Client::leave`].
+    pub async fn leave(&mut self) -> Result<(), SyncError> {
+        self.conn.send(&encode(&ClientFrame::Leave)).await
+    }
+
+    /// See [`Client::broadcast`].
+    pub async fn broadcast(&mut self, data: &[u8]) -> Result<(), SyncError> {
+        self.check_payload(data.len())?;
+        self.conn
+            .send(&encode(&ClientFrame::Broadcast { data }))
+            .await
+    }
+
+    /// See [`Client::ping`].
+    pub async fn ping(&mut self) -> Result<(), SyncError> {
+        self.conn.send(&encode(&ClientFrame::Ping)).await
+    }
+
+    fn check_payload(&self, len: usize) -> Result<(), SyncError> {
+        if len > self.max_payload {
+            return Err(SyncError::PayloadTooLarge);
+        }
+        Ok(())
+    }
+}
+
+impl ClientReceiver {
+    /// The id the relay gave this client.
+    pub fn client_id(&self) -> Uuid {
+        self.conn.client_id
+    }
+
+    /// See [`Client::recv`].
     pub async fn recv(&mut self) -> Result<Option<ServerEvent>, SyncError> {
         loop {
             if let Some(goodbye) = self.goodbye.take() {
@@ -163,7 +389,7 @@ impl Client {
                         // The relay said goodbye: close our side at once, so that it need not
                         // wait for us to drop the client. The loop's top returns the reason.
                         self.goodbye = Some(err);
-                        let _ = self.stream.shutdown().await;
+                        self.conn.close_write();
                         break;
                     }
                     Err(err) => return Err(err),
@@ -178,43 +404,53 @@ impl Client {
             if self.read_buf.capacity() - self.read_buf.len() < 1024 {
                 self.read_buf.reserve(8 * 1024);
             }
-            let (mut reader, mut writer) = self.stream.split();
-            let read = if self.write_buf.is_empty() {
-                reader.read_buf(&mut self.read_buf).await
-            } else {
+            let stream = &self.conn.stream;
+            if self.conn.has_pending() {
+                // Pongs (or the tail of a cancelled send) wait to go out: write them as the
+                // socket allows, while still reading.
                 tokio::select! {
-                    read = reader.read_buf(&mut self.read_buf) => read,
-                    written = writer.write_buf(&mut self.write_buf) => {
-                        if written.is_err() {
-                            // What is flushed here (pongs, the tail of a cancelled send) can
-                            // be given up: the read side tells why the connection failed
-                            // (often a goodbye frame still unread).
-                            self.write_buf.clear();
+                    ready = stream.readable() => ready.map_err(SyncError::from_connection_io)?,
+                    ready = stream.writable() => {
+                        if ready.is_err() || self.conn.try_flush().is_err() {
+                            // What is flushed here can be given up: the read side tells why
+                            // the connection failed (often a goodbye frame still unread).
+                            lock(&self.conn.out).clear();
                         }
                         continue;
                     }
                 }
-            };
-            match read.map_err(SyncError::from_connection_io)? {
-                0 if self.read_buf.is_empty() => {
-                    self.closed = true;
+            } else {
+                stream
+                    .readable()
+                    .await
+                    .map_err(SyncError::from_connection_io)?;
+            }
+            match stream.try_read_buf(&mut self.read_buf) {
+                Ok(0) if self.read_buf.is_empty() => {
+                    self.close();
                     return Ok(None);
                 }
-                0 => {
-                    self.closed = true;
+                Ok(0) => {
+                    self.close();
                     return Err(SyncError::ConnectionReset);
                 }
-                _ => {}
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Err(SyncError::from_connection_io(err)),
             }
         }
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+        self.conn.closed.store(true, Ordering::Release);
     }
 
     /// Handles one frame: keepalive is answered and hidden, a disconnect becomes its error.
     fn handle(&mut self, body: &Bytes) -> Result<Option<ServerEvent>, SyncError> {
         let event = match decode_frame::<ServerFrame<'_>>(body).map_err(protocol)? {
             ServerFrame::Ping => {
-                self.write_buf
-                    .extend_from_slice(&encode(&ClientFrame::Pong));
+                self.conn.queue(PONG_FRAME);
                 return Ok(None);
             }
             ServerFrame::Pong => return Ok(None),
@@ -231,9 +467,17 @@ impl Client {
                 sender_id,
                 data: body.slice_ref(data),
             },
+            ServerFrame::Members {
+                room_id,
+                client_ids,
+            } => ServerEvent::Members {
+                room_id: room_id.to_owned(),
+                client_ids: member_ids(client_ids).collect(),
+            },
             ServerFrame::Error { message } => ServerEvent::Error(message.to_owned()),
             ServerFrame::Disconnect { code, message } => {
                 self.closed = true;
+                self.conn.closed.store(true, Ordering::Release);
                 return Err(match DisconnectCode::from_u8(code) {
                     Some(DisconnectCode::IdleTimeout) => SyncError::IdleTimeout,
                     Some(DisconnectCode::PingTimeout) => SyncError::PingTimeout,
@@ -241,7 +485,8 @@ impl Client {
                     Some(DisconnectCode::Protocol) => SyncError::Protocol(message.to_owned()),
                     Some(DisconnectCode::Kicked) => SyncError::Kicked(message.to_owned()),
                     Some(DisconnectCode::ServerShutdown) => SyncError::ConnectionClosed,
-                    Some(DisconnectCode::Internal) | None => {
+                    Some(DisconnectCode::SlowConsumer) => SyncError::SlowConsumer,
+                    Some(DisconnectCode::Internal | DisconnectCode::Policy) | None => {
                         SyncError::Disconnected(message.to_owned())
                     }
                 });
@@ -255,42 +500,22 @@ impl Client {
         Ok(Some(event))
     }
 
-    fn check_payload(&self, len: usize) -> Result<(), SyncError> {
-        if len > self.max_payload {
-            return Err(SyncError::PayloadTooLarge);
-        }
-        Ok(())
-    }
-
-    /// Queues `frame` and writes until nothing is queued. Cancel-safe: unsent bytes stay
-    /// queued for the next call.
-    async fn send(&mut self, frame: &[u8]) -> Result<(), SyncError> {
-        if self.closed {
-            return Err(SyncError::ConnectionClosed);
-        }
-        self.write_buf.extend_from_slice(frame);
-        while !self.write_buf.is_empty() {
-            self.stream
-                .write_buf(&mut self.write_buf)
-                .await
-                .map_err(SyncError::from_connection_io)?;
-        }
-        Ok(())
-    }
-
     /// Reads one whole frame during the handshake.
     async fn read_frame(&mut self) -> Result<Bytes, SyncError> {
         loop {
             if let Some(body) = self.frames.next_frame(&mut self.read_buf).map_err(frame)? {
                 return Ok(body);
             }
-            let n = self
-                .stream
-                .read_buf(&mut self.read_buf)
+            let stream = &self.conn.stream;
+            stream
+                .readable()
                 .await
                 .map_err(SyncError::from_connection_io)?;
-            if n == 0 {
-                return Err(SyncError::ConnectionClosed);
+            match stream.try_read_buf(&mut self.read_buf) {
+                Ok(0) => return Err(SyncError::ConnectionClosed),
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Err(SyncError::from_connection_io(err)),
             }
         }
     }

@@ -34,6 +34,14 @@ pub enum SyncError {
     AuthFailed(String),
     /// The server owner removed this client; the reason given.
     Kicked(String),
+    /// The relay disconnected this client because it did not read fast enough: its write
+    /// queue stayed full.
+    SlowConsumer,
+    /// No connected client has this id.
+    ClientNotFound(uuid::Uuid),
+    /// The client's write queue is full: the message was dropped (and `on_backpressure`
+    /// fired).
+    Backpressure(uuid::Uuid),
     /// The relay closed the connection for a reason this version does not know.
     Disconnected(String),
     /// The listening socket could not be bound.
@@ -81,6 +89,9 @@ impl fmt::Display for SyncError {
             Self::ConnectRejected(why) => write!(f, "connection rejected: {why}"),
             Self::AuthFailed(why) => write!(f, "authentication failed: {why}"),
             Self::Kicked(why) => write!(f, "kicked: {why}"),
+            Self::SlowConsumer => f.write_str("disconnected as a slow consumer"),
+            Self::ClientNotFound(id) => write!(f, "client not found: {id}"),
+            Self::Backpressure(id) => write!(f, "write queue of client {id} is full"),
             Self::Disconnected(why) => write!(f, "disconnected: {why}"),
             Self::Bind(e) => write!(f, "cannot bind: {e}"),
             Self::Io(e) => write!(f, "i/o error: {e}"),

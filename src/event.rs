@@ -21,6 +21,15 @@ pub enum ServerEvent {
         /// The room left.
         room_id: String,
     },
+    /// Who else was in the room when this client joined it; comes right after
+    /// [`Joined`](ServerEvent::Joined). Later arrivals and departures come as
+    /// [`PlayerJoined`](ServerEvent::PlayerJoined) and [`PlayerLeft`](ServerEvent::PlayerLeft).
+    Members {
+        /// The room joined.
+        room_id: String,
+        /// The other members, in no particular order.
+        client_ids: Vec<Uuid>,
+    },
     /// Another client joined this client's room.
     PlayerJoined {
         /// Who joined.
@@ -31,9 +40,11 @@ pub enum ServerEvent {
         /// Who left.
         client_id: Uuid,
     },
-    /// Another member of the room broadcast `data`.
+    /// Another member of the room broadcast `data`, or the server sent it
+    /// ([`ServerHandle::send_to`](crate::ServerHandle::send_to),
+    /// [`ServerHandle::broadcast_to_room`](crate::ServerHandle::broadcast_to_room)).
     Broadcast {
-        /// Who sent it.
+        /// Who sent it; [`SERVER_ID`](crate::SERVER_ID) for the server.
         sender_id: Uuid,
         /// The bytes, as sent; derefs to `[u8]`.
         data: Bytes,

@@ -4,8 +4,29 @@
 //! may call any [`ServerHandle`](crate::ServerHandle) method. `on_broadcast` runs once per
 //! relayed frame: keep it cheap, and move anything slow into a tower layer or your own task.
 
+use crate::auth::Identity;
+use crate::disconnect::DisconnectReason;
 use std::net::SocketAddr;
 use uuid::Uuid;
+
+/// A join as [`ServerHandler::on_join_request`] sees it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct JoinRequest<'a> {
+    /// Who asks.
+    pub client_id: Uuid,
+    /// The room it asks to join (it exists).
+    pub room_id: &'a str,
+    /// Where the client connects from.
+    pub addr: SocketAddr,
+    /// Who the validator said the client is; `None` on an open relay.
+    pub identity: Option<&'a Identity>,
+    /// The bytes the client sent with the join ([`Client::join_with`]); empty for a plain
+    /// join.
+    ///
+    /// [`Client::join_with`]: crate::Client::join_with
+    pub data: &'a [u8],
+}
 
 /// Policy hooks called by the relay. Every method has a no-op default that allows everything.
 ///
@@ -39,6 +60,35 @@ pub trait ServerHandler: Send + Sync + 'static {
         true
     }
 
+    /// The full form of [`on_join`](ServerHandler::on_join): sees the client's identity and
+    /// the bytes it sent with the join, and refuses with a reason the client reads
+    /// (`ServerEvent::Error("join rejected: <room>: <reason>")`).
+    ///
+    /// The default calls `on_join`, so a handler implements one or the other. Runs under the
+    /// same one-join-at-a-time rule as `on_join`.
+    ///
+    /// ```
+    /// use ghost_sync::{JoinRequest, ServerHandler};
+    ///
+    /// struct PrivateRooms;
+    ///
+    /// impl ServerHandler for PrivateRooms {
+    ///     fn on_join_request(&self, join: &JoinRequest<'_>) -> Result<(), String> {
+    ///         if join.room_id.starts_with("private-") && join.data != b"secret" {
+    ///             return Err("wrong password".into());
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    fn on_join_request(&self, join: &JoinRequest<'_>) -> Result<(), String> {
+        if self.on_join(join.client_id, join.room_id, join.addr) {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    }
+
     /// `client_id` left `room_id`: on request, by joining another room, or by disconnecting.
     /// Fires exactly once per join.
     fn on_leave(&self, client_id: Uuid, room_id: &str) {
@@ -53,6 +103,12 @@ pub trait ServerHandler: Send + Sync + 'static {
     /// A frame for `client_id` in `room_id` was dropped because its write queue was full.
     fn on_backpressure(&self, client_id: Uuid, room_id: &str) {
         let _ = (client_id, room_id);
+    }
+
+    /// The connection of `client_id` ended, for `reason`. Fires exactly once per connection
+    /// that completed its handshake, after `on_leave` (if it was in a room).
+    fn on_disconnect(&self, client_id: Uuid, reason: &DisconnectReason) {
+        let _ = (client_id, reason);
     }
 
     /// A room was created through the handle.

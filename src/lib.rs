@@ -40,7 +40,10 @@
 
 #![deny(missing_docs)]
 
+pub mod auth;
 mod client;
+mod directory;
+mod disconnect;
 mod error;
 mod event;
 mod handler;
@@ -50,14 +53,20 @@ mod registry;
 mod room;
 pub mod server;
 mod session;
+mod stats;
 mod sync;
 
-pub use client::Client;
+pub use auth::Identity;
+pub use client::{Client, ClientBuilder, ClientReceiver, ClientSender};
+pub use directory::ClientInfo;
+pub use disconnect::{DisconnectKind, DisconnectReason};
 pub use error::SyncError;
 pub use event::ServerEvent;
-pub use handler::{NoopHandler, ServerHandler};
+pub use handler::{JoinRequest, NoopHandler, ServerHandler};
 pub use pipeline::{ClientMessage, FrameRequest, Reply};
-pub use server::{Server, ServerBuilder, ServerHandle};
+pub use room::RoomOptions;
+pub use server::{Server, ServerBuilder, ServerHandle, SERVER_ID};
+pub use stats::Stats;
 pub use uuid::Uuid;
 
 /// The reusable tower layers (re-export of `ghost-sync-layers`).

@@ -3,7 +3,7 @@
 //! Every method takes the map lock for a map operation only and returns; callers fire hooks
 //! after it is released.
 
-use crate::room::Room;
+use crate::room::{Room, RoomOptions};
 use crate::sync::{read, write};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -16,12 +16,12 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Adds a room; `false` if the id is taken.
-    pub(crate) fn create(&self, id: &str) -> bool {
+    pub(crate) fn create(&self, id: &str, options: RoomOptions) -> bool {
         let mut rooms = write(&self.rooms);
         if rooms.contains_key(id) {
             return false;
         }
-        let room = Arc::new(Room::new(id));
+        let room = Arc::new(Room::new(id, options));
         rooms.insert(Arc::clone(room.id()), room);
         true
     }

@@ -5,6 +5,7 @@
 //! `try_send`, all under one read lock per frame. A full queue drops the frame for that member
 //! only; the caller learns who, and fires `on_backpressure` after the lock is released.
 
+use crate::protocol::{encode, ServerFrame};
 use crate::sync::{lock, read, write};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -26,14 +27,37 @@ pub(crate) struct Member {
 /// Members whose queue was full when a frame was relayed to them.
 pub(crate) type Dropped = Vec<Uuid>;
 
-/// The room was deleted before the member could be added.
-#[derive(Debug)]
-pub(crate) struct RoomDeleted;
+/// Why a member could not be added.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum JoinRefused {
+    /// The room was deleted before the member could be added.
+    Deleted,
+    /// The room holds `max_clients` members.
+    Full,
+}
+
+/// Options of a room, for
+/// [`ServerHandle::create_room_with`](crate::ServerHandle::create_room_with).
+///
+/// ```
+/// use ghost_sync::RoomOptions;
+///
+/// let duel = RoomOptions { max_clients: Some(2), ..RoomOptions::default() };
+/// # let _ = duel;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomOptions {
+    /// Most members at once; a join beyond it is refused with `"room full: <id>"`. Checked
+    /// and applied under the room's lock, so concurrent joins can never overfill the room.
+    /// `None` (the default): no limit.
+    pub max_clients: Option<usize>,
+}
 
 /// A room created through the `ServerHandle`.
 #[derive(Debug)]
 pub(crate) struct Room {
     id: Arc<str>,
+    options: RoomOptions,
     members: RwLock<Vec<Member>>,
     meta: Mutex<HashMap<String, String>>,
     /// Soft delete: members keep their connection, but the room refuses new joins and relays.
@@ -45,9 +69,10 @@ pub(crate) struct Room {
 }
 
 impl Room {
-    pub(crate) fn new(id: &str) -> Self {
+    pub(crate) fn new(id: &str, options: RoomOptions) -> Self {
         Self {
             id: Arc::from(id),
+            options,
             members: RwLock::new(Vec::new()),
             meta: Mutex::new(HashMap::new()),
             deleted: AtomicBool::new(false),
@@ -79,24 +104,45 @@ impl Room {
         read(&self.members).iter().map(|m| m.id).collect()
     }
 
-    /// Adds `member`: queues `joined` (its `Joined` event) for it first, so that no room
-    /// traffic can reach it before its confirmation, then tells the others with `announce`
-    /// (an encoded `PlayerJoined`).
+    pub(crate) fn options(&self) -> &RoomOptions {
+        &self.options
+    }
+
+    /// Adds `member`: queues `joined` (its `Joined` event) and the list of the other members
+    /// for it first, so that no room traffic can reach it before its confirmation, then tells
+    /// the others with `announce` (an encoded `PlayerJoined`).
     pub(crate) fn join(
         &self,
         member: Member,
         joined: &Bytes,
         announce: &Bytes,
-    ) -> Result<Dropped, RoomDeleted> {
+    ) -> Result<Dropped, JoinRefused> {
         let mut members = write(&self.members);
         // Checked under the write lock: a delete that raced this join either happened before
         // (refused here) or after (the member is in the room like any other when it was deleted).
         if self.is_deleted() {
-            return Err(RoomDeleted);
+            return Err(JoinRefused::Deleted);
         }
+        if self
+            .options
+            .max_clients
+            .is_some_and(|max| members.len() >= max)
+        {
+            return Err(JoinRefused::Full);
+        }
+        let mut ids = Vec::with_capacity(members.len() * 16);
+        for other in members.iter() {
+            ids.extend_from_slice(other.id.as_bytes());
+        }
+        let roster = encode(&ServerFrame::Members {
+            room_id: &self.id,
+            client_ids: &ids,
+        });
         let mut dropped = relay(&members, member.id, announce);
-        if let Err(TrySendError::Full(_)) = member.outbox.try_send(joined.clone()) {
-            dropped.push(member.id);
+        for frame in [joined.clone(), roster] {
+            if let Err(TrySendError::Full(_)) = member.outbox.try_send(frame) {
+                dropped.push(member.id);
+            }
         }
         members.push(member);
         Ok(dropped)
@@ -117,6 +163,14 @@ impl Room {
     /// Relays `frame` to every member but `from`.
     pub(crate) fn broadcast(&self, from: Uuid, frame: &Bytes) -> Dropped {
         relay(&read(&self.members), from, frame)
+    }
+
+    /// Relays `frame` to every member; returns how many got it, and who did not.
+    pub(crate) fn broadcast_all(&self, frame: &Bytes) -> (usize, Dropped) {
+        let members = read(&self.members);
+        // No member has the server's (nil) id, so nobody is skipped.
+        let dropped = relay(&members, Uuid::nil(), frame);
+        (members.len() - dropped.len(), dropped)
     }
 
     pub(crate) fn set_meta(&self, key: &str, value: String) {
@@ -159,13 +213,13 @@ mod tests {
 
     #[test]
     fn a_broadcast_shares_one_buffer_and_skips_the_sender() {
-        let room = Room::new("r");
+        let room = Room::new("r", RoomOptions::default());
         let (a, mut ra) = member(1, 4);
         let (b, mut rb) = member(2, 4);
         room.join(a, &Bytes::new(), &Bytes::new()).unwrap();
         room.join(b, &Bytes::new(), &Bytes::new()).unwrap();
-        while ra.try_recv().is_ok() {} // a's Joined, then b's PlayerJoined
-        while rb.try_recv().is_ok() {} // b's Joined
+        while ra.try_recv().is_ok() {} // a's Joined and Members, then b's PlayerJoined
+        while rb.try_recv().is_ok() {} // b's Joined and Members
         let frame = Bytes::from_static(b"frame");
         assert!(room.broadcast(Uuid::from_u128(1), &frame).is_empty());
         let got = rb.try_recv().unwrap();
@@ -178,25 +232,71 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_for_that_member_only() {
-        let room = Room::new("r");
+        let room = Room::new("r", RoomOptions::default());
         let (a, _ra) = member(1, 1);
         let (b, mut rb) = member(2, 8);
         let (c, _rc) = member(3, 8);
         room.join(a, &Bytes::new(), &Bytes::new()).unwrap();
         room.join(b, &Bytes::new(), &Bytes::new()).unwrap();
         room.join(c, &Bytes::new(), &Bytes::new()).unwrap();
-        // a's single slot already holds b's PlayerJoined.
+        // a's single slot already holds its Joined.
         let dropped = room.broadcast(Uuid::from_u128(3), &Bytes::from_static(b"x"));
         assert_eq!(dropped, vec![Uuid::from_u128(1)]);
         while rb.try_recv().is_ok() {}
     }
 
     #[test]
+    fn a_full_room_refuses_joins_and_counts_stay_exact() {
+        let room = Room::new(
+            "r",
+            RoomOptions {
+                max_clients: Some(2),
+            },
+        );
+        let (a, _ra) = member(1, 8);
+        let (b, _rb) = member(2, 8);
+        let (c, _rc) = member(3, 8);
+        room.join(a, &Bytes::new(), &Bytes::new()).unwrap();
+        room.join(b, &Bytes::new(), &Bytes::new()).unwrap();
+        assert_eq!(
+            room.join(c, &Bytes::new(), &Bytes::new()),
+            Err(JoinRefused::Full)
+        );
+        assert_eq!(room.len(), 2);
+    }
+
+    #[test]
+    fn a_joiner_is_told_who_is_already_there() {
+        let room = Room::new("r", RoomOptions::default());
+        let (a, _ra) = member(1, 8);
+        let (b, mut rb) = member(2, 8);
+        room.join(a, &Bytes::new(), &Bytes::new()).unwrap();
+        room.join(b, &Bytes::from_static(b"joined"), &Bytes::new())
+            .unwrap();
+        assert_eq!(&rb.try_recv().unwrap()[..], b"joined");
+        let roster = rb.try_recv().unwrap();
+        match crate::protocol::decode_frame::<ServerFrame<'_>>(&roster[4..]).unwrap() {
+            ServerFrame::Members {
+                room_id,
+                client_ids,
+            } => {
+                assert_eq!(room_id, "r");
+                let ids: Vec<_> = crate::protocol::member_ids(client_ids).collect();
+                assert_eq!(ids, vec![Uuid::from_u128(1)]);
+            }
+            other => panic!("expected the member list, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn a_deleted_room_refuses_joins() {
-        let room = Room::new("r");
+        let room = Room::new("r", RoomOptions::default());
         room.mark_deleted();
         let (a, _ra) = member(1, 1);
-        assert!(room.join(a, &Bytes::new(), &Bytes::new()).is_err());
+        assert_eq!(
+            room.join(a, &Bytes::new(), &Bytes::new()),
+            Err(JoinRefused::Deleted)
+        );
         assert_eq!(room.len(), 0);
     }
 }

@@ -4,15 +4,19 @@
 //! [`FrameRequest`](crate::FrameRequest); only the connection's own task mutates it, so its small lock is
 //! never contended.
 
+use crate::auth::Identity;
 use crate::handler::ServerHandler;
 use crate::protocol::{encode, ServerFrame};
 use crate::room::{Member, Outbox, Room};
+use crate::stats::Counters;
 use crate::sync::lock;
 use bytes::Bytes;
 use ghost_sync_layers::ActivityClock;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Per-connection state.
@@ -20,8 +24,15 @@ use uuid::Uuid;
 pub(crate) struct Session {
     pub(crate) client_id: Uuid,
     pub(crate) peer: SocketAddr,
+    /// Who the validator said this client is; `None` on an open relay.
+    pub(crate) identity: Option<Identity>,
+    pub(crate) connected_at: SystemTime,
     /// This client's own write queue (rooms hold clones of it).
     pub(crate) outbox: Outbox,
+    /// Cancelled by `ServerHandle::kick`; the driver watches it.
+    kicked: CancellationToken,
+    /// The reason of the first kick (later ones change nothing).
+    kick_reason: OnceLock<String>,
     /// Touched by the idle-timeout layer on every frame; read by the idle deadline.
     pub(crate) activity: ActivityClock,
     /// Set by the handshake; the auth layer refuses frames until it is.
@@ -32,11 +43,20 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(client_id: Uuid, peer: SocketAddr, outbox: Outbox) -> Self {
+    pub(crate) fn new(
+        client_id: Uuid,
+        peer: SocketAddr,
+        identity: Option<Identity>,
+        outbox: Outbox,
+    ) -> Self {
         Self {
             client_id,
             peer,
+            identity,
+            connected_at: SystemTime::now(),
             outbox,
+            kicked: CancellationToken::new(),
+            kick_reason: OnceLock::new(),
             activity: ActivityClock::new(),
             authenticated: AtomicBool::new(false),
             awaiting_pong: AtomicBool::new(false),
@@ -49,6 +69,26 @@ impl Session {
             id: self.client_id,
             outbox: self.outbox.clone(),
         }
+    }
+
+    /// Asks the connection to end with `Kicked(reason)`; the first reason wins.
+    pub(crate) fn kick(&self, reason: &str) {
+        let _ = self.kick_reason.set(reason.to_owned());
+        self.kicked.cancel();
+    }
+
+    /// Completes once the client was kicked.
+    pub(crate) fn kicked(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.kicked.cancelled()
+    }
+
+    pub(crate) fn kick_reason(&self) -> String {
+        self.kick_reason.get().cloned().unwrap_or_default()
+    }
+
+    /// Frames waiting in this client's write queue.
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.outbox.max_capacity() - self.outbox.capacity()
     }
 
     pub(crate) fn is_authenticated(&self) -> bool {
@@ -83,18 +123,31 @@ impl Session {
 
     /// Leaves the current room, if any: the rest of the room gets `PlayerLeft`, and
     /// `on_leave` fires once, after every lock is released.
-    pub(crate) fn leave_room(&self, handler: &dyn ServerHandler) -> Option<Arc<Room>> {
-        self.leave(handler, true)
+    pub(crate) fn leave_room(
+        &self,
+        handler: &dyn ServerHandler,
+        counters: &Counters,
+    ) -> Option<Arc<Room>> {
+        self.leave(handler, counters, true)
     }
 
     /// Leaves the current room without telling the rest of it: at shutdown everyone is
     /// leaving, and a last `PlayerLeft` per member would only be noise before the farewell.
     /// `on_leave` still fires.
-    pub(crate) fn leave_room_quietly(&self, handler: &dyn ServerHandler) -> Option<Arc<Room>> {
-        self.leave(handler, false)
+    pub(crate) fn leave_room_quietly(
+        &self,
+        handler: &dyn ServerHandler,
+        counters: &Counters,
+    ) -> Option<Arc<Room>> {
+        self.leave(handler, counters, false)
     }
 
-    fn leave(&self, handler: &dyn ServerHandler, announce: bool) -> Option<Arc<Room>> {
+    fn leave(
+        &self,
+        handler: &dyn ServerHandler,
+        counters: &Counters,
+        announce: bool,
+    ) -> Option<Arc<Room>> {
         let room = lock(&self.room).take()?;
         let announce = if announce {
             encode(&ServerFrame::PlayerLeft {
@@ -105,14 +158,21 @@ impl Session {
         };
         if let Some(dropped) = room.leave(self.client_id, &announce) {
             handler.on_leave(self.client_id, room.id());
-            report_backpressure(handler, &dropped, room.id());
+            report_backpressure(handler, counters, &dropped, room.id());
         }
         Some(room)
     }
 }
 
-/// Fires `on_backpressure` for every member whose queue was full.
-pub(crate) fn report_backpressure(handler: &dyn ServerHandler, dropped: &[Uuid], room_id: &str) {
+/// Counts the dropped frames and fires `on_backpressure` for every member whose queue was
+/// full.
+pub(crate) fn report_backpressure(
+    handler: &dyn ServerHandler,
+    counters: &Counters,
+    dropped: &[Uuid],
+    room_id: &str,
+) {
+    Counters::add(&counters.frames_dropped, dropped.len() as u64);
     for &client_id in dropped {
         tracing::debug!(%client_id, room_id, "write queue full: frame dropped");
         handler.on_backpressure(client_id, room_id);

@@ -61,7 +61,11 @@ async fn a_full_server_refuses_and_frees_a_slot_when_a_client_leaves() {
 async fn a_first_frame_that_is_not_a_hello_is_refused() {
     let (_handle, addr) = start(Server::builder()).await;
     let mut raw = RawClient::connect(addr).await;
-    raw.send(&ClientFrame::Join { room_id: "lobby" }).await;
+    raw.send(&ClientFrame::Join {
+        room_id: "lobby",
+        data: &[],
+    })
+    .await;
     match raw.recv().await {
         Some(Frame::Rejected { code, .. }) => assert_eq!(code, RejectCode::Protocol as u8),
         other => panic!("expected a rejection, got {other:?}"),

@@ -221,10 +221,7 @@ async fn a_soft_deleted_room_keeps_its_members_connected_but_refuses_their_broad
     );
     // a joins the new room: it gets c's next message, and never b's stale one.
     a.join("arena").await.unwrap();
-    assert!(matches!(
-        next_event(&mut a).await,
-        ServerEvent::Joined { .. }
-    ));
+    assert_eq!(expect_joined(&mut a, "arena").await, vec![c.client_id()]);
     assert_eq!(
         next_event(&mut c).await,
         ServerEvent::PlayerJoined {

@@ -1,6 +1,6 @@
 //! [`Hooks`]: the `ServerHandler` frame hooks adapted into a tower layer.
 //!
-//! - `on_join` is an allow/deny gate in front of the router. Joins into one room pass the gate
+//! - `on_join_request` (by default `on_join`) is an allow/deny gate in front of the router. Joins into one room pass the gate
 //!   one at a time (the room's turnstile), so a capacity check made in the hook with
 //!   `ServerHandle::room_client_count` and the insert that follows are atomic. The turnstile
 //!   guards no data and no handle method takes it, so the hook may call the handle freely.
@@ -11,7 +11,7 @@
 //! lock is released.
 
 use super::{ClientMessage, FrameRequest, Reply, ReplyKind};
-use crate::handler::SharedHandler;
+use crate::handler::{JoinRequest, SharedHandler};
 use crate::server::Shared;
 use bytes::Bytes;
 use ghost_sync_layers::BoxError;
@@ -73,7 +73,7 @@ where
 
     fn call(&mut self, req: FrameRequest) -> Self::Future {
         match req.message() {
-            ClientMessage::Join { room_id } => {
+            ClientMessage::Join { room_id, .. } => {
                 let room_id = room_id.clone();
                 let Some(room) = self.shared.registry.get(&room_id) else {
                     // The router answers "room not found".
@@ -97,9 +97,23 @@ where
                 ResponseFuture::boxed(Box::pin(async move {
                     let turn = room.turnstile().lock_owned().await;
                     let session = req.session();
-                    let allowed = handler.on_join(session.client_id, &room_id, session.peer);
-                    if !allowed {
-                        return Ok(Reply::error(format!("join rejected: {room_id}")));
+                    let data = match req.message() {
+                        ClientMessage::Join { data, .. } => data.clone(),
+                        _ => Bytes::new(),
+                    };
+                    let verdict = handler.on_join_request(&JoinRequest {
+                        client_id: session.client_id,
+                        room_id: &room_id,
+                        addr: session.peer,
+                        identity: session.identity.as_ref(),
+                        data: &data,
+                    });
+                    if let Err(reason) = verdict {
+                        return Ok(Reply::error(if reason.is_empty() {
+                            format!("join rejected: {room_id}")
+                        } else {
+                            format!("join rejected: {room_id}: {reason}")
+                        }));
                     }
                     // The router does its work inside `call` (its future is already complete),
                     // so the join is in the room before the turnstile is released, and no

@@ -47,6 +47,8 @@ pub enum ClientMessage {
     Join {
         /// The room to join.
         room_id: String,
+        /// Bytes for the join hook (a password, a loadout); empty for a plain join.
+        data: Bytes,
     },
     /// Leave the current room.
     Leave,
@@ -106,6 +108,11 @@ impl FrameRequest {
         &self.message
     }
 
+    /// Who the validator said the client is; `None` on an open relay.
+    pub fn identity(&self) -> Option<&crate::auth::Identity> {
+        self.session.identity.as_ref()
+    }
+
     /// The room the client is in when the frame arrives, if any.
     pub fn room_id(&self) -> Option<String> {
         self.session.current_room().map(|r| r.id().to_string())
@@ -115,7 +122,7 @@ impl FrameRequest {
 impl PayloadLength for FrameRequest {
     fn payload_len(&self) -> usize {
         match &self.message {
-            ClientMessage::Join { room_id } => room_id.len(),
+            ClientMessage::Join { room_id, data } => room_id.len() + data.len(),
             ClientMessage::Broadcast { data } => data.len(),
             ClientMessage::Leave => 0,
         }
@@ -150,7 +157,7 @@ pub(crate) enum ReplyKind {
     /// An encoded frame for this client.
     Frame(Bytes),
     /// Close the connection, telling the client why.
-    Disconnect(crate::server::DisconnectReason),
+    Disconnect(crate::disconnect::DisconnectReason),
 }
 
 impl Reply {
@@ -183,7 +190,7 @@ impl Reply {
         }
     }
 
-    pub(crate) fn disconnect(reason: crate::server::DisconnectReason) -> Self {
+    pub(crate) fn disconnect(reason: crate::disconnect::DisconnectReason) -> Self {
         Self {
             kind: ReplyKind::Disconnect(reason),
         }

@@ -1,7 +1,7 @@
 //! Turns a layer's error into a reply, so that a client always learns why a frame was refused.
 
 use super::Reply;
-use crate::server::DisconnectReason;
+use crate::disconnect::DisconnectReason;
 use ghost_sync_layers::{BoxError, PayloadTooLarge, Unauthenticated};
 
 /// Maps the result of the frame pipeline to a reply; never returns `Err`.

@@ -6,7 +6,7 @@
 use super::{ClientMessage, FrameRequest, Reply};
 use crate::handler::SharedHandler;
 use crate::protocol::{encode, ServerFrame};
-use crate::room::{Room, RoomDeleted};
+use crate::room::{JoinRefused, Room};
 use crate::server::Shared;
 use crate::session::{report_backpressure, Session};
 use bytes::Bytes;
@@ -31,8 +31,9 @@ impl RoomRouter {
     fn route(&self, req: FrameRequest) -> Reply {
         let session = req.session();
         match req.message() {
-            ClientMessage::Join { room_id } => self.join(session, room_id, req.target()),
-            ClientMessage::Leave => match session.leave_room(&*self.handler) {
+            ClientMessage::Join { room_id, .. } => self.join(session, room_id, req.target()),
+            ClientMessage::Leave => match session.leave_room(&*self.handler, &self.shared.counters)
+            {
                 Some(room) => Reply::frame(encode(&ServerFrame::Left { room_id: room.id() })),
                 None => Reply::error("not in a room"),
             },
@@ -61,16 +62,26 @@ impl RoomRouter {
         if room.is_deleted() {
             return Reply::error(format!("room not found: {room_id}"));
         }
+        // Likewise a full room (checked again, atomically, by the join itself).
+        if room
+            .options()
+            .max_clients
+            .is_some_and(|max| room.len() >= max)
+        {
+            return Reply::error(format!("room full: {room_id}"));
+        }
         let handler = &*self.handler;
-        session.leave_room(handler);
+        let counters = &self.shared.counters;
+        session.leave_room(handler, counters);
         let announce = encode(&ServerFrame::PlayerJoined { client_id });
         match room.join(session.member(), &joined, &announce) {
             Ok(dropped) => {
                 session.set_room(Arc::clone(&room));
-                report_backpressure(handler, &dropped, room.id());
+                report_backpressure(handler, counters, &dropped, room.id());
                 Reply::none()
             }
-            Err(RoomDeleted) => Reply::error(format!("room not found: {room_id}")),
+            Err(JoinRefused::Deleted) => Reply::error(format!("room not found: {room_id}")),
+            Err(JoinRefused::Full) => Reply::error(format!("room full: {room_id}")),
         }
     }
 
@@ -87,7 +98,7 @@ impl RoomRouter {
             data,
         });
         let dropped = room.broadcast(session.client_id, &frame);
-        report_backpressure(&*self.handler, &dropped, room.id());
+        report_backpressure(&*self.handler, &self.shared.counters, &dropped, room.id());
         Reply::relayed(Arc::clone(room.id()))
     }
 }

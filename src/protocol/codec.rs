@@ -178,10 +178,16 @@ mod tests {
 
     #[test]
     fn the_wire_format_matches_protocol_md() {
-        let frame = encode(&ClientFrame::Join { room_id: "lobby" });
+        let frame = encode(&ClientFrame::Join {
+            room_id: "lobby",
+            data: &[],
+        });
         assert_eq!(
             &frame[..],
-            &[0, 0, 0, 14, 1, 5, 0, 0, 0, 0, 0, 0, 0, b'l', b'o', b'b', b'b', b'y']
+            &[
+                0, 0, 0, 22, 1, 5, 0, 0, 0, 0, 0, 0, 0, b'l', b'o', b'b', b'b', b'y', 0, 0, 0, 0,
+                0, 0, 0, 0
+            ]
         );
         assert_eq!(&encode(&ClientFrame::Ping)[..], &[0, 0, 0, 1, 4]);
     }

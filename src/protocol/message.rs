@@ -26,6 +26,8 @@ pub enum ClientFrame<'a> {
     Join {
         /// The room to join.
         room_id: &'a str,
+        /// Opaque bytes for the server's join hook (a password, a loadout); often empty.
+        data: &'a [u8],
     },
     /// Leave the current room.
     #[wincode(tag = 2)]
@@ -120,6 +122,15 @@ pub enum ServerFrame<'a> {
         /// Human-readable detail.
         message: &'a str,
     },
+    /// Who else is in the room the receiver just joined; sent right after its `Joined`.
+    #[wincode(tag = 11)]
+    Members {
+        /// The room joined.
+        room_id: &'a str,
+        /// The other members' ids, 16 bytes each, concatenated (borrowed, so decoding
+        /// allocates nothing; [`member_ids`] splits them).
+        client_ids: &'a [u8],
+    },
 }
 
 /// Why a handshake was refused (the `code` of [`ServerFrame::Rejected`]).
@@ -171,8 +182,12 @@ pub enum DisconnectCode {
     Kicked = 4,
     /// The server is shutting down.
     ServerShutdown = 5,
-    /// The client's pipeline failed (a layer's service is gone).
+    /// The client's pipeline failed (a layer's service is gone, a hook panicked).
     Internal = 6,
+    /// The client did not drain its socket: its write queue stayed full.
+    SlowConsumer = 7,
+    /// A policy layer ended the connection (too many rate-limit violations, say).
+    Policy = 8,
 }
 
 impl DisconnectCode {
@@ -186,7 +201,19 @@ impl DisconnectCode {
             4 => Self::Kicked,
             5 => Self::ServerShutdown,
             6 => Self::Internal,
+            7 => Self::SlowConsumer,
+            8 => Self::Policy,
             _ => return None,
         })
     }
+}
+
+/// Splits the `client_ids` of a [`ServerFrame::Members`] into ids; a trailing partial id
+/// (which a well-behaved relay never sends) is ignored.
+pub fn member_ids(client_ids: &[u8]) -> impl Iterator<Item = Uuid> + '_ {
+    client_ids.chunks_exact(16).map(|chunk| {
+        let mut id = [0; 16];
+        id.copy_from_slice(chunk);
+        Uuid::from_bytes(id)
+    })
 }

@@ -18,4 +18,6 @@ pub use codec::{
     clip_reason, decode_frame, encode, FrameError, FrameReader, FRAME_OVERHEAD, HEADER_LEN,
     MAX_PAYLOAD_LIMIT, MAX_REASON_LEN,
 };
-pub use message::{ClientFrame, DisconnectCode, RejectCode, ServerFrame, PROTOCOL_VERSION};
+pub use message::{
+    member_ids, ClientFrame, DisconnectCode, RejectCode, ServerFrame, PROTOCOL_VERSION,
+};

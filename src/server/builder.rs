@@ -5,6 +5,7 @@ use super::connection::CoreService;
 use super::handle::ServerHandle;
 use super::listener::accept_loop;
 use super::Shared;
+use crate::auth::{self, Credentials, Identity as ClientIdentity, Validator};
 use crate::error::SyncError;
 use crate::handler::{NoopHandler, ServerHandler, SharedHandler};
 use crate::pipeline::{FrameRequest, Reply};
@@ -24,6 +25,7 @@ type MakeHandler = Box<dyn FnOnce(ServerHandle) -> Arc<dyn ServerHandler> + Send
 pub struct ServerBuilder<L = Identity> {
     config: Config,
     handler: MakeHandler,
+    validator: Option<Validator>,
     layer: L,
 }
 
@@ -78,6 +80,56 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Emits a [`Stats`](crate::Stats) snapshot as a `tracing` event (target
+    /// `ghost_sync::stats`, level INFO) every `every`. Off by default.
+    pub fn stats_interval(mut self, every: Duration) -> Self {
+        self.config.stats_interval = Some(every);
+        self
+    }
+
+    /// Checks every client's credentials during its handshake with `validator`, a tower
+    /// service from [`Credentials`] to [`Identity`](crate::Identity). A client it refuses
+    /// gets [`SyncError::AuthFailed`] with the error's text; a client it accepts carries the
+    /// identity, which hooks and layers see ([`ServerHandle::client_info`],
+    /// [`FrameRequest::identity`]). Without a validator (the default) the relay is open.
+    ///
+    /// [`HmacTokenValidator`](crate::auth::HmacTokenValidator) is the simple production
+    /// choice; [`authenticate_with`](ServerBuilder::authenticate_with) takes a closure.
+    pub fn authenticate<V>(mut self, validator: V) -> Self
+    where
+        V: Service<Credentials, Response = ClientIdentity> + Clone + Send + Sync + 'static,
+        V::Error: Into<BoxError>,
+        V::Future: Send + 'static,
+    {
+        self.validator = Some(auth::boxed(validator));
+        self
+    }
+
+    /// [`authenticate`](ServerBuilder::authenticate) with an async closure.
+    ///
+    /// ```
+    /// use ghost_sync::auth::{Credentials, Identity};
+    /// use ghost_sync::Server;
+    ///
+    /// let server = Server::builder()
+    ///     .authenticate_with(|credentials: Credentials| async move {
+    ///         match &credentials.token[..] {
+    ///             b"let-me-in" => Ok(Identity::new("guest")),
+    ///             _ => Err("unknown token"),
+    ///         }
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
+    pub fn authenticate_with<F, Fut, E>(self, validate: F) -> Self
+    where
+        F: Fn(Credentials) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<ClientIdentity, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.authenticate(tower::service_fn(validate))
+    }
+
     /// The policy hooks (default [`NoopHandler`]).
     pub fn handler(mut self, handler: impl ServerHandler) -> Self {
         let handler: Arc<dyn ServerHandler> = Arc::new(handler);
@@ -124,13 +176,14 @@ impl<L> ServerBuilder<L> {
         ServerBuilder {
             config: self.config,
             handler: self.handler,
+            validator: self.validator,
             layer: Stack::new(layer, self.layer),
         }
     }
 
     /// Builds the server. Nothing is bound until [`Server::run`].
     pub fn build(self) -> Server<L> {
-        let shared = Arc::new(Shared::new(self.config.sanitized()));
+        let shared = Arc::new(Shared::new(self.config.sanitized(), self.validator));
         let handle = ServerHandle {
             shared: Arc::clone(&shared),
         };
@@ -167,6 +220,7 @@ impl Server {
         ServerBuilder {
             config: Config::default(),
             handler: Box::new(|_| Arc::new(NoopHandler)),
+            validator: None,
             layer: Identity::new(),
         }
     }
@@ -199,6 +253,11 @@ impl<L> Server<L> {
         tracing::info!(%addr, "listening");
         let handle = self.handle();
         let shared = Arc::clone(&self.shared);
+        if let Some(every) = self.shared.config.stats_interval {
+            self.shared
+                .tasks
+                .spawn(super::handle::report_stats(handle.clone(), every));
+        }
         self.shared.tasks.spawn(accept_loop(
             listener,
             shared,

@@ -12,6 +12,8 @@ pub(crate) struct Config {
     pub(crate) idle_timeout: Duration,
     pub(crate) ping_interval: Duration,
     pub(crate) channel_capacity: usize,
+    /// Emit a stats snapshot as a tracing event this often; `None`: never.
+    pub(crate) stats_interval: Option<Duration>,
 }
 
 /// Default listen address.
@@ -36,6 +38,7 @@ impl Default for Config {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             ping_interval: DEFAULT_PING_INTERVAL,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            stats_interval: None,
         }
     }
 }
@@ -59,6 +62,10 @@ impl Config {
         if self.ping_interval < min {
             tracing::warn!("ping_interval raised to 1 ms");
             self.ping_interval = min;
+        }
+        if self.stats_interval.is_some_and(|every| every < min) {
+            tracing::warn!("stats_interval raised to 1 ms");
+            self.stats_interval = Some(min);
         }
         if self.idle_timeout < min {
             tracing::warn!("idle_timeout raised to 1 ms");

@@ -5,21 +5,24 @@
 //! Writing happens on a separate task ([`writer`](super::writer)) fed by the client's bounded
 //! queue, so a slow socket never blocks this loop or any other client.
 
-use super::disconnect::DisconnectReason;
 use super::writer::{write_loop, FAREWELL_TIMEOUT};
 use super::Shared;
+use crate::auth::{Credentials, Identity, Validator};
+use crate::disconnect::DisconnectReason;
 use crate::handler::{ServerHandler, SharedHandler};
 use crate::pipeline::hooks::{Hooks, HooksLayer};
 use crate::pipeline::router::RoomRouter;
 use crate::pipeline::{recover, ClientMessage, FrameRequest, Reply, ReplyKind};
 use crate::protocol::{
     clip_reason, decode_frame, encode, ClientFrame, FrameError, FrameReader, RejectCode,
-    ServerFrame, PROTOCOL_VERSION,
+    ServerFrame, HEADER_LEN, PROTOCOL_VERSION,
 };
 use crate::session::{report_backpressure, Session};
+use crate::stats::Counters;
 use bytes::{Bytes, BytesMut};
 use ghost_sync_layers::{AuthLayer, BoxError, IdleTimeoutLayer, PayloadLimitLayer};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -62,27 +65,42 @@ pub(crate) async fn serve<R, W, L>(
     async move {
         let frames = FrameReader::for_payload(shared.config.max_payload);
         let mut buf = BytesMut::new();
-        if !handshake(
+        let Some(identity) = handshake(
             &shared,
             &mut reader,
             &mut writer,
             &mut buf,
             &frames,
             client_id,
+            peer,
         )
         .await
-        {
+        else {
             return;
-        }
+        };
         let config = &shared.config;
         let (outbox, queue) = mpsc::channel(config.channel_capacity);
-        let session = Arc::new(Session::new(client_id, peer, outbox));
-        // No credentials are checked yet: the relay is open, so the handshake authenticates.
+        let session = Arc::new(Session::new(client_id, peer, identity, outbox));
+        // The handshake checked the credentials (or the relay is open).
         session.set_authenticated();
+        shared.directory.insert(Arc::clone(&session));
+        shared
+            .counters
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        // Whatever happens next, the client leaves the directory and `on_disconnect` fires
+        // once: this guard is dropped last, even if the task is cancelled.
+        let mut farewell_guard = DisconnectOnDrop {
+            shared: Arc::clone(&shared),
+            handler: Arc::clone(&handler),
+            client_id,
+            reason: DisconnectReason::ServerShutdown,
+        };
         let (farewell_tx, farewell_rx) = oneshot::channel();
-        let mut writer_task = shared
-            .tasks
-            .spawn(write_loop(writer, queue, farewell_rx).instrument(tracing::Span::current()));
+        let mut writer_task = shared.tasks.spawn(
+            write_loop(writer, queue, farewell_rx, Arc::clone(&shared))
+                .instrument(tracing::Span::current()),
+        );
         tracing::debug!("connected");
 
         let core = HooksLayer::new(Arc::clone(&shared), Arc::clone(&handler))
@@ -105,15 +123,17 @@ pub(crate) async fn serve<R, W, L>(
         let guard = LeaveOnDrop {
             session: Arc::clone(&session),
             handler: Arc::clone(&handler),
+            shared: Arc::clone(&shared),
         };
         let reason = driver.run().await;
 
         tracing::debug!(?reason, "disconnecting");
         if reason == DisconnectReason::ServerShutdown {
-            session.leave_room_quietly(&*handler);
+            session.leave_room_quietly(&*handler, &shared.counters);
         }
         drop(guard); // leaves the room (if still in one): PlayerLeft to the others, on_leave once
         let farewell = reason.farewell();
+        farewell_guard.reason = reason;
         let mut said_goodbye = farewell.is_some();
         // Without a farewell, dropping the sender still ends the writer after the queued frames.
         match farewell {
@@ -135,13 +155,32 @@ pub(crate) async fn serve<R, W, L>(
             // into a reset that could destroy the farewell before the client reads it.
             linger(&mut driver.reader, &mut driver.buf).await;
         }
+        drop(farewell_guard);
     }
     .instrument(span)
     .await
 }
 
-/// Reads the client's `Hello` and answers `Welcome`, or refuses with a reason. `true` when
-/// the connection may proceed.
+/// Takes a client out of the directory, counts its disconnect and fires `on_disconnect`,
+/// however its connection ends (cancellation included), exactly once.
+struct DisconnectOnDrop {
+    shared: Arc<Shared>,
+    handler: SharedHandler,
+    client_id: Uuid,
+    reason: DisconnectReason,
+}
+
+impl Drop for DisconnectOnDrop {
+    fn drop(&mut self) {
+        self.shared.directory.remove(self.client_id);
+        self.shared.counters.disconnected(self.reason.kind());
+        self.handler.on_disconnect(self.client_id, &self.reason);
+    }
+}
+
+/// Reads the client's `Hello`, checks its credentials, and answers `Welcome`, or refuses
+/// with a reason. `Some(identity)` when the connection may proceed (`Some(None)` on an open
+/// relay).
 async fn handshake<R, W>(
     shared: &Shared,
     reader: &mut R,
@@ -149,28 +188,34 @@ async fn handshake<R, W>(
     buf: &mut BytesMut,
     frames: &FrameReader,
     client_id: Uuid,
-) -> bool
+    peer: SocketAddr,
+) -> Option<Option<Identity>>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let config = &shared.config;
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT.min(config.idle_timeout);
     let hello = tokio::select! {
         _ = shared.shutdown.cancelled() => {
             reject(reader, writer, RejectCode::ShuttingDown, "server shutting down").await;
-            return false;
+            return None;
         }
-        hello = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT.min(config.idle_timeout),
-            read_frame(reader, buf, frames),
-        ) => hello,
+        hello = tokio::time::timeout_at(deadline, read_frame(reader, buf, frames)) => hello,
     };
+    let mut token = Bytes::new();
     let refusal = match hello {
         Err(_) => Some((RejectCode::Protocol, "no hello in time".to_owned())),
-        Ok(Err(None)) => return false,
+        Ok(Err(None)) => return None,
         Ok(Err(Some(err))) => Some((RejectCode::Protocol, err.to_string())),
         Ok(Ok(body)) => match decode_frame::<ClientFrame<'_>>(&body) {
-            Ok(ClientFrame::Hello { version, .. }) if version == PROTOCOL_VERSION => None,
+            Ok(ClientFrame::Hello {
+                version,
+                credentials,
+            }) if version == PROTOCOL_VERSION => {
+                token = body.slice_ref(credentials);
+                None
+            }
             Ok(ClientFrame::Hello { version, .. }) => Some((
                 RejectCode::UnsupportedVersion,
                 format!(
@@ -184,17 +229,48 @@ where
             Err(err) => Some((RejectCode::Protocol, err.to_string())),
         },
     };
+    let (identity, refusal) = match (refusal, &shared.validator) {
+        (Some(refusal), _) => (None, Some(refusal)),
+        (None, None) => (None, None),
+        (None, Some(validator)) => {
+            match authenticate(shared, validator.clone(), token, peer, deadline).await {
+                Ok(identity) => (Some(identity), None),
+                Err(why) => (None, Some((RejectCode::AuthFailed, why))),
+            }
+        }
+    };
     if let Some((code, message)) = refusal {
         tracing::debug!(?code, message, "handshake refused");
         reject(reader, writer, code, &message).await;
-        return false;
+        return None;
     }
     let welcome = encode(&ServerFrame::Welcome {
         client_id,
         version: PROTOCOL_VERSION,
         max_payload: config.max_payload as u32,
     });
-    writer.write_all(&welcome).await.is_ok()
+    writer.write_all(&welcome).await.ok()?;
+    Some(identity)
+}
+
+/// Runs the validator on a client's token, within the handshake's deadline; the error is the
+/// reason the client reads.
+async fn authenticate(
+    shared: &Shared,
+    validator: Validator,
+    token: Bytes,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Result<Identity, String> {
+    let check = validator.oneshot(Credentials { token, peer });
+    tokio::select! {
+        _ = shared.shutdown.cancelled() => Err("server shutting down".to_owned()),
+        checked = tokio::time::timeout_at(deadline, check) => match checked {
+            Ok(Ok(identity)) => Ok(identity),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err("credentials not checked in time".to_owned()),
+        },
+    }
 }
 
 /// The read side of one established connection.
@@ -234,6 +310,9 @@ where
             tokio::select! {
                 biased;
                 _ = self.shared.shutdown.cancelled() => return DisconnectReason::ServerShutdown,
+                _ = self.session.kicked() => {
+                    return DisconnectReason::Kicked(self.session.kick_reason())
+                }
                 _ = &mut idle => return DisconnectReason::IdleTimeout,
                 _ = ping.tick() => {
                     if let Some(reason) = self.ping(&mut ping_deferred).await {
@@ -257,10 +336,12 @@ where
         tokio::select! {
             biased;
             _ = shared.shutdown.cancelled() => Some(DisconnectReason::ServerShutdown),
+            _ = self.session.kicked() => Some(DisconnectReason::Kicked(self.session.kick_reason())),
             reason = dispatch(
                 &mut self.stack,
                 self.session,
                 &**self.handler,
+                &shared.counters,
                 &self.frames,
                 &mut self.buf,
             ) => reason,
@@ -328,7 +409,7 @@ where
             }
             // One full queue at a tick is a burst; two in a row, a whole ping interval
             // apart, is a client that does not drain its socket.
-            Err(TrySendError::Full(_)) if *deferred => return Some(DisconnectReason::PingTimeout),
+            Err(TrySendError::Full(_)) if *deferred => return Some(DisconnectReason::SlowConsumer),
             Err(TrySendError::Full(_)) => *deferred = true,
             Err(TrySendError::Closed(_)) => {
                 return Some(DisconnectReason::Transport("writer closed".into()))
@@ -347,11 +428,13 @@ const PONG_FRAME: &[u8] = &[0, 0, 0, 1, 9];
 struct LeaveOnDrop {
     session: Arc<Session>,
     handler: SharedHandler,
+    shared: Arc<Shared>,
 }
 
 impl Drop for LeaveOnDrop {
     fn drop(&mut self) {
-        self.session.leave_room(&*self.handler);
+        self.session
+            .leave_room(&*self.handler, &self.shared.counters);
     }
 }
 
@@ -360,15 +443,25 @@ async fn dispatch<S>(
     stack: &mut S,
     session: &Arc<Session>,
     handler: &dyn ServerHandler,
+    counters: &Counters,
     frames: &FrameReader,
     buf: &mut BytesMut,
 ) -> Option<DisconnectReason>
 where
     S: Service<FrameRequest, Response = Reply, Error = BoxError>,
 {
+    let mut tally = Tally {
+        counters,
+        frames: 0,
+        bytes: 0,
+    };
     loop {
         let body = match frames.next_frame(buf) {
-            Ok(Some(body)) => body,
+            Ok(Some(body)) => {
+                tally.frames += 1;
+                tally.bytes += (HEADER_LEN + body.len()) as u64;
+                body
+            }
             Ok(None) => return None,
             Err(err @ FrameError::TooLarge { .. }) => {
                 return Some(DisconnectReason::PayloadTooLarge(err.to_string()))
@@ -405,11 +498,26 @@ where
                 if let Err(TrySendError::Full(_)) = session.outbox.try_send(frame) {
                     let room = session.current_room();
                     let room_id = room.as_ref().map_or("", |r| r.id());
-                    report_backpressure(handler, &[session.client_id], room_id);
+                    report_backpressure(handler, counters, &[session.client_id], room_id);
                 }
             }
             ReplyKind::Disconnect(reason) => return Some(reason),
         }
+    }
+}
+
+/// Frames and bytes received during one dispatch, added to the server's counters once, when
+/// it ends (however it ends), rather than once per frame.
+struct Tally<'a> {
+    counters: &'a Counters,
+    frames: u64,
+    bytes: u64,
+}
+
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        Counters::add(&self.counters.frames_in, self.frames);
+        Counters::add(&self.counters.bytes_in, self.bytes);
     }
 }
 
@@ -425,8 +533,9 @@ fn to_message(body: &Bytes) -> Result<Incoming, DisconnectReason> {
     let frame = decode_frame::<ClientFrame<'_>>(body)
         .map_err(|err| DisconnectReason::Protocol(err.to_string()))?;
     Ok(match frame {
-        ClientFrame::Join { room_id } => Incoming::Request(ClientMessage::Join {
+        ClientFrame::Join { room_id, data } => Incoming::Request(ClientMessage::Join {
             room_id: room_id.to_owned(),
+            data: body.slice_ref(data),
         }),
         ClientFrame::Leave => Incoming::Request(ClientMessage::Leave),
         ClientFrame::Broadcast { data } => Incoming::Request(ClientMessage::Broadcast {
@@ -577,7 +686,7 @@ mod liveness_tests {
             idle_timeout,
             ..Config::default()
         };
-        connect_to(&Arc::new(Shared::new(config)), 64 * 1024).await
+        connect_to(&Arc::new(Shared::new(config, None)), 64 * 1024).await
     }
 
     /// A client of `shared` whose socket holds at most `socket_bytes` unread bytes.
@@ -717,14 +826,24 @@ mod liveness_tests {
             channel_capacity: 2,
             ..Config::default()
         };
-        let shared = Arc::new(Shared::new(config));
-        shared.registry.create("r");
+        let shared = Arc::new(Shared::new(config, None));
+        shared
+            .registry
+            .create("r", crate::room::RoomOptions::default());
         // `slow` has a tiny socket, joins, and stops reading for a while.
         let mut slow = connect_to(&shared, 64).await;
-        slow.send(&ClientFrame::Join { room_id: "r" }).await;
+        slow.send(&ClientFrame::Join {
+            room_id: "r",
+            data: &[],
+        })
+        .await;
         assert_eq!(slow.next().await, Seen::Other, "joined");
         let mut loud = connect_to(&shared, 64 * 1024).await;
-        loud.send(&ClientFrame::Join { room_id: "r" }).await;
+        loud.send(&ClientFrame::Join {
+            room_id: "r",
+            data: &[],
+        })
+        .await;
         assert_eq!(loud.next().await, Seen::Other, "joined");
         // A burst: more than slow's socket and its 2-frame queue hold. The pauses let slow's
         // writer take what is queued and block on the full socket, so the queue fills behind.

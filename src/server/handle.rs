@@ -1,14 +1,25 @@
-//! [`ServerHandle`]: manage rooms and stop the server at runtime.
+//! [`ServerHandle`]: manage rooms and clients, read stats, and stop the server at runtime.
 //!
-//! Every method is synchronous except `shutdown`, takes at most one short lock and fires
-//! hooks after releasing it, so any method may be called from inside any hook.
+//! Every method is synchronous except `shutdown`, takes at most one short lock at a time and
+//! fires hooks after releasing it, so any method may be called from inside any hook.
 
 use super::Shared;
+use crate::directory::ClientInfo;
 use crate::error::SyncError;
+use crate::protocol::{encode, ServerFrame};
+use crate::room::RoomOptions;
+use crate::session::report_backpressure;
+use crate::stats::Stats;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
+
+/// The sender id of messages the server itself sends
+/// ([`ServerHandle::send_to`], [`ServerHandle::broadcast_to_room`]): the nil UUID, which no
+/// client ever gets.
+pub const SERVER_ID: Uuid = Uuid::nil();
 
 /// A cheap, cloneable handle to a server (`Clone + Send + Sync`).
 #[derive(Clone)]
@@ -30,7 +41,23 @@ impl ServerHandle {
     ///
     /// Fails with [`SyncError::RoomAlreadyExists`] if a room with this id exists.
     pub fn create_room(&self, room_id: &str) -> Result<(), SyncError> {
-        if !self.shared.registry.create(room_id) {
+        self.create_room_with(room_id, RoomOptions::default())
+    }
+
+    /// Creates an empty room with options (a capacity, say); fires `on_room_create`.
+    ///
+    /// ```
+    /// # async fn demo(handle: ghost_sync::ServerHandle) -> Result<(), ghost_sync::SyncError> {
+    /// use ghost_sync::RoomOptions;
+    ///
+    /// handle.create_room_with("duel", RoomOptions { max_clients: Some(2), ..Default::default() })?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Fails with [`SyncError::RoomAlreadyExists`] if a room with this id exists.
+    pub fn create_room_with(&self, room_id: &str, options: RoomOptions) -> Result<(), SyncError> {
+        if !self.shared.registry.create(room_id, options) {
             return Err(SyncError::RoomAlreadyExists(room_id.to_owned()));
         }
         tracing::debug!(room_id, "room created");
@@ -107,6 +134,115 @@ impl ServerHandle {
         self.shared.registry.get(room_id)?.get_meta(key)
     }
 
+    /// The capacity a room was created with; `None` if there is no such room, `Some(None)`
+    /// for a room without a limit.
+    pub fn room_capacity(&self, room_id: &str) -> Option<Option<usize>> {
+        Some(self.shared.registry.get(room_id)?.options().max_clients)
+    }
+
+    /// Disconnects a client, telling it `reason` (its `recv()` returns
+    /// [`SyncError::Kicked`]`(reason)`). It leaves its room as any disconnecting client does:
+    /// `PlayerLeft` to the others, `on_leave` once, then `on_disconnect` with
+    /// [`DisconnectReason::Kicked`](crate::DisconnectReason::Kicked). The disconnect happens
+    /// on the client's own task, shortly after this returns.
+    ///
+    /// Fails with [`SyncError::ClientNotFound`] if no such client is connected.
+    pub fn kick(&self, client_id: Uuid, reason: &str) -> Result<(), SyncError> {
+        let session = self
+            .shared
+            .directory
+            .get(client_id)
+            .ok_or(SyncError::ClientNotFound(client_id))?;
+        tracing::debug!(%client_id, reason, "kick");
+        session.kick(reason);
+        Ok(())
+    }
+
+    /// Sends `data` to one client, as a [`ServerEvent::Broadcast`](crate::ServerEvent) whose
+    /// `sender_id` is [`SERVER_ID`].
+    ///
+    /// Fails with [`SyncError::ClientNotFound`], [`SyncError::PayloadTooLarge`] (over
+    /// `max_payload`, which clients refuse), or [`SyncError::Backpressure`] when the
+    /// client's queue is full (the message is dropped and `on_backpressure` fires).
+    pub fn send_to(&self, client_id: Uuid, data: &[u8]) -> Result<(), SyncError> {
+        let session = self
+            .shared
+            .directory
+            .get(client_id)
+            .ok_or(SyncError::ClientNotFound(client_id))?;
+        let frame = self.server_message(data)?;
+        if session.outbox.try_send(frame).is_err() {
+            if let Some(handler) = self.shared.handler() {
+                let room = session.current_room();
+                let room_id = room.as_ref().map_or("", |r| r.id());
+                report_backpressure(&*handler, &self.shared.counters, &[client_id], room_id);
+            }
+            return Err(SyncError::Backpressure(client_id));
+        }
+        Ok(())
+    }
+
+    /// Sends `data` to every member of a room, as a [`ServerEvent::Broadcast`] whose
+    /// `sender_id` is [`SERVER_ID`]; returns how many members it was queued for. A member
+    /// whose queue is full misses it, and `on_backpressure` fires for it.
+    ///
+    /// Fails with [`SyncError::RoomNotFound`] or [`SyncError::PayloadTooLarge`].
+    ///
+    /// [`ServerEvent::Broadcast`]: crate::ServerEvent::Broadcast
+    pub fn broadcast_to_room(&self, room_id: &str, data: &[u8]) -> Result<usize, SyncError> {
+        let room = self
+            .shared
+            .registry
+            .get(room_id)
+            .ok_or_else(|| SyncError::RoomNotFound(room_id.to_owned()))?;
+        let frame = self.server_message(data)?;
+        let (delivered, dropped) = room.broadcast_all(&frame);
+        if let Some(handler) = self.shared.handler() {
+            report_backpressure(&*handler, &self.shared.counters, &dropped, room.id());
+        }
+        Ok(delivered)
+    }
+
+    fn server_message(&self, data: &[u8]) -> Result<bytes::Bytes, SyncError> {
+        if data.len() > self.shared.config.max_payload {
+            return Err(SyncError::PayloadTooLarge);
+        }
+        Ok(encode(&ServerFrame::Broadcast {
+            sender_id: SERVER_ID,
+            data,
+        }))
+    }
+
+    /// What the relay knows about a connected client; `None` if it is not connected.
+    pub fn client_info(&self, client_id: Uuid) -> Option<ClientInfo> {
+        self.shared
+            .directory
+            .get(client_id)
+            .map(|session| ClientInfo::of(&session))
+    }
+
+    /// Every connected client, in no particular order.
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        self.shared
+            .directory
+            .all()
+            .iter()
+            .map(|session| ClientInfo::of(session))
+            .collect()
+    }
+
+    /// Number of connected clients (handshake completed).
+    pub fn client_count(&self) -> usize {
+        self.shared.directory.len()
+    }
+
+    /// A snapshot of the server's counters. Cheap: a few atomic loads and two map sizes.
+    pub fn stats(&self) -> Stats {
+        self.shared
+            .counters
+            .snapshot(self.shared.directory.len(), self.shared.registry.count())
+    }
+
     /// The address the server is listening on (with the real port when bound to port 0);
     /// `None` before [`Server::run`](crate::Server::run).
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -122,5 +258,30 @@ impl ServerHandle {
         self.shared.shutdown.cancel();
         self.shared.tasks.close();
         self.shared.tasks.wait().await;
+    }
+}
+
+/// Emits a stats snapshot as a tracing event every `every`, until shutdown.
+pub(crate) async fn report_stats(handle: ServerHandle, every: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = handle.shared.shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let stats = handle.stats();
+        tracing::info!(
+            target: "ghost_sync::stats",
+            connections = stats.connections,
+            connections_total = stats.connections_total,
+            rooms = stats.rooms,
+            frames_in = stats.frames_in,
+            bytes_in = stats.bytes_in,
+            frames_out = stats.frames_out,
+            bytes_out = stats.bytes_out,
+            frames_dropped = stats.frames_dropped,
+            disconnects = ?stats.disconnects,
+            "stats"
+        );
     }
 }

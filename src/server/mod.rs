@@ -3,7 +3,6 @@
 mod builder;
 mod config;
 mod connection;
-mod disconnect;
 mod handle;
 mod listener;
 mod shared;
@@ -15,6 +14,5 @@ pub use config::{
     DEFAULT_MAX_PAYLOAD, DEFAULT_PING_INTERVAL,
 };
 pub use connection::CoreService;
-pub(crate) use disconnect::DisconnectReason;
-pub use handle::ServerHandle;
+pub use handle::{ServerHandle, SERVER_ID};
 pub(crate) use shared::Shared;

@@ -7,9 +7,12 @@
 //! - small frames are copied into one buffer and written together;
 //! - large frames are written from their own `Bytes` with vectored writes, without a copy.
 
+use super::Shared;
+use crate::stats::Counters;
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +39,7 @@ pub(crate) async fn write_loop<W>(
     mut io: W,
     mut queue: mpsc::Receiver<Bytes>,
     mut farewell: oneshot::Receiver<Bytes>,
+    shared: Arc<Shared>,
 ) where
     W: AsyncWrite + Unpin,
 {
@@ -62,11 +66,14 @@ pub(crate) async fn write_loop<W>(
                 if n == 0 {
                     return;
                 }
+                let bytes: usize = batch.iter().map(Bytes::len).sum();
                 if let Err(err) = out.write(&mut io, &mut batch).await {
                     // The reader side sees the same broken socket and ends the connection.
                     tracing::debug!(error = %err, "write failed");
                     return;
                 }
+                Counters::add(&shared.counters.frames_out, n as u64);
+                Counters::add(&shared.counters.bytes_out, bytes as u64);
                 if queue.is_empty() {
                     out.shrink();
                 }
@@ -249,7 +256,8 @@ mod tests {
         tx.try_send(Bytes::from_static(b"b")).unwrap();
         bye_tx.send(Bytes::from_static(b"bye")).unwrap();
         let mut io = Recorder::default();
-        write_loop(&mut io, rx, bye_rx).await;
+        let shared = Arc::new(Shared::new(Default::default(), None));
+        write_loop(&mut io, rx, bye_rx, shared).await;
         assert_eq!(io.writes.concat(), b"abbye");
     }
 }

@@ -59,18 +59,33 @@ pub async fn next_error(client: &mut Client) -> SyncError {
     }
 }
 
-/// Connects and joins `room`, returning the client after its `Joined`.
+/// Connects and joins `room`, returning the client after its `Joined` and member list.
 pub async fn joined(addr: SocketAddr, room: &str) -> Client {
     let mut client = Client::connect(addr).await.unwrap();
     client.join(room).await.unwrap();
-    match next_event(&mut client).await {
+    expect_joined(&mut client, room).await;
+    client
+}
+
+/// Consumes the `Joined` and `Members` events of a join into `room`; returns the members.
+pub async fn expect_joined(client: &mut Client, room: &str) -> Vec<Uuid> {
+    match next_event(client).await {
         ServerEvent::Joined { client_id, room_id } => {
             assert_eq!(client_id, client.client_id());
             assert_eq!(room_id, room);
         }
         other => panic!("expected Joined, got {other:?}"),
     }
-    client
+    match next_event(client).await {
+        ServerEvent::Members {
+            room_id,
+            client_ids,
+        } => {
+            assert_eq!(room_id, room);
+            client_ids
+        }
+        other => panic!("expected Members, got {other:?}"),
+    }
 }
 
 /// Joins `room` with a new client and consumes the `PlayerJoined` every earlier member gets.
@@ -195,17 +210,37 @@ pub struct RawClient {
 /// An owned copy of a server frame, easy to compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    Welcome { client_id: Uuid, max_payload: u32 },
-    Rejected { code: u8, message: String },
-    Joined { room_id: String },
-    Left { room_id: String },
+    Welcome {
+        client_id: Uuid,
+        max_payload: u32,
+    },
+    Rejected {
+        code: u8,
+        message: String,
+    },
+    Joined {
+        room_id: String,
+    },
+    Members {
+        room_id: String,
+        client_ids: Vec<Uuid>,
+    },
+    Left {
+        room_id: String,
+    },
     PlayerJoined(Uuid),
     PlayerLeft(Uuid),
-    Broadcast { sender_id: Uuid, data: Vec<u8> },
+    Broadcast {
+        sender_id: Uuid,
+        data: Vec<u8>,
+    },
     Error(String),
     Ping,
     Pong,
-    Disconnect { code: u8, message: String },
+    Disconnect {
+        code: u8,
+        message: String,
+    },
 }
 
 impl RawClient {
@@ -235,14 +270,21 @@ impl RawClient {
     /// Connects, completes the handshake and joins `room`.
     pub async fn joined(addr: SocketAddr, room: &str) -> Self {
         let mut raw = Self::greeted(addr).await;
-        raw.send(&ClientFrame::Join { room_id: room }).await;
+        raw.send(&ClientFrame::Join {
+            room_id: room,
+            data: &[],
+        })
+        .await;
         assert_eq!(
             raw.recv().await,
             Some(Frame::Joined {
                 room_id: room.into()
             })
         );
-        raw
+        match raw.recv().await {
+            Some(Frame::Members { room_id, .. }) if room_id == room => raw,
+            other => panic!("expected the member list, got {other:?}"),
+        }
     }
 
     pub async fn send(&mut self, frame: &ClientFrame<'_>) {
@@ -303,6 +345,13 @@ fn owned(body: &Bytes) -> Frame {
         },
         ServerFrame::Joined { room_id, .. } => Frame::Joined {
             room_id: room_id.to_owned(),
+        },
+        ServerFrame::Members {
+            room_id,
+            client_ids,
+        } => Frame::Members {
+            room_id: room_id.to_owned(),
+            client_ids: ghost_sync::protocol::member_ids(client_ids).collect(),
         },
         ServerFrame::Left { room_id } => Frame::Left {
             room_id: room_id.to_owned(),
