@@ -8,7 +8,8 @@ use ghost_sync::layers::BoxError;
 use ghost_sync::protocol::{decode_frame, encode, ClientFrame, FrameReader, ServerFrame};
 use ghost_sync::server::CoreService;
 use ghost_sync::{
-    Client, FrameRequest, Reply, ServerEvent, ServerHandle, ServerHandler, SyncError, Uuid,
+    Client, DisconnectReason, FrameRequest, Reply, ServerEvent, ServerHandle, ServerHandler,
+    SyncError, Uuid,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -116,6 +117,7 @@ pub enum Hook {
     Backpressure(Uuid, String),
     RoomCreate(String),
     RoomDelete(String),
+    Disconnect(Uuid, DisconnectReason),
 }
 
 /// A handler that allows everything and reports every hook call on a channel. Made with a
@@ -175,6 +177,9 @@ impl ServerHandler for Recorder {
     }
     fn on_backpressure(&self, client_id: Uuid, room_id: &str) {
         self.record(Hook::Backpressure(client_id, room_id.to_owned()), room_id);
+    }
+    fn on_disconnect(&self, client_id: Uuid, reason: &DisconnectReason) {
+        self.record(Hook::Disconnect(client_id, reason.clone()), "");
     }
     fn on_room_create(&self, room_id: &str) {
         self.record(Hook::RoomCreate(room_id.to_owned()), room_id);
