@@ -63,11 +63,15 @@
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub mod auth;
+pub mod client_rate_limit;
 pub mod connection_limit;
 pub mod idle_timeout;
 pub mod payload_limit;
 
 pub use auth::{Auth, AuthLayer, Authenticated, Unauthenticated};
+pub use client_rate_limit::{
+    ClientRateLimit, ClientRateLimitLayer, RateLimitKind, RateLimitViolations, RateLimited,
+};
 pub use connection_limit::{
     AdmissionPermit, Admitted, ConnectionLimit, ConnectionLimitExceeded, ConnectionLimitLayer,
 };
