@@ -66,6 +66,7 @@ pub mod auth;
 pub mod client_rate_limit;
 pub mod connection_limit;
 pub mod idle_timeout;
+pub mod ip_limit;
 pub mod payload_limit;
 
 pub use auth::{Auth, AuthLayer, Authenticated, Unauthenticated};
@@ -78,5 +79,8 @@ pub use connection_limit::{
 pub use idle_timeout::{
     ActivityClock, HasActivityClock, IdleDeadline, IdleTimeout, IdleTimeoutElapsed,
     IdleTimeoutLayer,
+};
+pub use ip_limit::{
+    IpAdmitted, IpPermit, PeerIp, PerIpLimit, PerIpLimitLayer, TooManyConnectionsFromIp,
 };
 pub use payload_limit::{PayloadLength, PayloadLimit, PayloadLimitLayer, PayloadTooLarge};
