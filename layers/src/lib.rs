@@ -68,6 +68,7 @@ pub mod connection_limit;
 pub mod idle_timeout;
 pub mod ip_limit;
 pub mod payload_limit;
+pub mod room_name;
 
 pub use auth::{Auth, AuthLayer, Authenticated, Unauthenticated};
 pub use client_rate_limit::{
@@ -84,3 +85,7 @@ pub use ip_limit::{
     IpAdmitted, IpPermit, PeerIp, PerIpLimit, PerIpLimitLayer, TooManyConnectionsFromIp,
 };
 pub use payload_limit::{PayloadLength, PayloadLimit, PayloadLimitLayer, PayloadTooLarge};
+pub use room_name::{
+    InvalidRoomName, InvalidRoomNameReason, RoomName, RoomNamePolicy, RoomNamePolicyLayer,
+    DEFAULT_MAX_ROOM_NAME_LEN,
+};
