@@ -69,6 +69,7 @@ pub mod idle_timeout;
 pub mod ip_limit;
 pub mod payload_limit;
 pub mod room_name;
+pub mod token;
 
 pub use auth::{Auth, AuthLayer, Authenticated, Unauthenticated};
 pub use client_rate_limit::{
@@ -89,3 +90,4 @@ pub use room_name::{
     InvalidRoomName, InvalidRoomNameReason, RoomName, RoomNamePolicy, RoomNamePolicyLayer,
     DEFAULT_MAX_ROOM_NAME_LEN,
 };
+pub use token::{HmacTokens, TokenClaims, TokenError, MAX_TOKEN_LEN};
