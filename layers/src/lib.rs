@@ -4,12 +4,19 @@
 //! generic over a small request trait (in the way `tower-http` is generic over
 //! the body), so any frame or connection type can opt in by implementing it:
 //!
-//! | layer                   | scope      | request trait        | refuses with                  |
-//! |-------------------------|------------|----------------------|-------------------------------|
-//! | [`ConnectionLimitLayer`]| connection | none                 | [`ConnectionLimitExceeded`]   |
-//! | [`PayloadLimitLayer`]   | frame      | [`PayloadLength`]    | [`PayloadTooLarge`]           |
-//! | [`IdleTimeoutLayer`]    | frame      | [`HasActivityClock`] | (see [`IdleDeadline`])        |
-//! | [`AuthLayer`]           | frame      | [`Authenticated`]    | [`Unauthenticated`]           |
+//! | layer                     | scope      | request trait        | refuses with                                   |
+//! |---------------------------|------------|----------------------|------------------------------------------------|
+//! | [`ConnectionLimitLayer`]  | connection | none                 | [`ConnectionLimitExceeded`]                    |
+//! | [`PerIpLimitLayer`]       | connection | [`PeerIp`]           | [`TooManyConnectionsFromIp`]                   |
+//! | [`PayloadLimitLayer`]     | frame      | [`PayloadLength`]    | [`PayloadTooLarge`]                            |
+//! | [`ClientRateLimitLayer`]  | frame      | [`PayloadLength`]    | [`RateLimited`], then [`RateLimitViolations`]  |
+//! | [`RoomNamePolicyLayer`]   | frame      | [`RoomName`]         | [`InvalidRoomName`]                            |
+//! | [`IdleTimeoutLayer`]      | frame      | [`HasActivityClock`] | (see [`IdleDeadline`])                         |
+//! | [`AuthLayer`]             | frame      | [`Authenticated`]    | [`Unauthenticated`]                            |
+//!
+//! [`ClientRateLimitLayer`] keeps its budgets per service, so build the
+//! frame stack once per connection. For the handshake itself,
+//! [`HmacTokens`] mints and verifies shared-secret signed tokens.
 //!
 //! Refusals are returned as [`BoxError`]s wrapping the error structs above, so
 //! callers tell them apart with `downcast_ref`.
