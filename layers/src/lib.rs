@@ -4,12 +4,19 @@
 //! generic over a small request trait (in the way `tower-http` is generic over
 //! the body), so any frame or connection type can opt in by implementing it:
 //!
-//! | layer                   | scope      | request trait        | refuses with                  |
-//! |-------------------------|------------|----------------------|-------------------------------|
-//! | [`ConnectionLimitLayer`]| connection | none                 | [`ConnectionLimitExceeded`]   |
-//! | [`PayloadLimitLayer`]   | frame      | [`PayloadLength`]    | [`PayloadTooLarge`]           |
-//! | [`IdleTimeoutLayer`]    | frame      | [`HasActivityClock`] | (see [`IdleDeadline`])        |
-//! | [`AuthLayer`]           | frame      | [`Authenticated`]    | [`Unauthenticated`]           |
+//! | layer                     | scope      | request trait        | refuses with                                   |
+//! |---------------------------|------------|----------------------|------------------------------------------------|
+//! | [`ConnectionLimitLayer`]  | connection | none                 | [`ConnectionLimitExceeded`]                    |
+//! | [`PerIpLimitLayer`]       | connection | [`PeerIp`]           | [`TooManyConnectionsFromIp`]                   |
+//! | [`PayloadLimitLayer`]     | frame      | [`PayloadLength`]    | [`PayloadTooLarge`]                            |
+//! | [`ClientRateLimitLayer`]  | frame      | [`PayloadLength`]    | [`RateLimited`], then [`RateLimitViolations`]  |
+//! | [`RoomNamePolicyLayer`]   | frame      | [`RoomName`]         | [`InvalidRoomName`]                            |
+//! | [`IdleTimeoutLayer`]      | frame      | [`HasActivityClock`] | (see [`IdleDeadline`])                         |
+//! | [`AuthLayer`]             | frame      | [`Authenticated`]    | [`Unauthenticated`]                            |
+//!
+//! [`ClientRateLimitLayer`] keeps its budgets per service, so build the
+//! frame stack once per connection. For the handshake itself,
+//! [`HmacTokens`] mints and verifies shared-secret signed tokens.
 //!
 //! Refusals are returned as [`BoxError`]s wrapping the error structs above, so
 //! callers tell them apart with `downcast_ref`.
@@ -63,11 +70,18 @@
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub mod auth;
+pub mod client_rate_limit;
 pub mod connection_limit;
 pub mod idle_timeout;
+pub mod ip_limit;
 pub mod payload_limit;
+pub mod room_name;
+pub mod token;
 
 pub use auth::{Auth, AuthLayer, Authenticated, Unauthenticated};
+pub use client_rate_limit::{
+    ClientRateLimit, ClientRateLimitLayer, RateLimitKind, RateLimitViolations, RateLimited,
+};
 pub use connection_limit::{
     AdmissionPermit, Admitted, ConnectionLimit, ConnectionLimitExceeded, ConnectionLimitLayer,
 };
@@ -75,4 +89,12 @@ pub use idle_timeout::{
     ActivityClock, HasActivityClock, IdleDeadline, IdleTimeout, IdleTimeoutElapsed,
     IdleTimeoutLayer,
 };
+pub use ip_limit::{
+    IpAdmitted, IpPermit, PeerIp, PerIpLimit, PerIpLimitLayer, TooManyConnectionsFromIp,
+};
 pub use payload_limit::{PayloadLength, PayloadLimit, PayloadLimitLayer, PayloadTooLarge};
+pub use room_name::{
+    InvalidRoomName, InvalidRoomNameReason, RoomName, RoomNamePolicy, RoomNamePolicyLayer,
+    DEFAULT_MAX_ROOM_NAME_LEN,
+};
+pub use token::{HmacTokens, TokenClaims, TokenError, MAX_TOKEN_LEN};
