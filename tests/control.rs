@@ -54,7 +54,10 @@ async fn a_kicked_client_reads_the_reason_and_its_hooks_fire_once() {
             break;
         }
     }
-    assert!(!later.contains(&leave) && !later.contains(&gone), "{later:?}");
+    assert!(
+        !later.contains(&leave) && !later.contains(&gone),
+        "{later:?}"
+    );
     assert!(handle.client_info(cheater_id).is_none());
 }
 
@@ -181,7 +184,10 @@ async fn client_info_tells_address_room_and_connection_time() {
     assert_eq!(handle.client_info(lobby.client_id()).unwrap().room, None);
 
     client.leave().await.unwrap();
-    assert!(matches!(next_event(&mut client).await, ServerEvent::Left { .. }));
+    assert!(matches!(
+        next_event(&mut client).await,
+        ServerEvent::Left { .. }
+    ));
     assert_eq!(handle.client_info(client.client_id()).unwrap().room, None);
 }
 
@@ -196,7 +202,10 @@ async fn stats_count_connections_frames_bytes_and_disconnects() {
     let mut b = clients.pop().unwrap();
     let mut a = clients.pop().unwrap();
     a.broadcast(&[7; 100]).await.unwrap();
-    assert!(matches!(next_event(&mut b).await, ServerEvent::Broadcast { .. }));
+    assert!(matches!(
+        next_event(&mut b).await,
+        ServerEvent::Broadcast { .. }
+    ));
 
     let stats = handle.stats();
     assert_eq!(stats.connections, 2);
@@ -213,11 +222,18 @@ async fn stats_count_connections_frames_bytes_and_disconnects() {
     handle.kick(b_id, "bye").unwrap();
     assert!(matches!(next_error(&mut b).await, SyncError::Kicked(_)));
     // Read everything first: closing with unread bytes would be a reset, not a clean close.
-    assert!(matches!(next_event(&mut a).await, ServerEvent::PlayerLeft { .. }));
+    assert!(matches!(
+        next_event(&mut a).await,
+        ServerEvent::PlayerLeft { .. }
+    ));
     let a_id = a.client_id();
     drop(a);
     for id in [b_id, a_id] {
-        wait_hook(&mut hooks, |h| matches!(h, Hook::Disconnect(who, _) if *who == id)).await;
+        wait_hook(
+            &mut hooks,
+            |h| matches!(h, Hook::Disconnect(who, _) if *who == id),
+        )
+        .await;
     }
     let stats = handle.stats();
     assert_eq!(stats.connections, 0);

@@ -64,6 +64,8 @@ struct Config {
     burst_frames: u32,
     burst_bytes: u64,
     disconnect_after: Option<u32>,
+    /// Admit everything without any bookkeeping (see [`ClientRateLimitLayer::unlimited`]).
+    unlimited: bool,
 }
 
 impl ClientRateLimitLayer {
@@ -81,8 +83,17 @@ impl ClientRateLimitLayer {
                 burst_frames: frames_per_second,
                 burst_bytes: bytes_per_second,
                 disconnect_after: None,
+                unlimited: false,
             },
         }
+    }
+
+    /// A layer that admits every frame and keeps no state: what a stack that must contain
+    /// the layer uses for "no limit", at no cost per frame.
+    pub const fn unlimited() -> Self {
+        let mut layer = Self::new(u32::MAX, u64::MAX);
+        layer.config.unlimited = true;
+        layer
     }
 
     /// Sets how many frames a client may send at once after being quiet.
@@ -119,7 +130,8 @@ impl<S> Layer<S> for ClientRateLimitLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ClientRateLimit {
             inner,
-            state: Arc::new(Mutex::new(State::new(&self.config, Instant::now()))),
+            state: (!self.config.unlimited)
+                .then(|| Arc::new(Mutex::new(State::new(&self.config, Instant::now())))),
             disconnect_after: self.config.disconnect_after,
         }
     }
@@ -134,15 +146,18 @@ impl<S> Layer<S> for ClientRateLimitLayer {
 pub struct ClientRateLimit<S> {
     inner: S,
     // A std mutex is enough: it guards a few integers, is held only for the
-    // arithmetic in `call`, and never across an `.await`.
-    state: Arc<Mutex<State>>,
+    // arithmetic in `call`, and never across an `.await`. `None`: unlimited,
+    // so a relay without a limit pays no lock and no clock read per frame.
+    state: Option<Arc<Mutex<State>>>,
     disconnect_after: Option<u32>,
 }
 
 impl<S> ClientRateLimit<S> {
     /// Returns how many frames this client has had refused so far.
     pub fn violations(&self) -> u32 {
-        self.lock().violations
+        self.state
+            .as_ref()
+            .map_or(0, |state| lock(state).violations)
     }
 
     /// Returns a reference to the inner service.
@@ -160,16 +175,13 @@ impl<S> ClientRateLimit<S> {
         self.inner
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // The state is a handful of integers updated without any call that
-        // can panic halfway, so a poisoned lock still holds usable values.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Spends the frame's tokens, or records a violation and says why not.
     fn admit(&self, bytes: u64) -> Result<(), Refusal> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
         let disconnect_after = self.disconnect_after;
-        let mut state = self.lock();
+        let mut state = lock(state);
         // Once tripped, stay tripped: a caller that does not disconnect at
         // once must not see this client's frames start passing again.
         if state.tripped {
@@ -221,6 +233,12 @@ where
             Err(refusal) => ResponseFuture::refused(refusal),
         }
     }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // The state is a handful of integers updated without any call that
+    // can panic halfway, so a poisoned lock still holds usable values.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[derive(Debug)]

@@ -48,10 +48,15 @@ pub struct RoomNamePolicyLayer {
 struct Policy {
     max_len: usize,
     allowed: fn(char) -> bool,
+    /// Checks nothing (see [`RoomNamePolicyLayer::any`]).
+    any: bool,
 }
 
 impl Policy {
     fn check(&self, name: &str) -> Result<(), InvalidRoomNameReason> {
+        if self.any {
+            return Ok(());
+        }
         if name.is_empty() {
             return Err(InvalidRoomNameReason::Empty);
         }
@@ -78,6 +83,7 @@ impl RoomNamePolicyLayer {
             policy: Policy {
                 max_len: DEFAULT_MAX_ROOM_NAME_LEN,
                 allowed: not_control,
+                any: false,
             },
         }
     }
@@ -88,14 +94,25 @@ impl RoomNamePolicyLayer {
         Self::new().allowed_chars(ascii_identifier_char)
     }
 
+    /// A policy that accepts every name, the empty one included: what a stack that must
+    /// contain the layer uses for "no policy". The builder methods below turn checking on
+    /// again.
+    pub fn any() -> Self {
+        let mut layer = Self::new();
+        layer.policy.any = true;
+        layer
+    }
+
     /// Sets the maximum length of a room name, in bytes (not characters).
     pub fn max_len(mut self, max_len: usize) -> Self {
+        self.policy.any = false;
         self.policy.max_len = max_len;
         self
     }
 
     /// Sets which characters a room name may contain.
     pub fn allowed_chars(mut self, allowed: fn(char) -> bool) -> Self {
+        self.policy.any = false;
         self.policy.allowed = allowed;
         self
     }

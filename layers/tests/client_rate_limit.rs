@@ -306,3 +306,13 @@ async fn violations_are_readable_from_any_clone() {
 
     assert_eq!(watcher.violations(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn unlimited_admits_everything_and_counts_nothing() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = stack(ClientRateLimitLayer::unlimited(), &calls);
+    for _ in 0..10_000 {
+        assert_eq!(send(&svc, 1 << 20).await.ok(), Some(1 << 20));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 10_000);
+}

@@ -188,3 +188,13 @@ async fn inner_errors_pass_through_boxed() {
     assert_eq!(err.to_string(), "room closed");
     assert!(err.downcast_ref::<InvalidRoomName>().is_none());
 }
+
+#[tokio::test]
+async fn any_accepts_every_name_and_a_builder_method_turns_checking_back_on() {
+    for name in ["", "\n", &"x".repeat(10_000)] {
+        let (refused, called) = check(RoomNamePolicyLayer::any(), named(name)).await;
+        assert_eq!((refused, called), (None, true), "{name:?}");
+    }
+    let (refused, called) = check(RoomNamePolicyLayer::any().max_len(4), named("toolong")).await;
+    assert!(refused.is_some() && !called);
+}

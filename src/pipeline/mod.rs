@@ -7,7 +7,9 @@
 //! PayloadLimit          payload > max_payload → disconnect with PayloadTooLarge
 //! IdleTimeout           records activity for the connection's idle deadline
 //! Auth                  frames from an unauthenticated session are refused
-//! your layers           ServerBuilder::layer(..): rate limits, filters, tower's middleware
+//! ClientRateLimit       optional (ServerBuilder::rate_limit): frames and bytes per second
+//! RoomNamePolicy        join room names: length (64 bytes) and characters (replaceable)
+//! your layers           ServerBuilder::layer(..): filters, tower's middleware
 //! Hooks                 on_join (allow/deny, one join per room at a time), on_broadcast
 //! RoomRouter            join / leave / broadcast against the room registry
 //! ```
@@ -34,7 +36,7 @@ pub use recover::recover;
 use crate::room::Room;
 use crate::session::Session;
 use bytes::Bytes;
-use ghost_sync_layers::{ActivityClock, Authenticated, HasActivityClock, PayloadLength};
+use ghost_sync_layers::{ActivityClock, Authenticated, HasActivityClock, PayloadLength, RoomName};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -125,6 +127,15 @@ impl PayloadLength for FrameRequest {
             ClientMessage::Join { room_id, data } => room_id.len() + data.len(),
             ClientMessage::Broadcast { data } => data.len(),
             ClientMessage::Leave => 0,
+        }
+    }
+}
+
+impl RoomName for FrameRequest {
+    fn room_name(&self) -> Option<&str> {
+        match &self.message {
+            ClientMessage::Join { room_id, .. } => Some(room_id),
+            _ => None,
         }
     }
 }

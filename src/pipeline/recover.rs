@@ -2,12 +2,14 @@
 
 use super::Reply;
 use crate::disconnect::DisconnectReason;
-use ghost_sync_layers::{BoxError, PayloadTooLarge, Unauthenticated};
+use ghost_sync_layers::{BoxError, PayloadTooLarge, RateLimitViolations, Unauthenticated};
 
 /// Maps the result of the frame pipeline to a reply; never returns `Err`.
 ///
 /// - [`PayloadTooLarge`] disconnects with `SyncError::PayloadTooLarge`, as the usage guide says.
 /// - [`Unauthenticated`] disconnects with a protocol error.
+/// - [`RateLimitViolations`] (a client past the rate limit's `disconnect_after`) disconnects
+///   with a policy reason the client reads.
 /// - Any other error (a user layer's refusal, tower's `Overloaded` or `Elapsed`) is sent to the
 ///   client as `ServerEvent::Error(error.to_string())`; the connection stays open.
 pub fn recover(result: Result<Reply, BoxError>) -> Result<Reply, BoxError> {
@@ -24,6 +26,9 @@ pub fn recover(result: Result<Reply, BoxError>) -> Result<Reply, BoxError> {
         return Ok(Reply::disconnect(DisconnectReason::Protocol(
             err.to_string(),
         )));
+    }
+    if err.is::<RateLimitViolations>() {
+        return Ok(Reply::disconnect(DisconnectReason::Policy(err.to_string())));
     }
     tracing::debug!(error = %err, "frame refused by a layer");
     Ok(Reply::error(err.to_string()))

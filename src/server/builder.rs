@@ -9,7 +9,7 @@ use crate::auth::{self, Credentials, Identity as ClientIdentity, Validator};
 use crate::error::SyncError;
 use crate::handler::{NoopHandler, ServerHandler, SharedHandler};
 use crate::pipeline::{FrameRequest, Reply};
-use ghost_sync_layers::BoxError;
+use ghost_sync_layers::{BoxError, ClientRateLimitLayer, RoomNamePolicyLayer};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +77,45 @@ impl<L> ServerBuilder<L> {
     /// client are dropped and `on_backpressure` fires.
     pub fn channel_capacity(mut self, n: usize) -> Self {
         self.config.channel_capacity = n;
+        self
+    }
+
+    /// Most connections one IP address may hold at once (default: no limit). The next one
+    /// from that address is refused in the handshake with [`SyncError::ConnectRejected`]
+    /// ("too many connections from ..."). IPv4-mapped IPv6 addresses count as their IPv4.
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.config.max_connections_per_ip = Some(n);
+        self
+    }
+
+    /// Rate-limits every client (default: no limit): frames and bytes per second, as token
+    /// buckets. A frame over budget is refused with `ServerEvent::Error("rate limit
+    /// exceeded: ...")`; with [`disconnect_after`], the client is disconnected after that many
+    /// refusals ([`SyncError::Disconnected`] with the reason). Keepalive frames are never
+    /// counted.
+    ///
+    /// ```
+    /// use ghost_sync::layers::ClientRateLimitLayer;
+    /// use ghost_sync::Server;
+    ///
+    /// let server = Server::builder()
+    ///     .rate_limit(ClientRateLimitLayer::new(60, 64 * 1024).disconnect_after(100))
+    ///     .build();
+    /// # drop(server);
+    /// ```
+    ///
+    /// [`disconnect_after`]: ghost_sync_layers::ClientRateLimitLayer::disconnect_after
+    pub fn rate_limit(mut self, limit: ClientRateLimitLayer) -> Self {
+        self.config.rate_limit = Some(limit);
+        self
+    }
+
+    /// The room-name policy for joins (default [`RoomNamePolicyLayer::new`]: at most 64
+    /// bytes, no control characters). A join naming a room against it is refused with
+    /// `ServerEvent::Error("invalid room name: ...")`. `None` turns it off (to put your own
+    /// policy elsewhere in the stack with [`layer`](ServerBuilder::layer)).
+    pub fn room_names(mut self, policy: impl Into<Option<RoomNamePolicyLayer>>) -> Self {
+        self.config.room_names = policy.into();
         self
     }
 

@@ -1,6 +1,7 @@
 //! The server's options and their defaults (the usage guide's table).
 
 use crate::protocol::MAX_PAYLOAD_LIMIT;
+use ghost_sync_layers::{ClientRateLimitLayer, RoomNamePolicyLayer};
 use std::time::Duration;
 
 /// Options set through [`ServerBuilder`](crate::ServerBuilder).
@@ -14,6 +15,12 @@ pub(crate) struct Config {
     pub(crate) channel_capacity: usize,
     /// Emit a stats snapshot as a tracing event this often; `None`: never.
     pub(crate) stats_interval: Option<Duration>,
+    /// Most connections one IP address may hold; `None`: no limit.
+    pub(crate) max_connections_per_ip: Option<usize>,
+    /// The per-client rate limit; `None` (the default): none.
+    pub(crate) rate_limit: Option<ClientRateLimitLayer>,
+    /// The room-name policy; `None`: any name up to `max_payload`.
+    pub(crate) room_names: Option<RoomNamePolicyLayer>,
 }
 
 /// Default listen address.
@@ -39,6 +46,9 @@ impl Default for Config {
             ping_interval: DEFAULT_PING_INTERVAL,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             stats_interval: None,
+            max_connections_per_ip: None,
+            rate_limit: None,
+            room_names: Some(RoomNamePolicyLayer::new()),
         }
     }
 }

@@ -20,7 +20,10 @@ use crate::protocol::{
 use crate::session::{report_backpressure, Session};
 use crate::stats::Counters;
 use bytes::{Bytes, BytesMut};
-use ghost_sync_layers::{AuthLayer, BoxError, IdleTimeoutLayer, PayloadLimitLayer};
+use ghost_sync_layers::{
+    AuthLayer, BoxError, ClientRateLimitLayer, IdleTimeoutLayer, PayloadLimitLayer,
+    RoomNamePolicyLayer,
+};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -110,6 +113,15 @@ pub(crate) async fn serve<R, W, L>(
             .layer(PayloadLimitLayer::new(config.max_payload))
             .layer(IdleTimeoutLayer::new())
             .layer(AuthLayer::new())
+            // Optional layers are present either way, as no-ops when off: one stack type,
+            // and no `Either` (whose error and future types trip the compiler's `Send`
+            // check of this task).
+            .layer(
+                config
+                    .rate_limit
+                    .unwrap_or(ClientRateLimitLayer::unlimited()),
+            )
+            .layer(config.room_names.unwrap_or(RoomNamePolicyLayer::any()))
             .service(layer.layer(core));
         let mut driver = Driver {
             shared: &shared,

@@ -1,7 +1,7 @@
 //! The accept loop and the admission stack that every new connection passes first.
 //!
-//! Admission is a tower stack at connection scope: the connection limit (a permit held for
-//! the connection's whole life), then `on_connect`. It never waits: a full server or a
+//! Admission is a tower stack at connection scope: the connection limit and the per-IP limit
+//! (permits held for the connection's whole life), then `on_connect`. It never waits: a full server or a
 //! refusing hook answers with a `Rejected` handshake at once.
 
 use super::connection::{reject, rejection, serve, CoreService};
@@ -10,7 +10,7 @@ use crate::handler::SharedHandler;
 use crate::pipeline::connect_hook::ConnectHookLayer;
 use crate::pipeline::{FrameRequest, Reply};
 use crate::protocol::RejectCode;
-use ghost_sync_layers::{BoxError, ConnectionLimitExceeded, ConnectionLimitLayer};
+use ghost_sync_layers::{BoxError, ConnectionLimitExceeded, ConnectionLimitLayer, PerIpLimitLayer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,8 +35,11 @@ pub(crate) async fn accept_loop<L>(
     <L::Service as Service<FrameRequest>>::Error: Into<BoxError>,
     <L::Service as Service<FrameRequest>>::Future: Send,
 {
+    // Without a per-IP limit, a limit no address can reach: one stack type either way.
+    let per_ip = shared.config.max_connections_per_ip.unwrap_or(usize::MAX);
     let mut admission = ServiceBuilder::new()
         .layer(ConnectionLimitLayer::new(shared.config.max_clients))
+        .layer(PerIpLimitLayer::new(per_ip))
         .layer(ConnectHookLayer::new(Arc::clone(&handler)))
         .service(service_fn(|peer: SocketAddr| async move {
             Ok::<_, Infallible>(peer)
@@ -64,14 +67,16 @@ pub(crate) async fn accept_loop<L>(
         };
         match admitted {
             Ok(admitted) => {
-                let (_, permit) = admitted.into_parts();
+                let (admitted, permit) = admitted.into_parts();
+                let (_, ip_permit) = admitted.into_parts();
                 let shared = Arc::clone(&shared);
                 let handler = Arc::clone(&handler);
                 let layer = Arc::clone(&layer);
                 shared.clone().tasks.spawn(async move {
                     let (reader, writer) = stream.into_split();
                     serve(shared, handler, layer, reader, writer, peer).await;
-                    // The slot frees only once the connection is fully closed.
+                    // The slots free only once the connection is fully closed.
+                    drop(ip_permit);
                     drop(permit);
                 });
             }
