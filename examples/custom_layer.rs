@@ -1,12 +1,17 @@
 //! Adding tower layers to the frame pipeline with `ServerBuilder::layer`.
 //!
-//! Every frame a client sends passes through the layers as a `FrameRequest`. A layer that
-//! returns `Err(e)` refuses the frame: the sender receives `ServerEvent::Error(e.to_string())`
-//! and stays connected. Layers see every frame, keepalive `Ping`/`Pong` included, so refuse
-//! only what you mean to (a refused `Pong` ends in a ping timeout). This example adds:
+//! Every request a client sends (join, leave, broadcast) passes through the layers as a
+//! `FrameRequest`. A layer that returns `Err(e)` refuses the frame: the sender receives
+//! `ServerEvent::Error(e.to_string())` and stays connected. Keepalive never passes through
+//! layers, so no policy can cause a ping timeout. This example adds:
 //!
+//! - tower's own middleware, unchanged: `LoadShedLayer` + `RateLimitLayer` (refuse what is
+//!   over 20 frames a second instead of holding it back), `ConcurrencyLimitLayer`,
+//!   `TimeoutLayer`;
+//! - tower's `FilterLayer`: refuses broadcasts that are not UTF-8 text;
 //! - `BlockWordLayer`, written from scratch: refuses broadcasts containing a word;
-//! - tower's own `FilterLayer`: refuses broadcasts that are not UTF-8 text.
+//! - ghost-sync-layers' `ClientRateLimitLayer` (per client, frames and bytes), through
+//!   `ServerBuilder::rate_limit`, which puts it in its place in the default stack.
 //!
 //! Self-contained: alice and bob join room "chat" on a relay on a free port; alice sends four
 //! messages, bob prints what got through, alice prints what was refused.
@@ -15,6 +20,7 @@
 //! cargo run --example custom_layer
 //! ```
 
+use ghost_sync::layers::ClientRateLimitLayer;
 use ghost_sync::{Client, ClientMessage, FrameRequest, Reply, Server, ServerEvent};
 use std::fmt;
 use std::future::Future;
@@ -22,6 +28,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tower::filter::FilterLayer;
+use tower::limit::{ConcurrencyLimitLayer, RateLimitLayer};
+use tower::load_shed::LoadShedLayer;
+use tower::timeout::TimeoutLayer;
 use tower::{BoxError, Layer, Service};
 
 /// Refuses broadcasts that contain `word`.
@@ -117,7 +126,12 @@ async fn print_events(name: &str, client: &mut Client) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let handle = Server::builder()
         .bind("127.0.0.1:0")
+        .rate_limit(ClientRateLimitLayer::new(50, 64 * 1024).disconnect_after(100))
         // Layers added first see frames first.
+        .layer(LoadShedLayer::new())
+        .layer(RateLimitLayer::new(20, Duration::from_secs(1)))
+        .layer(ConcurrencyLimitLayer::new(1))
+        .layer(TimeoutLayer::new(Duration::from_secs(5)))
         .layer(FilterLayer::new(text_only))
         .layer(BlockWordLayer { word: "cheat" })
         .build()

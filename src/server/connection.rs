@@ -140,6 +140,9 @@ pub(crate) async fn serve<R, W, L>(
         let reason = driver.run().await;
 
         tracing::debug!(?reason, "disconnecting");
+        // Unlisted before the farewell goes out: once the client reads why it was
+        // disconnected, the handle no longer finds it (kick, send_to, client_info).
+        shared.directory.remove(client_id);
         if reason == DisconnectReason::ServerShutdown {
             session.leave_room_quietly(&*handler, &shared.counters);
         }
