@@ -21,7 +21,38 @@ use uuid::Uuid;
 /// client ever gets.
 pub const SERVER_ID: Uuid = Uuid::nil();
 
-/// A cheap, cloneable handle to a server (`Clone + Send + Sync`).
+/// A cheap, cloneable handle to a server (`Clone + Send + Sync`): rooms, clients, stats,
+/// server-originated messages, and shutdown.
+///
+/// ```
+/// use ghost_sync::{Client, Server, ServerEvent, SyncError, SERVER_ID};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), SyncError> {
+/// let handle = Server::builder().bind("127.0.0.1:0").build().run().await?;
+/// handle.create_room("lobby")?;
+///
+/// let mut player = Client::connect(handle.local_addr().unwrap()).await?;
+/// player.join("lobby").await?;
+/// assert!(matches!(player.recv().await?, Some(ServerEvent::Joined { .. })));
+/// assert!(matches!(player.recv().await?, Some(ServerEvent::Members { .. })));
+///
+/// handle.send_to(player.client_id(), b"welcome!")?;
+/// match player.recv().await? {
+///     Some(ServerEvent::Broadcast { sender_id, data }) => {
+///         assert_eq!((sender_id, &data[..]), (SERVER_ID, &b"welcome!"[..]));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// assert_eq!(handle.client_info(player.client_id()).unwrap().room.as_deref(), Some("lobby"));
+/// assert_eq!(handle.stats().connections, 1);
+///
+/// handle.kick(player.client_id(), "server restarting")?;
+/// assert!(matches!(player.recv().await, Err(SyncError::Kicked(reason)) if reason == "server restarting"));
+/// handle.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct ServerHandle {
     pub(crate) shared: Arc<Shared>,
