@@ -130,3 +130,21 @@ pub(crate) type SharedHandler = std::sync::Arc<dyn ServerHandler>;
 pub struct NoopHandler;
 
 impl ServerHandler for NoopHandler {}
+
+/// Runs one hook, catching a panic: a bug in the game backend's hook must not take the relay
+/// (or another client's connection) down with it. `None` when it panicked; the caller decides
+/// what that means for the client involved (usually: disconnect it with an internal error).
+pub(crate) fn guarded<R>(hook: &'static str, call: impl FnOnce() -> R) -> Option<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(result) => Some(result),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            tracing::error!(hook, panic = message, "a ServerHandler hook panicked");
+            None
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //! never contended.
 
 use crate::auth::Identity;
-use crate::handler::ServerHandler;
+use crate::handler::{guarded, ServerHandler};
 use crate::protocol::{encode, ServerFrame};
 use crate::room::{Member, Outbox, Room};
 use crate::stats::Counters;
@@ -157,7 +157,7 @@ impl Session {
             Bytes::new()
         };
         if let Some(dropped) = room.leave(self.client_id, &announce) {
-            handler.on_leave(self.client_id, room.id());
+            guarded("on_leave", || handler.on_leave(self.client_id, room.id()));
             report_backpressure(handler, counters, &dropped, room.id());
         }
         Some(room)
@@ -175,6 +175,8 @@ pub(crate) fn report_backpressure(
     Counters::add(&counters.frames_dropped, dropped.len() as u64);
     for &client_id in dropped {
         tracing::debug!(%client_id, room_id, "write queue full: frame dropped");
-        handler.on_backpressure(client_id, room_id);
+        guarded("on_backpressure", || {
+            handler.on_backpressure(client_id, room_id)
+        });
     }
 }

@@ -3,7 +3,7 @@
 //! The admission stack (connection limit, then this hook) is called once per accepted socket
 //! with the peer address, before any byte is read; a refusal becomes a `Rejected` handshake.
 
-use crate::handler::SharedHandler;
+use crate::handler::{guarded, SharedHandler};
 use ghost_sync_layers::BoxError;
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -59,7 +59,8 @@ where
     }
 
     fn call(&mut self, addr: SocketAddr) -> Self::Future {
-        if self.handler.on_connect(addr) {
+        // A panicking hook refuses: the safe answer when the policy could not decide.
+        if guarded("on_connect", || self.handler.on_connect(addr)).unwrap_or(false) {
             ResponseFuture::Admit {
                 future: self.inner.call(addr),
             }

@@ -11,7 +11,8 @@
 //! lock is released.
 
 use super::{ClientMessage, FrameRequest, Reply, ReplyKind};
-use crate::handler::{JoinRequest, SharedHandler};
+use crate::disconnect::DisconnectReason;
+use crate::handler::{guarded, JoinRequest, SharedHandler};
 use crate::server::Shared;
 use bytes::Bytes;
 use ghost_sync_layers::BoxError;
@@ -101,13 +102,18 @@ where
                         ClientMessage::Join { data, .. } => data.clone(),
                         _ => Bytes::new(),
                     };
-                    let verdict = handler.on_join_request(&JoinRequest {
-                        client_id: session.client_id,
-                        room_id: &room_id,
-                        addr: session.peer,
-                        identity: session.identity.as_ref(),
-                        data: &data,
+                    let verdict = guarded("on_join_request", || {
+                        handler.on_join_request(&JoinRequest {
+                            client_id: session.client_id,
+                            room_id: &room_id,
+                            addr: session.peer,
+                            identity: session.identity.as_ref(),
+                            data: &data,
+                        })
                     });
+                    let Some(verdict) = verdict else {
+                        return Ok(Reply::disconnect(hook_failed("on_join")));
+                    };
                     if let Err(reason) = verdict {
                         return Ok(Reply::error(if reason.is_empty() {
                             format!("join rejected: {room_id}")
@@ -197,10 +203,19 @@ where
             } => {
                 let reply = ready!(future.poll(cx))?;
                 if let ReplyKind::Relayed { room_id } = &reply.kind {
-                    handler.on_broadcast(*client_id, room_id, data);
+                    let hook = || handler.on_broadcast(*client_id, room_id, data);
+                    if guarded("on_broadcast", hook).is_none() {
+                        return Poll::Ready(Ok(Reply::disconnect(hook_failed("on_broadcast"))));
+                    }
                 }
                 Poll::Ready(Ok(reply))
             }
         }
     }
+}
+
+/// A hook panicked while handling this client's request: the client is disconnected with an
+/// internal error (the panic itself is logged), and the relay serves everyone else on.
+fn hook_failed(hook: &str) -> DisconnectReason {
+    DisconnectReason::Internal(format!("the server's {hook} hook failed"))
 }

@@ -9,7 +9,7 @@ use super::writer::{write_loop, FAREWELL_TIMEOUT};
 use super::Shared;
 use crate::auth::{Credentials, Identity, Validator};
 use crate::disconnect::DisconnectReason;
-use crate::handler::{ServerHandler, SharedHandler};
+use crate::handler::{guarded, ServerHandler, SharedHandler};
 use crate::pipeline::hooks::{Hooks, HooksLayer};
 use crate::pipeline::router::RoomRouter;
 use crate::pipeline::{recover, ClientMessage, FrameRequest, Reply, ReplyKind};
@@ -189,7 +189,9 @@ impl Drop for DisconnectOnDrop {
     fn drop(&mut self) {
         self.shared.directory.remove(self.client_id);
         self.shared.counters.disconnected(self.reason.kind());
-        self.handler.on_disconnect(self.client_id, &self.reason);
+        guarded("on_disconnect", || {
+            self.handler.on_disconnect(self.client_id, &self.reason)
+        });
     }
 }
 

@@ -6,6 +6,7 @@
 use super::Shared;
 use crate::directory::ClientInfo;
 use crate::error::SyncError;
+use crate::handler::guarded;
 use crate::protocol::{encode, ServerFrame};
 use crate::room::RoomOptions;
 use crate::session::report_backpressure;
@@ -93,7 +94,7 @@ impl ServerHandle {
         }
         tracing::debug!(room_id, "room created");
         if let Some(handler) = self.shared.handler() {
-            handler.on_room_create(room_id);
+            guarded("on_room_create", || handler.on_room_create(room_id));
         }
         Ok(())
     }
@@ -109,7 +110,7 @@ impl ServerHandle {
         }
         tracing::debug!(room_id, "room deleted");
         if let Some(handler) = self.shared.handler() {
-            handler.on_room_delete(room_id);
+            guarded("on_room_delete", || handler.on_room_delete(room_id));
         }
         true
     }
