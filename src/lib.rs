@@ -47,6 +47,7 @@ mod disconnect;
 mod error;
 mod event;
 mod handler;
+mod outbox;
 pub mod pipeline;
 pub mod protocol;
 mod registry;

@@ -5,17 +5,14 @@
 //! `try_send`, all under one read lock per frame. A full queue drops the frame for that member
 //! only; the caller learns who, and fires `on_backpressure` after the lock is released.
 
+use crate::outbox::{Outbox, Refused};
 use crate::protocol::{encode, ServerFrame};
 use crate::sync::{lock, read, write};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::mpsc::{self, error::TrySendError};
 use uuid::Uuid;
-
-/// The sending end of a client's bounded write queue.
-pub(crate) type Outbox = mpsc::Sender<Bytes>;
 
 /// One member of a room: who it is and where its frames go.
 #[derive(Clone, Debug)]
@@ -140,7 +137,7 @@ impl Room {
         });
         let mut dropped = relay(&members, member.id, announce);
         for frame in [joined.clone(), roster] {
-            if let Err(TrySendError::Full(_)) = member.outbox.try_send(frame) {
+            if let Err(Refused::Full) = member.outbox.try_send(frame) {
                 dropped.push(member.id);
             }
         }
@@ -189,7 +186,7 @@ fn relay(members: &[Member], from: Uuid, frame: &Bytes) -> Dropped {
             continue;
         }
         // A closed queue means that member is already disconnecting: nothing to report.
-        if let Err(TrySendError::Full(_)) = member.outbox.try_send(frame.clone()) {
+        if let Err(Refused::Full) = member.outbox.try_send(frame.clone()) {
             dropped.push(member.id);
         }
     }
@@ -200,8 +197,8 @@ fn relay(members: &[Member], from: Uuid, frame: &Bytes) -> Dropped {
 mod tests {
     use super::*;
 
-    fn member(n: u128, capacity: usize) -> (Member, mpsc::Receiver<Bytes>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    fn member(n: u128, capacity: usize) -> (Member, crate::outbox::Inbox) {
+        let (tx, rx) = crate::outbox::outbox(capacity, 1 << 20);
         (
             Member {
                 id: Uuid::from_u128(n),
@@ -218,14 +215,14 @@ mod tests {
         let (b, mut rb) = member(2, 4);
         room.join(a, &Bytes::new(), &Bytes::new()).unwrap();
         room.join(b, &Bytes::new(), &Bytes::new()).unwrap();
-        while ra.try_recv().is_ok() {} // a's Joined and Members, then b's PlayerJoined
-        while rb.try_recv().is_ok() {} // b's Joined and Members
+        while ra.try_recv().is_some() {} // a's Joined and Members, then b's PlayerJoined
+        while rb.try_recv().is_some() {} // b's Joined and Members
         let frame = Bytes::from_static(b"frame");
         assert!(room.broadcast(Uuid::from_u128(1), &frame).is_empty());
         let got = rb.try_recv().unwrap();
         assert_eq!(got.as_ptr(), frame.as_ptr(), "same buffer, not a copy");
         assert!(
-            ra.try_recv().is_err(),
+            ra.try_recv().is_none(),
             "the sender does not get its own frame"
         );
     }
@@ -242,7 +239,7 @@ mod tests {
         // a's single slot already holds its Joined.
         let dropped = room.broadcast(Uuid::from_u128(3), &Bytes::from_static(b"x"));
         assert_eq!(dropped, vec![Uuid::from_u128(1)]);
-        while rb.try_recv().is_ok() {}
+        while rb.try_recv().is_some() {}
     }
 
     #[test]

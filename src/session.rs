@@ -5,9 +5,11 @@
 //! never contended.
 
 use crate::auth::Identity;
+use crate::disconnect::DisconnectReason;
 use crate::handler::{guarded, ServerHandler};
+use crate::outbox::Outbox;
 use crate::protocol::{encode, ServerFrame};
-use crate::room::{Member, Outbox, Room};
+use crate::room::{Member, Room};
 use crate::stats::Counters;
 use crate::sync::lock;
 use bytes::Bytes;
@@ -29,10 +31,11 @@ pub(crate) struct Session {
     pub(crate) connected_at: SystemTime,
     /// This client's own write queue (rooms hold clones of it).
     pub(crate) outbox: Outbox,
-    /// Cancelled by `ServerHandle::kick`; the driver watches it.
-    kicked: CancellationToken,
-    /// The reason of the first kick (later ones change nothing).
-    kick_reason: OnceLock<String>,
+    /// Cancelled to end the connection from outside its driver (a kick, a stalled writer);
+    /// the driver watches it.
+    end: CancellationToken,
+    /// Why, the first time (later requests change nothing).
+    end_reason: OnceLock<DisconnectReason>,
     /// Touched by the idle-timeout layer on every frame; read by the idle deadline.
     pub(crate) activity: ActivityClock,
     /// Set by the handshake; the auth layer refuses frames until it is.
@@ -55,8 +58,8 @@ impl Session {
             identity,
             connected_at: SystemTime::now(),
             outbox,
-            kicked: CancellationToken::new(),
-            kick_reason: OnceLock::new(),
+            end: CancellationToken::new(),
+            end_reason: OnceLock::new(),
             activity: ActivityClock::new(),
             authenticated: AtomicBool::new(false),
             awaiting_pong: AtomicBool::new(false),
@@ -71,24 +74,29 @@ impl Session {
         }
     }
 
-    /// Asks the connection to end with `Kicked(reason)`; the first reason wins.
-    pub(crate) fn kick(&self, reason: &str) {
-        let _ = self.kick_reason.set(reason.to_owned());
-        self.kicked.cancel();
+    /// Asks the connection to end for `reason` (a kick, a slow consumer); the first reason
+    /// wins.
+    pub(crate) fn end_with(&self, reason: DisconnectReason) {
+        let _ = self.end_reason.set(reason);
+        self.end.cancel();
     }
 
-    /// Completes once the client was kicked.
-    pub(crate) fn kicked(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.kicked.cancelled()
+    /// Completes once [`end_with`](Session::end_with) was called.
+    pub(crate) fn ended(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.end.cancelled()
     }
 
-    pub(crate) fn kick_reason(&self) -> String {
-        self.kick_reason.get().cloned().unwrap_or_default()
+    /// The reason given to `end_with`.
+    pub(crate) fn end_reason(&self) -> DisconnectReason {
+        self.end_reason
+            .get()
+            .cloned()
+            .unwrap_or_else(|| DisconnectReason::Internal("ended without a reason".into()))
     }
 
     /// Frames waiting in this client's write queue.
     pub(crate) fn queue_depth(&self) -> usize {
-        self.outbox.max_capacity() - self.outbox.capacity()
+        self.outbox.depth()
     }
 
     pub(crate) fn is_authenticated(&self) -> bool {

@@ -169,6 +169,24 @@ impl<L> ServerBuilder<L> {
         self.authenticate(tower::service_fn(validate))
     }
 
+    /// Most bytes queued for one client (default 1 MiB, raised to at least one largest
+    /// frame): its queue and the batch its writer is writing together never hold more. Past
+    /// it, frames for that client are dropped and `on_backpressure` fires, as with a full
+    /// `channel_capacity`.
+    pub fn max_queued_bytes(mut self, n: usize) -> Self {
+        self.config.max_queued_bytes = n;
+        self
+    }
+
+    /// Longest one write to a client's socket may take (default 10 s). A client whose socket
+    /// stops draining for that long is disconnected as a slow consumer
+    /// ([`DisconnectReason::SlowConsumer`](crate::DisconnectReason::SlowConsumer)), instead
+    /// of pinning its slot and memory.
+    pub fn write_timeout(mut self, d: Duration) -> Self {
+        self.config.write_timeout = d;
+        self
+    }
+
     /// The policy hooks (default [`NoopHandler`]).
     pub fn handler(mut self, handler: impl ServerHandler) -> Self {
         let handler: Arc<dyn ServerHandler> = Arc::new(handler);

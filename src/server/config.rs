@@ -13,6 +13,10 @@ pub(crate) struct Config {
     pub(crate) idle_timeout: Duration,
     pub(crate) ping_interval: Duration,
     pub(crate) channel_capacity: usize,
+    /// Most bytes queued for one client (queue plus the batch being written).
+    pub(crate) max_queued_bytes: usize,
+    /// Longest a single write to a client may take before it counts as a slow consumer.
+    pub(crate) write_timeout: Duration,
     /// Emit a stats snapshot as a tracing event this often; `None`: never.
     pub(crate) stats_interval: Option<Duration>,
     /// Most connections one IP address may hold; `None`: no limit.
@@ -35,6 +39,12 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(31);
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(13);
 /// Default `channel_capacity`: 1024 frames per client.
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 1024;
+/// Default `max_queued_bytes`: 1 MiB per client (Redis allows a pub/sub client 32 MB, NATS
+/// 64 MB; a game relay's frames are small, and this bounds memory at a few GiB for 1024
+/// stuck clients even at the worst).
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 1024 * 1024;
+/// Default `write_timeout`: 10 s, as NATS's write deadline.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for Config {
     fn default() -> Self {
@@ -45,6 +55,8 @@ impl Default for Config {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             ping_interval: DEFAULT_PING_INTERVAL,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             stats_interval: None,
             max_connections_per_ip: None,
             rate_limit: None,
@@ -68,7 +80,20 @@ impl Config {
             );
             self.max_payload = MAX_PAYLOAD_LIMIT;
         }
+        // A client must be able to queue at least one largest frame.
+        let largest_frame = self.max_payload + crate::protocol::FRAME_OVERHEAD;
+        if self.max_queued_bytes < largest_frame {
+            tracing::warn!(
+                max_queued_bytes = self.max_queued_bytes,
+                "max_queued_bytes raised to one largest frame ({largest_frame} bytes)"
+            );
+            self.max_queued_bytes = largest_frame;
+        }
         let min = Duration::from_millis(1);
+        if self.write_timeout < min {
+            tracing::warn!("write_timeout raised to 1 ms");
+            self.write_timeout = min;
+        }
         if self.ping_interval < min {
             tracing::warn!("ping_interval raised to 1 ms");
             self.ping_interval = min;

@@ -10,6 +10,7 @@ use super::Shared;
 use crate::auth::{Credentials, Identity, Validator};
 use crate::disconnect::DisconnectReason;
 use crate::handler::{guarded, ServerHandler, SharedHandler};
+use crate::outbox::{outbox, Refused};
 use crate::pipeline::hooks::{Hooks, HooksLayer};
 use crate::pipeline::router::RoomRouter;
 use crate::pipeline::{recover, ClientMessage, FrameRequest, Reply, ReplyKind};
@@ -29,8 +30,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tracing::Instrument;
@@ -82,7 +82,7 @@ pub(crate) async fn serve<R, W, L>(
             return;
         };
         let config = &shared.config;
-        let (outbox, queue) = mpsc::channel(config.channel_capacity);
+        let (outbox, queue) = outbox(config.channel_capacity, config.max_queued_bytes);
         let session = Arc::new(Session::new(client_id, peer, identity, outbox));
         // The handshake checked the credentials (or the relay is open).
         session.set_authenticated();
@@ -101,8 +101,14 @@ pub(crate) async fn serve<R, W, L>(
         };
         let (farewell_tx, farewell_rx) = oneshot::channel();
         let mut writer_task = shared.tasks.spawn(
-            write_loop(writer, queue, farewell_rx, Arc::clone(&shared))
-                .instrument(tracing::Span::current()),
+            write_loop(
+                writer,
+                queue,
+                farewell_rx,
+                Arc::clone(&shared),
+                Arc::clone(&session),
+            )
+            .instrument(tracing::Span::current()),
         );
         tracing::debug!("connected");
 
@@ -152,7 +158,8 @@ pub(crate) async fn serve<R, W, L>(
         let mut said_goodbye = farewell.is_some();
         // Without a farewell, dropping the sender still ends the writer after the queued frames.
         match farewell {
-            Some(frame) => drop(farewell_tx.send(frame)),
+            // A writer that already gave up (a stalled socket) cannot say goodbye.
+            Some(frame) => said_goodbye = farewell_tx.send(frame).is_ok(),
             None => drop(farewell_tx),
         }
         // A writer stuck on a client that does not read must not pin this connection (and
@@ -327,9 +334,7 @@ where
             tokio::select! {
                 biased;
                 _ = self.shared.shutdown.cancelled() => return DisconnectReason::ServerShutdown,
-                _ = self.session.kicked() => {
-                    return DisconnectReason::Kicked(self.session.kick_reason())
-                }
+                _ = self.session.ended() => return self.session.end_reason(),
                 _ = &mut idle => return DisconnectReason::IdleTimeout,
                 _ = ping.tick() => {
                     if let Some(reason) = self.ping(&mut ping_deferred).await {
@@ -353,7 +358,7 @@ where
         tokio::select! {
             biased;
             _ = shared.shutdown.cancelled() => Some(DisconnectReason::ServerShutdown),
-            _ = self.session.kicked() => Some(DisconnectReason::Kicked(self.session.kick_reason())),
+            _ = self.session.ended() => Some(self.session.end_reason()),
             reason = dispatch(
                 &mut self.stack,
                 self.session,
@@ -426,9 +431,9 @@ where
             }
             // One full queue at a tick is a burst; two in a row, a whole ping interval
             // apart, is a client that does not drain its socket.
-            Err(TrySendError::Full(_)) if *deferred => return Some(DisconnectReason::SlowConsumer),
-            Err(TrySendError::Full(_)) => *deferred = true,
-            Err(TrySendError::Closed(_)) => {
+            Err(Refused::Full) if *deferred => return Some(DisconnectReason::SlowConsumer),
+            Err(Refused::Full) => *deferred = true,
+            Err(Refused::Closed) => {
                 return Some(DisconnectReason::Transport("writer closed".into()))
             }
         }
@@ -512,7 +517,7 @@ where
         match reply.kind {
             ReplyKind::Nothing | ReplyKind::Relayed { .. } => {}
             ReplyKind::Frame(frame) => {
-                if let Err(TrySendError::Full(_)) = session.outbox.try_send(frame) {
+                if let Err(Refused::Full) = session.outbox.try_send(frame) {
                     let room = session.current_room();
                     let room_id = room.as_ref().map_or("", |r| r.id());
                     report_backpressure(handler, counters, &[session.client_id], room_id);
@@ -841,6 +846,8 @@ mod liveness_tests {
             ping_interval: secs(10),
             idle_timeout: secs(3600),
             channel_capacity: 2,
+            // Only the ping rule is under test here, not the write deadline.
+            write_timeout: secs(3600),
             ..Config::default()
         };
         let shared = Arc::new(Shared::new(config, None));

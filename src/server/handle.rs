@@ -7,6 +7,7 @@ use super::Shared;
 use crate::directory::ClientInfo;
 use crate::error::SyncError;
 use crate::handler::guarded;
+use crate::outbox::Refused;
 use crate::protocol::{encode, ServerFrame};
 use crate::room::RoomOptions;
 use crate::session::report_backpressure;
@@ -186,7 +187,7 @@ impl ServerHandle {
             .get(client_id)
             .ok_or(SyncError::ClientNotFound(client_id))?;
         tracing::debug!(%client_id, reason, "kick");
-        session.kick(reason);
+        session.end_with(crate::DisconnectReason::Kicked(reason.to_owned()));
         Ok(())
     }
 
@@ -203,15 +204,19 @@ impl ServerHandle {
             .get(client_id)
             .ok_or(SyncError::ClientNotFound(client_id))?;
         let frame = self.server_message(data)?;
-        if session.outbox.try_send(frame).is_err() {
-            if let Some(handler) = self.shared.handler() {
-                let room = session.current_room();
-                let room_id = room.as_ref().map_or("", |r| r.id());
-                report_backpressure(&*handler, &self.shared.counters, &[client_id], room_id);
+        match session.outbox.try_send(frame) {
+            Ok(()) => Ok(()),
+            // Disconnecting: as good as gone.
+            Err(Refused::Closed) => Err(SyncError::ClientNotFound(client_id)),
+            Err(Refused::Full) => {
+                if let Some(handler) = self.shared.handler() {
+                    let room = session.current_room();
+                    let room_id = room.as_ref().map_or("", |r| r.id());
+                    report_backpressure(&*handler, &self.shared.counters, &[client_id], room_id);
+                }
+                Err(SyncError::Backpressure(client_id))
             }
-            return Err(SyncError::Backpressure(client_id));
         }
-        Ok(())
     }
 
     /// Sends `data` to every member of a room, as a [`ServerEvent::Broadcast`] whose

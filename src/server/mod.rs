@@ -11,7 +11,7 @@ mod writer;
 pub use builder::{Server, ServerBuilder};
 pub use config::{
     DEFAULT_BIND, DEFAULT_CHANNEL_CAPACITY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS,
-    DEFAULT_MAX_PAYLOAD, DEFAULT_PING_INTERVAL,
+    DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_WRITE_TIMEOUT,
 };
 pub use connection::CoreService;
 pub use handle::{ServerHandle, SERVER_ID};

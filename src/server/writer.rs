@@ -8,6 +8,9 @@
 //! - large frames are written from their own `Bytes` with vectored writes, without a copy.
 
 use super::Shared;
+use crate::disconnect::DisconnectReason;
+use crate::outbox::Inbox;
+use crate::session::Session;
 use crate::stats::Counters;
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
@@ -15,7 +18,7 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Most frames taken from the queue per wake-up. A batch never exceeds the queue's own
 /// capacity either, so a client whose socket is stuck holds at most twice `channel_capacity`
@@ -35,11 +38,15 @@ pub(crate) const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Writes queued frames until the queue closes or `farewell` resolves. On farewell it writes
 /// whatever is still queued, then the farewell frame, then shuts the socket's write side.
+///
+/// A batch that takes longer than `write_timeout` to write means the client stopped reading:
+/// the writer gives up and ends the session as a slow consumer.
 pub(crate) async fn write_loop<W>(
     mut io: W,
-    mut queue: mpsc::Receiver<Bytes>,
+    mut queue: Inbox,
     mut farewell: oneshot::Receiver<Bytes>,
     shared: Arc<Shared>,
+    session: Arc<Session>,
 ) where
     W: AsyncWrite + Unpin,
 {
@@ -51,7 +58,7 @@ pub(crate) async fn write_loop<W>(
             biased;
             last = &mut farewell => {
                 queue.close();
-                while let Ok(frame) = queue.try_recv() {
+                while let Some(frame) = queue.try_recv() {
                     batch.push(frame);
                 }
                 batch.extend(last.ok());
@@ -67,10 +74,20 @@ pub(crate) async fn write_loop<W>(
                     return;
                 }
                 let bytes: usize = batch.iter().map(Bytes::len).sum();
-                if let Err(err) = out.write(&mut io, &mut batch).await {
-                    // The reader side sees the same broken socket and ends the connection.
-                    tracing::debug!(error = %err, "write failed");
-                    return;
+                // The deadline's timer is only armed if the write does not finish at once.
+                let write = out.write(&mut io, &mut batch);
+                match tokio::time::timeout(shared.config.write_timeout, write).await {
+                    Ok(Ok(())) => queue.written(bytes),
+                    Ok(Err(err)) => {
+                        // The reader side sees the same broken socket and ends the connection.
+                        tracing::debug!(error = %err, "write failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("write deadline passed: slow consumer");
+                        session.end_with(DisconnectReason::SlowConsumer);
+                        return;
+                    }
                 }
                 Counters::add(&shared.counters.frames_out, n as u64);
                 Counters::add(&shared.counters.bytes_out, bytes as u64);
@@ -248,16 +265,57 @@ mod tests {
         assert_eq!(io.writes.concat(), expected);
     }
 
+    fn session(outbox: crate::outbox::Outbox) -> Arc<Session> {
+        let peer = "127.0.0.1:1".parse().unwrap();
+        Arc::new(Session::new(uuid::Uuid::nil(), peer, None, outbox))
+    }
+
     #[tokio::test]
     async fn the_farewell_follows_the_queued_frames() {
-        let (tx, rx) = mpsc::channel(8);
+        let (tx, rx) = crate::outbox::outbox(8, 1 << 20);
         let (bye_tx, bye_rx) = oneshot::channel();
         tx.try_send(Bytes::from_static(b"a")).unwrap();
         tx.try_send(Bytes::from_static(b"b")).unwrap();
         bye_tx.send(Bytes::from_static(b"bye")).unwrap();
         let mut io = Recorder::default();
         let shared = Arc::new(Shared::new(Default::default(), None));
-        write_loop(&mut io, rx, bye_rx, shared).await;
+        write_loop(&mut io, rx, bye_rx, shared, session(tx)).await;
         assert_eq!(io.writes.concat(), b"abbye");
+    }
+
+    /// A socket that never takes a byte: a client that stopped reading, its buffers full.
+    struct Stuck;
+
+    impl AsyncWrite for Stuck {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            _buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_stuck_past_the_deadline_ends_the_session_as_a_slow_consumer() {
+        let (tx, rx) = crate::outbox::outbox(8, 1 << 20);
+        let (_bye_tx, bye_rx) = oneshot::channel();
+        tx.try_send(Bytes::from_static(b"never written")).unwrap();
+        let config = crate::server::config::Config {
+            write_timeout: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let shared = Arc::new(Shared::new(config, None));
+        let session = session(tx);
+        let started = tokio::time::Instant::now();
+        write_loop(Stuck, rx, bye_rx, shared, Arc::clone(&session)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        assert_eq!(session.end_reason(), DisconnectReason::SlowConsumer);
     }
 }

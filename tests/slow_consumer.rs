@@ -1,0 +1,103 @@
+//! A client that stops reading pins a bounded amount of memory (`max_queued_bytes`), and once
+//! its socket stops draining for `write_timeout` it is disconnected as a slow consumer,
+//! freeing its slot. The rest of its room never waits for it.
+
+mod common;
+
+use common::*;
+use ghost_sync::{DisconnectKind, DisconnectReason, Server, ServerEvent};
+use std::time::Duration;
+
+#[tokio::test]
+async fn the_byte_budget_drops_frames_for_a_reader_that_stalls() {
+    let (make, mut hooks) = Recorder::reentrant();
+    let (handle, addr) = start(
+        Server::builder()
+            .handler_with(make)
+            .max_payload(1024)
+            .max_queued_bytes(8 * 1024)
+            // The frame limit alone would never drop: only the byte budget is under test.
+            .channel_capacity(1 << 16)
+            .write_timeout(Duration::from_secs(3600)),
+    )
+    .await;
+    handle.create_room("arena").unwrap();
+    let deaf = RawClient::joined(addr, "arena").await;
+    let mut loud = joined(addr, "arena").await;
+    let deaf_id = handle
+        .clients()
+        .into_iter()
+        .find(|c| c.id != loud.client_id())
+        .map(|c| c.id)
+        .unwrap();
+    // Enough to fill the kernel's socket buffers many times over; stops at the first drop.
+    let dropped = within("a drop", async {
+        for _ in 0..100_000 {
+            loud.broadcast(&[0; 1024]).await.unwrap();
+            if handle.stats().frames_dropped > 0 {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(dropped, "the byte budget never dropped a frame");
+    wait_hook(&mut hooks, |h| {
+        *h == Hook::Backpressure(deaf_id, "arena".into())
+    })
+    .await;
+    let queued = handle.client_info(deaf_id).unwrap().queue_depth;
+    // 8 KiB of 1 KiB frames (plus its own few small ones): the queue stays tiny.
+    assert!(queued <= 16, "queue depth {queued}");
+    drop(deaf);
+}
+
+#[tokio::test]
+async fn a_socket_that_stops_draining_is_disconnected_as_a_slow_consumer() {
+    let (make, mut hooks) = Recorder::reentrant();
+    let (handle, addr) = start(
+        Server::builder()
+            .handler_with(make)
+            .write_timeout(Duration::from_millis(300)),
+    )
+    .await;
+    handle.create_room("arena").unwrap();
+    let deaf = RawClient::joined(addr, "arena").await;
+    let mut loud = joined(addr, "arena").await;
+    let deaf_id = handle
+        .clients()
+        .into_iter()
+        .find(|c| c.id != loud.client_id())
+        .map(|c| c.id)
+        .unwrap();
+    let gone = Hook::Disconnect(deaf_id, DisconnectReason::SlowConsumer);
+    // Keep the pressure on until the deaf client is dropped; the publisher never stalls.
+    let mut hook_seen = false;
+    within("the slow-consumer disconnect", async {
+        for _ in 0..1_000_000 {
+            loud.broadcast(&[0; 16 * 1024]).await.unwrap();
+            while let Ok(hook) = hooks.try_recv() {
+                hook_seen |= hook == gone;
+            }
+            if hook_seen {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(hook_seen);
+    // The rest of the room hears that it left, and the slot is free.
+    loop {
+        match next_event(&mut loud).await {
+            ServerEvent::PlayerLeft { client_id } if client_id == deaf_id => break,
+            _ => continue,
+        }
+    }
+    assert!(handle.client_info(deaf_id).is_none());
+    assert_eq!(
+        handle.stats().disconnects_for(DisconnectKind::SlowConsumer),
+        1
+    );
+    drop(deaf);
+}
