@@ -164,10 +164,7 @@ pub(crate) async fn serve<R, W, L>(
         }
         // A writer stuck on a client that does not read must not pin this connection (and
         // its slot, and `shutdown()`) forever.
-        if tokio::time::timeout(FAREWELL_TIMEOUT, &mut writer_task)
-            .await
-            .is_err()
-        {
+        if shared.with_patience(&mut writer_task).await.is_none() {
             writer_task.abort();
             // The farewell never left: no point waiting for the client to answer it.
             said_goodbye = false;
@@ -175,7 +172,9 @@ pub(crate) async fn serve<R, W, L>(
         if said_goodbye {
             // Read until the client closes, so that its unread bytes do not turn our close
             // into a reset that could destroy the farewell before the client reads it.
-            linger(&mut driver.reader, &mut driver.buf).await;
+            shared
+                .with_patience(linger(&mut driver.reader, &mut driver.buf))
+                .await;
         }
         drop(farewell_guard);
     }

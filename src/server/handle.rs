@@ -291,10 +291,39 @@ impl ServerHandle {
     /// once every connection is closed. A client that neither reads its farewell nor closes
     /// is given up on after about two seconds. Calling it again, or from several handles,
     /// is fine.
+    ///
+    /// [`drain`](ServerHandle::drain) is the patient form.
     pub async fn shutdown(&self) {
         self.shared.shutdown.cancel();
         self.shared.tasks.close();
         self.shared.tasks.wait().await;
+    }
+
+    /// Stops gracefully: stops accepting, tells every client the server is going away
+    /// (after the frames already queued for it, which get up to `timeout` to reach it), fires
+    /// `on_leave` and `on_disconnect` for everyone, and returns once every connection is
+    /// closed. Returns `true` if that happened within `timeout`; otherwise the connections
+    /// still open are closed at once (their unsent frames are lost) and it returns `false`.
+    ///
+    /// Use it before a deploy restarts the relay; [`shutdown`](ServerHandle::shutdown) is the
+    /// immediate form (about two seconds of grace per connection).
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        // A second drain (or one after `shutdown`) keeps the first grace period.
+        let _ = self.shared.drain_grace.set(timeout);
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        let finished = tokio::time::timeout(timeout, self.shared.tasks.wait())
+            .await
+            .is_ok();
+        if !finished {
+            tracing::warn!(
+                ?timeout,
+                "drain timed out: closing the remaining connections"
+            );
+            self.shared.abort.cancel();
+            self.shared.tasks.wait().await;
+        }
+        finished
     }
 }
 

@@ -8,6 +8,7 @@ use crate::registry::Registry;
 use crate::stats::Counters;
 use std::net::SocketAddr;
 use std::sync::{OnceLock, Weak};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,6 +28,11 @@ pub(crate) struct Shared {
     handler: OnceLock<Weak<dyn ServerHandler>>,
     /// Cancelled by `shutdown()`; every task of the server watches it.
     pub(crate) shutdown: CancellationToken,
+    /// Set by `drain(timeout)`: how long connections may take to flush and say goodbye
+    /// (instead of the usual couple of seconds).
+    pub(crate) drain_grace: OnceLock<Duration>,
+    /// Cancelled when a drain's time ran out: every connection closes at once.
+    pub(crate) abort: CancellationToken,
     /// Every task of the server, so that `shutdown()` can wait for them.
     pub(crate) tasks: TaskTracker,
     pub(crate) local_addr: OnceLock<SocketAddr>,
@@ -42,6 +48,8 @@ impl Shared {
             validator,
             handler: OnceLock::new(),
             shutdown: CancellationToken::new(),
+            drain_grace: OnceLock::new(),
+            abort: CancellationToken::new(),
             tasks: TaskTracker::new(),
             local_addr: OnceLock::new(),
         }
@@ -50,6 +58,29 @@ impl Shared {
     pub(crate) fn set_handler(&self, handler: &SharedHandler) {
         // Only `build()` sets it, once.
         let _ = self.handler.set(std::sync::Arc::downgrade(handler));
+    }
+
+    /// How long a closing connection may take to write its last frames and farewell, and to
+    /// wait for the client to close: a drain's whole timeout, or [`FAREWELL_TIMEOUT`].
+    ///
+    /// [`FAREWELL_TIMEOUT`]: super::writer::FAREWELL_TIMEOUT
+    pub(crate) fn farewell_patience(&self) -> Duration {
+        self.drain_grace
+            .get()
+            .copied()
+            .unwrap_or(super::writer::FAREWELL_TIMEOUT)
+    }
+
+    /// Runs `work` for at most [`farewell_patience`](Shared::farewell_patience), and not past
+    /// the end of a drain; `None` if it was cut short.
+    pub(crate) async fn with_patience<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        tokio::select! {
+            _ = self.abort.cancelled() => None,
+            done = tokio::time::timeout(self.farewell_patience(), work) => done.ok(),
+        }
     }
 
     /// The handler, unless the server has stopped (or was dropped without running).

@@ -66,7 +66,7 @@ pub(crate) async fn write_loop<W>(
                     out.write(&mut io, &mut batch).await?;
                     io.shutdown().await
                 };
-                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, finish).await;
+                shared.with_patience(finish).await;
                 return;
             }
             n = queue.recv_many(&mut batch, batch_limit) => {
