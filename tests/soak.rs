@@ -39,7 +39,11 @@ async fn soak(clients: usize, messages: u32, every: Duration) -> Report {
     let (handle, addr) = start(Server::builder().max_clients(clients + 16)).await;
     let mut plan = Vec::new();
     for n in 0..clients {
-        let (size, index) = if n < clients / 2 { (8, n / 8) } else { (64, n / 64 + 1_000_000) };
+        let (size, index) = if n < clients / 2 {
+            (8, n / 8)
+        } else {
+            (64, n / 64 + 1_000_000)
+        };
         let room = format!("room-{size}-{index}");
         if !handle.room_exists(&room) {
             handle.create_room(&room).unwrap();
@@ -117,7 +121,11 @@ async fn soak(clients: usize, messages: u32, every: Duration) -> Report {
     let rss_end_kib = rss_kib();
     let stats = handle.stats();
     for kind in DisconnectKind::ALL {
-        assert_eq!(stats.disconnects_for(kind), 0, "unexpected {kind:?} disconnects");
+        assert_eq!(
+            stats.disconnects_for(kind),
+            0,
+            "unexpected {kind:?} disconnects"
+        );
     }
     assert_eq!(stats.frames_dropped, 0, "loss below capacity");
     assert_eq!(handle.client_count(), clients);

@@ -6,7 +6,9 @@
 mod common;
 
 use common::*;
-use ghost_sync::{Client, JoinRequest, RoomOptions, Server, ServerEvent, ServerHandle, ServerHandler, Uuid};
+use ghost_sync::{
+    Client, JoinRequest, RoomOptions, Server, ServerEvent, ServerHandle, ServerHandler, Uuid,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -137,7 +139,11 @@ async fn invariants_hold_under_concurrent_joins_leaves_and_deletions() {
         for member in members {
             assert!(seen.insert(member), "{member} is in two rooms");
             let info = handle.client_info(member).unwrap();
-            assert_eq!(info.room.as_deref(), Some(id.as_str()), "{member}'s own view");
+            assert_eq!(
+                info.room.as_deref(),
+                Some(id.as_str()),
+                "{member}'s own view"
+            );
         }
     }
     // Everyone leaves; then each actual join has had exactly one on_leave.
@@ -162,7 +168,8 @@ async fn invariants_hold_under_concurrent_joins_leaves_and_deletions() {
 /// Room counts match membership, room by room and against the clients' own view.
 fn check_counts(handle: &ServerHandle) {
     for id in handle.room_ids() {
-        let (Some(count), Some(members)) = (handle.room_client_count(&id), handle.room_members(&id))
+        let (Some(count), Some(members)) =
+            (handle.room_client_count(&id), handle.room_members(&id))
         else {
             continue; // deleted in between
         };

@@ -284,6 +284,16 @@ impl Server {
 }
 
 impl<L> Server<L> {
+    /// The most memory, in bytes, this server's connections can hold at once whatever
+    /// clients do, from its options: `max_clients × (largest frame + 4 KiB read reserve +
+    /// max_queued_bytes + 68 KiB write copy buffer + channel_capacity × 40 B + 8 KiB batch +
+    /// 16 KiB bookkeeping + 64 B room entry) + 64 lingering refusals × 8 KiB`. Rooms'
+    /// metadata, which only the application sets, comes on top. RELIABILITY.md explains each
+    /// term.
+    pub fn memory_bound(&self) -> u64 {
+        self.shared.config.memory_bound()
+    }
+
     /// A handle to this server, usable before [`run`](Server::run) (for example to create
     /// rooms first).
     pub fn handle(&self) -> ServerHandle {

@@ -65,7 +65,28 @@ impl Default for Config {
     }
 }
 
+/// Bytes of bookkeeping per connection, beyond its buffers: its two tasks, its session, its
+/// directory entry, its queue's channel. Measured well below this (see RELIABILITY.md).
+pub(crate) const CONNECTION_OVERHEAD: u64 = 16 * 1024;
+/// Bytes per room member in a room's member list.
+pub(crate) const MEMBER_OVERHEAD: u64 = 64;
+
 impl Config {
+    /// The most memory the relay's connections can hold at once, whatever clients do: every
+    /// slot taken, every read buffer holding a largest frame, every queue full to its byte
+    /// budget while its writer copies a batch. Rooms and their metadata, which only the
+    /// application creates, come on top (`MEMBER_OVERHEAD` per member).
+    pub(crate) fn memory_bound(&self) -> u64 {
+        let clients = self.max_clients as u64;
+        let largest_frame = (self.max_payload + crate::protocol::FRAME_OVERHEAD) as u64;
+        let read = largest_frame + super::connection::READ_RESERVE as u64;
+        let write = self.max_queued_bytes as u64 + super::writer::COPY_BUFFER_MAX as u64;
+        let slots = self.channel_capacity as u64 * 40 + super::writer::MAX_BATCH as u64 * 32;
+        let per_connection = read + write + slots + CONNECTION_OVERHEAD + MEMBER_OVERHEAD;
+        let refusals = super::listener::MAX_LINGERING_REFUSALS as u64 * 8 * 1024;
+        clients * per_connection + refusals
+    }
+
     /// Brings values that cannot work into range, saying so, rather than panicking later
     /// (a zero-capacity channel or a zero ping interval would panic inside tokio).
     pub(crate) fn sanitized(mut self) -> Self {

@@ -42,7 +42,7 @@ pub type CoreService = Hooks<RoomRouter>;
 /// Longest wait for a new connection's `Hello` (or `idle_timeout`, if shorter).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Spare room kept in the read buffer before each read.
-const READ_RESERVE: usize = 4 * 1024;
+pub(crate) const READ_RESERVE: usize = 4 * 1024;
 /// Most bytes read, at a ping tick, looking for a pong already sent: a client further behind
 /// than this is not keeping up anyway.
 const CATCH_UP_LIMIT: usize = 1024 * 1024;

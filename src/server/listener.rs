@@ -21,7 +21,7 @@ use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 
 /// Refused connections that may linger at once (each up to a few seconds) so that the client
 /// surely reads its `Rejected` frame; past this, refusals are best effort.
-const MAX_LINGERING_REFUSALS: usize = 64;
+pub(crate) const MAX_LINGERING_REFUSALS: usize = 64;
 
 /// Accepts connections until shutdown.
 pub(crate) async fn accept_loop<L>(

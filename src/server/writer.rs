@@ -23,11 +23,13 @@ use tokio::sync::oneshot;
 /// Most frames taken from the queue per wake-up. A batch never exceeds the queue's own
 /// capacity either, so a client whose socket is stuck holds at most twice `channel_capacity`
 /// frames in memory: a full queue plus the batch being written.
-const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 /// Frames at least this long are not copied: copying costs more than an extra iovec.
 const LARGE_FRAME: usize = 4 * 1024;
 /// The copy buffer is written out once it holds this much.
 const FLUSH_AT: usize = 64 * 1024;
+/// The copy buffer's largest size: flushed at [`FLUSH_AT`], after at most one more small frame.
+pub(crate) const COPY_BUFFER_MAX: usize = FLUSH_AT + LARGE_FRAME;
 /// Large frames per vectored write (tokio passes at most 64 slices per call).
 const MAX_PIECES: usize = 64;
 /// A connection whose queue is empty keeps no larger copy buffer than this.

@@ -251,11 +251,37 @@ pub enum Frame {
 impl RawClient {
     /// Connects without saying anything.
     pub async fn connect(addr: SocketAddr) -> Self {
+        Self::over(TcpStream::connect(addr).await.unwrap())
+    }
+
+    /// Speaks raw frames over an already connected stream.
+    pub fn over(stream: TcpStream) -> Self {
         Self {
-            stream: TcpStream::connect(addr).await.unwrap(),
+            stream,
             buf: BytesMut::new(),
             frames: FrameReader::for_payload(16 * 1024 * 1024),
         }
+    }
+
+    /// Connects with a tiny receive buffer, so that a client that does not read stops the
+    /// relay's writes to it quickly, then completes the handshake and joins `room`.
+    pub async fn tiny_window_joined(addr: SocketAddr, room: &str) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut raw = Self::over(socket.connect(addr).await.unwrap());
+        raw.send(&ClientFrame::Hello {
+            version: ghost_sync::protocol::PROTOCOL_VERSION,
+            credentials: &[],
+        })
+        .await;
+        assert!(matches!(raw.recv().await, Some(Frame::Welcome { .. })));
+        raw.send(&ClientFrame::Join {
+            room_id: room,
+            data: &[],
+        })
+        .await;
+        assert!(matches!(raw.recv().await, Some(Frame::Joined { .. })));
+        raw
     }
 
     /// Connects and completes the handshake.
