@@ -3,14 +3,21 @@
 //! memory. The [`Outbox`] is the sending end (held by the client's session and by every room
 //! it is in), the [`Inbox`] the writer task's end.
 //!
+//! It is a `Vec` under a short lock rather than a channel, for the hot path and for memory:
+//! - a push is one uncontended lock and a `Vec::push`; the writer is woken only when the
+//!   queue goes from empty to non-empty;
+//! - the writer takes the whole queue at once by swapping `Vec`s, so it pays one lock per
+//!   batch, not one operation per frame;
+//! - an idle client's queue holds no allocation at all (a channel preallocates slots).
+//!
 //! Bytes count from the moment a frame is queued until the writer has written it, so the
 //! queue and the batch being written together stay within the byte limit. A frame shared by
 //! many recipients counts once per recipient: an over-estimate, never an under-estimate.
 
+use crate::sync::lock;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
-use tokio::sync::mpsc::{self, error::TrySendError};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
 
 /// Why a frame could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,104 +29,145 @@ pub(crate) enum Refused {
     Closed,
 }
 
+#[derive(Debug, Default)]
+struct State {
+    frames: Vec<Bytes>,
+    /// Bytes queued or being written.
+    bytes: usize,
+    closed: bool,
+}
+
 #[derive(Debug)]
-struct Budget {
-    queued: AtomicUsize,
-    limit: usize,
+struct Queue {
+    state: Mutex<State>,
+    /// Wakes the writer when the queue stops being empty.
+    ready: Notify,
+    max_frames: usize,
+    max_bytes: usize,
 }
 
 /// The sending end of a client's write queue.
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
-    frames: mpsc::Sender<Bytes>,
-    budget: Arc<Budget>,
+    queue: Arc<Queue>,
 }
 
 /// The writer task's end of a client's write queue.
 #[derive(Debug)]
 pub(crate) struct Inbox {
-    frames: mpsc::Receiver<Bytes>,
-    budget: Arc<Budget>,
+    queue: Arc<Queue>,
 }
 
 /// A queue of at most `frames` frames and `bytes` bytes.
 pub(crate) fn outbox(frames: usize, bytes: usize) -> (Outbox, Inbox) {
-    let (tx, rx) = mpsc::channel(frames);
-    let budget = Arc::new(Budget {
-        queued: AtomicUsize::new(0),
-        limit: bytes,
+    let queue = Arc::new(Queue {
+        state: Mutex::new(State::default()),
+        ready: Notify::new(),
+        max_frames: frames,
+        max_bytes: bytes,
     });
     (
         Outbox {
-            frames: tx,
-            budget: Arc::clone(&budget),
+            queue: Arc::clone(&queue),
         },
-        Inbox { frames: rx, budget },
+        Inbox { queue },
     )
 }
 
 impl Outbox {
     /// Queues `frame` without waiting.
     pub(crate) fn try_send(&self, frame: Bytes) -> Result<(), Refused> {
-        let len = frame.len();
-        let before = self.budget.queued.fetch_add(len, Relaxed);
-        // An empty queue takes any frame, so one frame larger than the limit cannot wedge a
-        // client (the limit is kept above the largest frame anyway).
-        if before > 0 && before + len > self.budget.limit {
-            self.budget.queued.fetch_sub(len, Relaxed);
-            return Err(Refused::Full);
-        }
-        match self.frames.try_send(frame) {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                self.budget.queued.fetch_sub(len, Relaxed);
-                Err(match err {
-                    TrySendError::Full(_) => Refused::Full,
-                    TrySendError::Closed(_) => Refused::Closed,
-                })
+        let queue = &*self.queue;
+        let was_empty = {
+            let mut state = lock(&queue.state);
+            if state.closed {
+                return Err(Refused::Closed);
             }
+            // An empty queue takes any frame, so one frame larger than the byte limit cannot
+            // wedge a client (the limit is kept above the largest frame anyway).
+            let over_bytes = state.bytes > 0 && state.bytes + frame.len() > queue.max_bytes;
+            if state.frames.len() >= queue.max_frames || over_bytes {
+                return Err(Refused::Full);
+            }
+            state.bytes += frame.len();
+            state.frames.push(frame);
+            state.frames.len() == 1
+        };
+        if was_empty {
+            queue.ready.notify_one();
         }
+        Ok(())
     }
 
     /// Frames waiting to be written.
     pub(crate) fn depth(&self) -> usize {
-        self.frames.max_capacity() - self.frames.capacity()
+        lock(&self.queue.state).frames.len()
     }
 }
 
 impl Inbox {
-    /// Waits for frames and moves up to `limit` of them into `batch`; 0 once every
-    /// [`Outbox`] is gone.
-    pub(crate) async fn recv_many(&mut self, batch: &mut Vec<Bytes>, limit: usize) -> usize {
-        self.frames.recv_many(batch, limit).await
+    /// Waits until frames are queued, then moves all of them into `batch` (which must be
+    /// empty; its allocation is reused as the queue's next one).
+    pub(crate) async fn take(&mut self, batch: &mut Vec<Bytes>) {
+        loop {
+            {
+                let mut state = lock(&self.queue.state);
+                if !state.frames.is_empty() {
+                    std::mem::swap(&mut state.frames, batch);
+                    return;
+                }
+            }
+            // A push between the check and this wait stores a permit: no wake-up is lost.
+            self.queue.ready.notified().await;
+        }
     }
 
-    /// Stops accepting frames; those already queued can still be taken.
-    pub(crate) fn close(&mut self) {
-        self.frames.close();
-    }
-
-    pub(crate) fn try_recv(&mut self) -> Option<Bytes> {
-        self.frames.try_recv().ok()
+    /// Refuses further frames and moves those already queued into `batch`.
+    pub(crate) fn close_into(&mut self, batch: &mut Vec<Bytes>) {
+        let mut state = lock(&self.queue.state);
+        state.closed = true;
+        batch.append(&mut state.frames);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.frames.is_empty()
-    }
-
-    pub(crate) fn max_capacity(&self) -> usize {
-        self.frames.max_capacity()
+        lock(&self.queue.state).frames.is_empty()
     }
 
     /// `bytes` taken from the queue were written (or given up): they no longer count.
     pub(crate) fn written(&self, bytes: usize) {
-        self.budget.queued.fetch_sub(bytes, Relaxed);
+        let mut state = lock(&self.queue.state);
+        state.bytes = state.bytes.saturating_sub(bytes);
+    }
+
+    /// Takes the oldest queued frame, if any (for tests of what was queued).
+    #[cfg(test)]
+    pub(crate) fn try_recv(&mut self) -> Option<Bytes> {
+        let mut state = lock(&self.queue.state);
+        if state.frames.is_empty() {
+            return None;
+        }
+        Some(state.frames.remove(0))
+    }
+
+    /// Lets go of the queue's spare allocation, for a client gone idle.
+    pub(crate) fn shrink(&self) {
+        let mut state = lock(&self.queue.state);
+        if state.frames.is_empty() {
+            state.frames = Vec::new();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn take_now(rx: &mut Inbox) -> Vec<Bytes> {
+        let mut batch = Vec::new();
+        let mut state = lock(&rx.queue.state);
+        std::mem::swap(&mut state.frames, &mut batch);
+        batch
+    }
 
     #[test]
     fn the_byte_limit_refuses_what_would_overflow_it_and_frees_what_was_written() {
@@ -130,10 +178,10 @@ mod tests {
             Err(Refused::Full)
         );
         assert_eq!(tx.try_send(Bytes::from_static(b"1234")), Ok(()));
-        let first = rx.try_recv().unwrap();
+        let batch = take_now(&mut rx);
         // Taken but not yet written: still counted.
         assert_eq!(tx.try_send(Bytes::from_static(b"1")), Err(Refused::Full));
-        rx.written(first.len());
+        rx.written(batch.iter().map(Bytes::len).sum());
         assert_eq!(tx.try_send(Bytes::from_static(b"1")), Ok(()));
     }
 
@@ -153,13 +201,31 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_queue_refuses_without_counting() {
-        let (tx, rx) = outbox(2, 10);
-        drop(rx);
-        assert_eq!(
-            tx.try_send(Bytes::from_static(b"abc")),
-            Err(Refused::Closed)
-        );
-        assert_eq!(tx.budget.queued.load(Relaxed), 0);
+    fn a_closed_queue_refuses_and_hands_over_what_it_held() {
+        let (tx, mut rx) = outbox(4, 10);
+        tx.try_send(Bytes::from_static(b"a")).unwrap();
+        let mut rest = Vec::new();
+        rx.close_into(&mut rest);
+        assert_eq!(rest, vec![Bytes::from_static(b"a")]);
+        assert_eq!(tx.try_send(Bytes::from_static(b"b")), Err(Refused::Closed));
+    }
+
+    #[tokio::test]
+    async fn the_writer_takes_everything_queued_in_order_and_wakes_for_more() {
+        let (tx, mut rx) = outbox(8, 1 << 20);
+        for frame in [&b"1"[..], b"2", b"3"] {
+            tx.try_send(Bytes::copy_from_slice(frame)).unwrap();
+        }
+        let mut batch = Vec::new();
+        rx.take(&mut batch).await;
+        assert_eq!(batch, vec![&b"1"[..], b"2", b"3"]);
+        batch.clear();
+        let waiting = tokio::spawn(async move {
+            rx.take(&mut batch).await;
+            batch
+        });
+        tokio::task::yield_now().await;
+        tx.try_send(Bytes::from_static(b"4")).unwrap();
+        assert_eq!(waiting.await.unwrap(), vec![&b"4"[..]]);
     }
 }

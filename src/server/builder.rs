@@ -285,8 +285,8 @@ impl Server {
 
 impl<L> Server<L> {
     /// The most memory, in bytes, this server's connections can hold at once whatever
-    /// clients do, from its options: `max_clients × (largest frame + 4 KiB read reserve +
-    /// max_queued_bytes + 68 KiB write copy buffer + channel_capacity × 40 B + 8 KiB batch +
+    /// clients do, from its options: `max_clients × (largest frame + 64 KiB read reserve +
+    /// max_queued_bytes + 68 KiB write copy buffer + channel_capacity × 64 B of queue slots +
     /// 16 KiB bookkeeping + 64 B room entry) + 64 lingering refusals × 8 KiB`. Rooms'
     /// metadata, which only the application sets, comes on top. RELIABILITY.md explains each
     /// term.

@@ -79,9 +79,10 @@ impl Config {
     pub(crate) fn memory_bound(&self) -> u64 {
         let clients = self.max_clients as u64;
         let largest_frame = (self.max_payload + crate::protocol::FRAME_OVERHEAD) as u64;
-        let read = largest_frame + super::connection::READ_RESERVE as u64;
+        let read = largest_frame + super::connection::MAX_READ_RESERVE as u64;
         let write = self.max_queued_bytes as u64 + super::writer::COPY_BUFFER_MAX as u64;
-        let slots = self.channel_capacity as u64 * 40 + super::writer::MAX_BATCH as u64 * 32;
+        // The queue and the batch being written: two `Vec<Bytes>` of channel_capacity each.
+        let slots = self.channel_capacity as u64 * 2 * 32;
         let per_connection = read + write + slots + CONNECTION_OVERHEAD + MEMBER_OVERHEAD;
         let refusals = super::listener::MAX_LINGERING_REFUSALS as u64 * 8 * 1024;
         clients * per_connection + refusals

@@ -41,8 +41,11 @@ pub type CoreService = Hooks<RoomRouter>;
 
 /// Longest wait for a new connection's `Hello` (or `idle_timeout`, if shorter).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Spare room kept in the read buffer before each read.
-pub(crate) const READ_RESERVE: usize = 4 * 1024;
+/// Spare room in the read buffer before a read, at first: a quiet client's frames are small.
+const MIN_READ_RESERVE: usize = 256;
+/// The most spare room a read buffer grows to, for a client sending in bursts: each read that
+/// fills the buffer doubles the room, up to this.
+pub(crate) const MAX_READ_RESERVE: usize = 64 * 1024;
 /// Most bytes read, at a ping tick, looking for a pong already sent: a client further behind
 /// than this is not keeping up anyway.
 const CATCH_UP_LIMIT: usize = 1024 * 1024;
@@ -136,6 +139,7 @@ pub(crate) async fn serve<R, W, L>(
             stack,
             reader,
             buf,
+            reserve: MIN_READ_RESERVE,
             frames,
         };
         let guard = LeaveOnDrop {
@@ -305,6 +309,8 @@ struct Driver<'a, R, S> {
     reader: R,
     /// Bytes read and not yet dispatched; outlives every `select!`, so reads are cancel-safe.
     buf: BytesMut,
+    /// Spare room to make before the next read (see `read_some`).
+    reserve: usize,
     frames: FrameReader,
 }
 
@@ -327,20 +333,23 @@ where
             if let Some(reason) = self.pump().await {
                 return reason;
             }
-            if self.buf.capacity() - self.buf.len() < READ_RESERVE {
-                self.buf.reserve(READ_RESERVE);
-            }
             tokio::select! {
                 biased;
                 _ = self.shared.shutdown.cancelled() => return DisconnectReason::ServerShutdown,
                 _ = self.session.ended() => return self.session.end_reason(),
                 _ = &mut idle => return DisconnectReason::IdleTimeout,
                 _ = ping.tick() => {
+                    if self.buf.is_empty() {
+                        // Nothing is pending: until its next frame, the connection holds no
+                        // read buffer (see `read_some`), and starts small again.
+                        self.buf = BytesMut::new();
+                        self.reserve = MIN_READ_RESERVE;
+                    }
                     if let Some(reason) = self.ping(&mut ping_deferred).await {
                         return reason;
                     }
                 }
-                read = self.reader.read_buf(&mut self.buf) => {
+                read = read_some(&mut self.reader, &mut self.buf, &mut self.reserve) => {
                     if let Some(reason) = self.after_read(read) {
                         return reason;
                     }
@@ -391,8 +400,8 @@ where
             if !self.session.awaiting_pong() || budget == 0 {
                 return None;
             }
-            if self.buf.capacity() - self.buf.len() < READ_RESERVE {
-                self.buf.reserve(READ_RESERVE);
+            if self.buf.capacity() - self.buf.len() < self.reserve {
+                self.buf.reserve(self.reserve);
             }
             let before = self.buf.len();
             // Polled once: ready only if bytes are already waiting.
@@ -438,6 +447,40 @@ where
         }
         None
     }
+}
+
+/// Reads what the client sent. A buffer without capacity (a connection gone quiet) reads
+/// into a few bytes on the stack first, and only allocates once something arrived: idle
+/// connections, the vast majority on a big relay, then cost no read buffer. Cancel-safe:
+/// nothing is taken from the socket unless it lands in `buf`.
+///
+/// `reserve` adapts the buffer to the client: a read that fills the spare room doubles it
+/// (up to [`MAX_READ_RESERVE`]), so a bursty sender is read in few calls while a quiet one
+/// keeps a few hundred bytes.
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    reserve: &mut usize,
+) -> std::io::Result<usize> {
+    if buf.capacity() == 0 {
+        // Enough for the usual wake-up of a quiet client: a pong, a small frame.
+        let mut first = [0u8; 64];
+        let n = reader.read(&mut first).await?;
+        if n > 0 {
+            buf.reserve(*reserve);
+            buf.extend_from_slice(&first[..n]);
+        }
+        return Ok(n);
+    }
+    if buf.capacity() - buf.len() < *reserve {
+        buf.reserve(*reserve);
+    }
+    let room = buf.capacity() - buf.len();
+    let n = reader.read_buf(buf).await?;
+    if n == room {
+        *reserve = (*reserve * 2).min(MAX_READ_RESERVE);
+    }
+    Ok(n)
 }
 
 /// `ServerFrame::Ping`, encoded: length 1, tag 8.

@@ -1,7 +1,7 @@
 //! The writer task: drains one client's bounded write queue into its socket in batches.
 //!
 //! One write syscall per frame caps a relay at a few hundred thousand frames per second per
-//! core; instead every wake-up takes all queued frames (`recv_many`) and writes them with as
+//! core; instead every wake-up takes all queued frames (one swap) and writes them with as
 //! few calls as it can:
 //! - a lone frame is written straight from its shared `Bytes`: no copy, one call;
 //! - small frames are copied into one buffer and written together;
@@ -20,10 +20,9 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-/// Most frames taken from the queue per wake-up. A batch never exceeds the queue's own
-/// capacity either, so a client whose socket is stuck holds at most twice `channel_capacity`
-/// frames in memory: a full queue plus the batch being written.
-pub(crate) const MAX_BATCH: usize = 256;
+/// A batch is the whole queue, at most `channel_capacity` frames, so a client whose socket is
+/// stuck holds at most twice that many frames (a full queue plus the batch being written),
+/// and never more bytes than `max_queued_bytes` (see `outbox.rs`).
 /// Frames at least this long are not copied: copying costs more than an extra iovec.
 const LARGE_FRAME: usize = 4 * 1024;
 /// The copy buffer is written out once it holds this much.
@@ -32,8 +31,6 @@ const FLUSH_AT: usize = 64 * 1024;
 pub(crate) const COPY_BUFFER_MAX: usize = FLUSH_AT + LARGE_FRAME;
 /// Large frames per vectored write (tokio passes at most 64 slices per call).
 const MAX_PIECES: usize = 64;
-/// A connection whose queue is empty keeps no larger copy buffer than this.
-const IDLE_BUFFER: usize = 16 * 1024;
 /// How long the last frames and the farewell may take to reach a client that does not read:
 /// past this the connection is closed without them.
 pub(crate) const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -52,17 +49,13 @@ pub(crate) async fn write_loop<W>(
 ) where
     W: AsyncWrite + Unpin,
 {
-    let batch_limit = queue.max_capacity().min(MAX_BATCH);
     let mut batch = Vec::new();
     let mut out = Batcher::default();
     loop {
         tokio::select! {
             biased;
             last = &mut farewell => {
-                queue.close();
-                while let Some(frame) = queue.try_recv() {
-                    batch.push(frame);
-                }
+                queue.close_into(&mut batch);
                 batch.extend(last.ok());
                 let finish = async {
                     out.write(&mut io, &mut batch).await?;
@@ -71,10 +64,8 @@ pub(crate) async fn write_loop<W>(
                 shared.with_patience(finish).await;
                 return;
             }
-            n = queue.recv_many(&mut batch, batch_limit) => {
-                if n == 0 {
-                    return;
-                }
+            () = queue.take(&mut batch) => {
+                let n = batch.len();
                 let bytes: usize = batch.iter().map(Bytes::len).sum();
                 // The deadline's timer is only armed if the write does not finish at once.
                 let write = out.write(&mut io, &mut batch);
@@ -93,8 +84,12 @@ pub(crate) async fn write_loop<W>(
                 }
                 Counters::add(&shared.counters.frames_out, n as u64);
                 Counters::add(&shared.counters.bytes_out, bytes as u64);
-                if queue.is_empty() {
-                    out.shrink();
+                if n == 1 && queue.is_empty() {
+                    // A lone frame (a ping, say) with nothing behind it: the client is
+                    // quiet, so its buffers go back to the allocator until the next burst.
+                    out.release();
+                    batch = Vec::new();
+                    queue.shrink();
                 }
             }
         }
@@ -157,10 +152,9 @@ impl Batcher {
     }
 
     /// Releases a large copy buffer once the connection has nothing queued.
-    fn shrink(&mut self) {
-        if self.copied.capacity() > IDLE_BUFFER {
-            self.copied = Vec::new();
-        }
+    fn release(&mut self) {
+        self.copied = Vec::new();
+        self.pieces = VecDeque::new();
     }
 }
 
