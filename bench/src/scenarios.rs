@@ -57,8 +57,9 @@ pub struct Config {
     pub slow: bool,
     /// Length of each slow-consumer phase.
     pub slow_phase: Duration,
-    /// Per-room rate of the slow-consumer test when the matrix gave none.
-    pub slow_default_rate: f64,
+    /// Messages per second into the slow-consumer test's room: high enough that the stopped
+    /// member's socket buffers and the server's queue for it fill within a second.
+    pub slow_rate: f64,
     /// Run the matrix.
     pub matrix: bool,
     /// Server options (relay binary, log directory).
@@ -96,7 +97,7 @@ impl Config {
                 scale_rate_per_room: 2.0,
                 slow: true,
                 slow_phase: Duration::from_millis(1200),
-                slow_default_rate: 2000.0,
+                slow_rate: 2000.0,
                 matrix: true,
                 server,
             }
@@ -122,7 +123,7 @@ impl Config {
                 scale_rate_per_room: 2.0,
                 slow: true,
                 slow_phase: Duration::from_secs(3),
-                slow_default_rate: 2000.0,
+                slow_rate: 2000.0,
                 matrix: true,
                 server,
             }
@@ -427,8 +428,7 @@ pub async fn run_all(cfg: &Config) -> Result<Results> {
     }
     if cfg.slow {
         for &proto in &cfg.servers {
-            let rate = slow_rate(cfg, &res.cells);
-            match run_slow(cfg, proto, rate).await {
+            match run_slow(cfg, proto, cfg.slow_rate).await {
                 Ok(s) => res.slow.push(s),
                 Err(e) => res.failures.push(format!("slow consumer, {proto}: {e:#}")),
             }
@@ -603,16 +603,6 @@ async fn start(cfg: &Config, proto: Proto, rooms: usize) -> Result<ServerProc> {
     let mut opts = cfg.server.clone();
     opts.rooms = rooms;
     servers::start(proto, &opts).await
-}
-
-/// The per-room rate of the slow-consumer test: the latency rate of the matrix's
-/// rooms-of-64, 256-byte, one-publisher cell, per room.
-fn slow_rate(cfg: &Config, cells: &[Cell]) -> f64 {
-    cells
-        .iter()
-        .find(|c| c.room_size == 64 && c.payload == 256 && c.mode == PubMode::One)
-        .and_then(|c| c.lat_rate.map(|r| r / c.rooms as f64))
-        .unwrap_or(cfg.slow_default_rate)
 }
 
 /// One room of 64 at a fixed rate: everyone reading, then one member stops reading.
