@@ -16,6 +16,8 @@
 //! - [`scenarios`]: the matrix, memory, scale and slow-consumer tests;
 //! - [`report`]: the table, the JSON line, the targets and the SVG chart.
 
+#![warn(missing_docs)]
+
 pub mod check;
 pub mod load;
 pub mod payload;

@@ -24,6 +24,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--update-md FILE]
     [--servers ghost,redis,nats] [--no-matrix] [--no-memory] [--no-scale] [--no-slow]
     [--relay PATH] [--room-sizes 2,8] [--payloads 256] [--modes one,all] [--connections N]
+    [--scale-clients N] [--scale-hold SECS]
 
   --quick         reduced matrix (rooms of 8 and 64, 256 B, one publisher), short runs,
                   1,000 idle connections, 2,000 clients for 4 s: under a minute
@@ -33,7 +34,9 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
   --servers LIST  which servers to run (default all three)
   --relay PATH    use this relay binary instead of building examples/relay.rs
   --room-sizes L, --payloads L, --modes one,all, --connections N
-                  override the matrix (e.g. to re-run one cell)";
+                  override the matrix (e.g. to re-run one cell)
+  --scale-clients N, --scale-hold SECS
+                  override the scale test (19,500 clients, 60 s)";
 
 struct Args {
     quick: bool,
@@ -50,6 +53,8 @@ struct Args {
     payloads: Option<Vec<usize>>,
     modes: Option<Vec<PubMode>>,
     connections: Option<usize>,
+    scale_clients: Option<usize>,
+    scale_hold: Option<u64>,
 }
 
 fn list<T>(s: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
@@ -74,6 +79,8 @@ fn parse_args(args: &[String]) -> Result<Args> {
         payloads: None,
         modes: None,
         connections: None,
+        scale_clients: None,
+        scale_hold: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -112,6 +119,8 @@ fn parse_args(args: &[String]) -> Result<Args> {
                 })?)
             }
             "--connections" => a.connections = Some(value()?.parse()?),
+            "--scale-clients" => a.scale_clients = Some(value()?.parse()?),
+            "--scale-hold" => a.scale_hold = Some(value()?.parse()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -188,6 +197,12 @@ async fn run(args: Args) -> Result<bool> {
     }
     if let Some(v) = args.connections {
         cfg.connections = v;
+    }
+    if let Some(v) = args.scale_clients {
+        cfg.scale_clients = v;
+    }
+    if let Some(v) = args.scale_hold {
+        cfg.scale_hold = std::time::Duration::from_secs(v);
     }
     cfg.slow &= !args.no_slow;
     if args.no_memory {

@@ -214,6 +214,7 @@ pub fn to_json(cfg: &Config, res: &Results, meta: Value, targets: &[Target]) -> 
             "clients": s.clients, "joined": s.joined, "workers": s.workers,
             "held_s": round(s.held_s, 1), "min_server_fds": s.min_server_fds,
             "server_rss": s.server_rss, "server_cpu_s": round(s.server_cpu_s, 2),
+            "workers_cpu_s": round(s.workers_cpu_s, 2),
             "deliveries": s.deliveries, "p99_us": round(s.p99_us, 1), "max_us": round(s.max_us, 1),
             "checks": s.checks.json(),
         })
@@ -421,9 +422,9 @@ pub fn table(res: &Results) -> String {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "scale: {} of {} clients joined ({} workers), held {:.0} s, min relay fds {}, relay RSS {:.0} MiB, relay CPU {:.1} s, {} deliveries, p99 {} ms, max {} ms, lost {}, disconnects {}, errors {}",
+            "scale: {} of {} clients joined ({} workers), held {:.0} s, min relay fds {}, relay RSS {:.0} MiB, relay CPU {:.1} s, load generator CPU {:.1} s, {} deliveries, p99 {} ms, max {} ms, lost {}, disconnects {}, errors {}",
             sc.joined, sc.clients, sc.workers, sc.held_s, sc.min_server_fds,
-            sc.server_rss as f64 / 1048576.0, sc.server_cpu_s, sc.deliveries, ms(sc.p99_us),
+            sc.server_rss as f64 / 1048576.0, sc.server_cpu_s, sc.workers_cpu_s, sc.deliveries, ms(sc.p99_us),
             ms(sc.max_us), sc.checks.lost, sc.checks.disconnects, sc.checks.errors
         );
     }
@@ -449,7 +450,14 @@ const COLORS: [(Proto, &str); 3] = [
 ];
 
 /// One grouped-bar panel of the chart.
-fn panel(svg: &mut String, x0: f64, title: &str, groups: &Groups, label: fn(f64) -> String) {
+fn panel(
+    svg: &mut String,
+    x0: f64,
+    title: &str,
+    groups: &Groups,
+    label: fn(f64) -> String,
+    log: bool,
+) {
     let (w, h, top, bottom) = (440.0, 300.0, 50.0, 40.0);
     let plot_h = h - top - bottom;
     let max = groups
@@ -457,6 +465,21 @@ fn panel(svg: &mut String, x0: f64, title: &str, groups: &Groups, label: fn(f64)
         .flat_map(|(_, v)| v.iter().filter_map(|(_, x)| *x))
         .fold(0.0f64, f64::max)
         .max(1e-9);
+    // On a log scale the axis starts at half the smallest value, so every bar shows.
+    let lo = groups
+        .iter()
+        .flat_map(|(_, v)| v.iter().filter_map(|(_, x)| *x))
+        .filter(|&x| x > 0.0)
+        .fold(f64::INFINITY, f64::min)
+        .min(max)
+        / 2.0;
+    let scale = |v: f64| {
+        if log {
+            ((v.max(lo) / lo).ln() / (max / lo).ln()).clamp(0.0, 1.0)
+        } else {
+            v / max
+        }
+    };
     let _ = writeln!(
         svg,
         r#"<text x="{}" y="24" font-size="14" font-weight="bold" text-anchor="middle">{title}</text>"#,
@@ -480,7 +503,7 @@ fn panel(svg: &mut String, x0: f64, title: &str, groups: &Groups, label: fn(f64)
             let bx = gx + 8.0 + bi as f64 * bar_w;
             match v {
                 Some(v) => {
-                    let bh = plot_h * v / max;
+                    let bh = plot_h * scale(*v);
                     let _ = writeln!(
                         svg,
                         r#"<rect x="{bx:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{color}"><title>{}: {}</title></rect>"#,
@@ -552,13 +575,15 @@ pub fn svg(res: &Results, subtitle: &str) -> String {
         "deliveries per server CPU-second (256 B, W=64)",
         &groups(|f| f.per_cpu_s, false),
         human,
+        false,
     );
     panel(
         &mut s,
         500.0,
-        "p99 latency at the fixed rate, ms (lower is better)",
+        "p99 at the fixed rate, ms, log scale (lower is better)",
         &groups(|f| f.latency.as_ref().map(|l| l.p99_us / 1000.0), true),
         |v| format!("{v:.2}"),
+        true,
     );
     for (i, (p, c)) in COLORS.iter().enumerate() {
         let x = 330.0 + i as f64 * 110.0;

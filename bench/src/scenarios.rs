@@ -94,7 +94,7 @@ impl Config {
                 scale_hold: Duration::from_secs(4),
                 scale_workers: 2,
                 scale_room_size: 10,
-                scale_rate_per_room: 2.0,
+                scale_rate_per_room: 1.0,
                 slow: true,
                 slow_phase: Duration::from_millis(1200),
                 slow_rate: 2000.0,
@@ -120,7 +120,7 @@ impl Config {
                 scale_hold: Duration::from_secs(60),
                 scale_workers: 2,
                 scale_room_size: 10,
-                scale_rate_per_room: 2.0,
+                scale_rate_per_room: 1.0,
                 slow: true,
                 slow_phase: Duration::from_secs(3),
                 slow_rate: 2000.0,
@@ -356,6 +356,8 @@ pub struct Scale {
     pub server_cpu_s: f64,
     /// Deliveries while holding.
     pub deliveries: u64,
+    /// CPU seconds of the worker processes while holding.
+    pub workers_cpu_s: f64,
     /// Worst p99 over the workers, µs.
     pub p99_us: f64,
     /// Worst max over the workers, µs.
@@ -801,6 +803,7 @@ pub async fn worker_main(spec: WorkerSpec) -> Result<()> {
             "errors": totals.error_count, "first_errors": totals.errors,
             "peers_left": totals.peers_left,
             "deliveries": r[0].deliveries,
+            "harness_cpu_s": r[0].harness_cpu_s,
             "p99_us": lat.as_ref().map_or(0.0, |l| l.p99_us),
             "max_us": lat.as_ref().map_or(0.0, |l| l.max_us),
         })
@@ -927,6 +930,7 @@ async fn scale_with(cfg: &Config, server: &ServerProc, rooms: usize, size: usize
         }
         res.checks.add(&t);
         res.deliveries += n("deliveries");
+        res.workers_cpu_s += v["harness_cpu_s"].as_f64().unwrap_or(0.0);
         res.p99_us = res.p99_us.max(v["p99_us"].as_f64().unwrap_or(0.0));
         res.max_us = res.max_us.max(v["max_us"].as_f64().unwrap_or(0.0));
         let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
