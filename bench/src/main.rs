@@ -1,0 +1,345 @@
+//! `ghost-sync-bench`: runs the comparison of ghost-sync with redis-server and nats-server,
+//! prints a table, the targets and one JSON line, and writes the results.
+//!
+//! ```text
+//! cargo run --release -p ghost-sync-bench -- [--quick] [--out FILE] [--svg FILE]
+//!     [--update-md FILE] [--servers ghost,redis,nats] [--no-matrix] [--no-memory]
+//!     [--no-scale] [--no-slow] [--relay PATH]
+//! ```
+//!
+//! Exits 1 if any delivery was lost or reordered, a connection dropped, or a run failed;
+//! a missed target is a measurement, not a failure. The scale test re-executes this binary
+//! as worker processes (`__worker`), since one process may hold only 20,000 sockets.
+
+use anyhow::{anyhow, bail, Context, Result};
+use ghost_sync_bench::load::PubMode;
+use ghost_sync_bench::proto::Proto;
+use ghost_sync_bench::report;
+use ghost_sync_bench::scenarios::{self, Config, WorkerSpec};
+use ghost_sync_bench::{servers, sys};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--update-md FILE]
+    [--servers ghost,redis,nats] [--no-matrix] [--no-memory] [--no-scale] [--no-slow]
+    [--relay PATH] [--room-sizes 2,8] [--payloads 256] [--modes one,all] [--connections N]
+    [--scale-clients N] [--scale-hold SECS]
+
+  --quick         reduced matrix (rooms of 8 and 64, 256 B, one publisher), short runs,
+                  1,000 idle connections, 2,000 clients for 4 s: under a minute
+  --out FILE      results JSON (default bench/results/latest.json, quick.json with --quick)
+  --svg FILE      chart (default bench/results/chart.svg, quick.svg with --quick)
+  --update-md F   rewrite the generated section of F (e.g. BENCHMARKS.md)
+  --servers LIST  which servers to run (default all three)
+  --relay PATH    use this relay binary instead of building examples/relay.rs
+  --room-sizes L, --payloads L, --modes one,all, --connections N
+                  override the matrix (e.g. to re-run one cell)
+  --scale-clients N, --scale-hold SECS
+                  override the scale test (19,500 clients, 60 s)";
+
+struct Args {
+    quick: bool,
+    out: Option<PathBuf>,
+    svg: Option<PathBuf>,
+    update_md: Option<PathBuf>,
+    servers: Option<Vec<Proto>>,
+    no_matrix: bool,
+    no_memory: bool,
+    no_scale: bool,
+    no_slow: bool,
+    relay: Option<PathBuf>,
+    room_sizes: Option<Vec<usize>>,
+    payloads: Option<Vec<usize>>,
+    modes: Option<Vec<PubMode>>,
+    connections: Option<usize>,
+    scale_clients: Option<usize>,
+    scale_hold: Option<u64>,
+}
+
+fn list<T>(s: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
+    s.split(',')
+        .map(|x| f(x.trim()).ok_or_else(|| anyhow!("bad list item {x:?}")))
+        .collect()
+}
+
+fn parse_args(args: &[String]) -> Result<Args> {
+    let mut a = Args {
+        quick: false,
+        out: None,
+        svg: None,
+        update_md: None,
+        servers: None,
+        no_matrix: false,
+        no_memory: false,
+        no_scale: false,
+        no_slow: false,
+        relay: None,
+        room_sizes: None,
+        payloads: None,
+        modes: None,
+        connections: None,
+        scale_clients: None,
+        scale_hold: None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| anyhow!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--quick" => a.quick = true,
+            "--out" => a.out = Some(value()?.into()),
+            "--svg" => a.svg = Some(value()?.into()),
+            "--update-md" => a.update_md = Some(value()?.into()),
+            "--servers" => {
+                a.servers = Some(
+                    value()?
+                        .split(',')
+                        .map(|s| {
+                            Proto::from_name(s.trim()).ok_or_else(|| anyhow!("unknown server {s}"))
+                        })
+                        .collect::<Result<_>>()?,
+                )
+            }
+            "--no-matrix" => a.no_matrix = true,
+            "--no-memory" => a.no_memory = true,
+            "--no-scale" => a.no_scale = true,
+            "--no-slow" => a.no_slow = true,
+            "--relay" => a.relay = Some(value()?.into()),
+            "--room-sizes" => a.room_sizes = Some(list(&value()?, |x| x.parse().ok())?),
+            "--payloads" => a.payloads = Some(list(&value()?, |x| x.parse().ok())?),
+            "--modes" => {
+                a.modes = Some(list(&value()?, |x| match x {
+                    "one" => Some(PubMode::One),
+                    "all" => Some(PubMode::All),
+                    _ => None,
+                })?)
+            }
+            "--connections" => a.connections = Some(value()?.parse()?),
+            "--scale-clients" => a.scale_clients = Some(value()?.parse()?),
+            "--scale-hold" => a.scale_hold = Some(value()?.parse()?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}\n{USAGE}"),
+        }
+    }
+    Ok(a)
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// `YYYY-MM-DD HH:MM` for a Unix time (UTC).
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+fn main() -> Result<()> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if argv.first().map(String::as_str) == Some("__worker") {
+        let spec = WorkerSpec::from_json(argv.get(1).ok_or_else(|| anyhow!("no worker spec"))?)?;
+        return rt.block_on(scenarios::worker_main(spec));
+    }
+    let args = parse_args(&argv)?;
+    let clean = rt.block_on(run(args))?;
+    // Leave at once: nothing left to flush, and tasks of closed connections need no wait.
+    rt.shutdown_background();
+    std::process::exit(if clean { 0 } else { 1 });
+}
+
+async fn run(args: Args) -> Result<bool> {
+    let nofile = sys::raise_nofile_limit();
+    let root = workspace();
+    let relay = match args.relay {
+        Some(p) => p,
+        None => servers::build_relay()?,
+    };
+    let mut cfg = Config::new(args.quick, relay, root.join("target/bench-logs"));
+    if let Some(s) = args.servers {
+        cfg.servers = s;
+    }
+    cfg.matrix &= !args.no_matrix;
+    if let Some(v) = args.room_sizes {
+        cfg.room_sizes = v;
+    }
+    if let Some(v) = args.payloads {
+        cfg.payloads = v;
+    }
+    if let Some(v) = args.modes {
+        cfg.modes = v;
+    }
+    if let Some(v) = args.connections {
+        cfg.connections = v;
+    }
+    if let Some(v) = args.scale_clients {
+        cfg.scale_clients = v;
+    }
+    if let Some(v) = args.scale_hold {
+        cfg.scale_hold = std::time::Duration::from_secs(v);
+    }
+    cfg.slow &= !args.no_slow;
+    if args.no_memory {
+        cfg.mem_connections = 0;
+    }
+    if args.no_scale {
+        cfg.scale_clients = 0;
+    }
+    let mut versions = serde_json::Map::new();
+    for &p in &cfg.servers {
+        versions.insert(p.name().to_owned(), json!(servers::peer_version(p)?));
+    }
+    versions.insert(
+        "rustc".into(),
+        json!(sys::command_line_output("rustc", &["--version"]).unwrap_or_default()),
+    );
+    if cfg
+        .mem_connections
+        .max(cfg.scale_clients / cfg.scale_workers.max(1))
+        + 100
+        > nofile as usize
+    {
+        eprintln!("warning: the open-files limit is {nofile}; large tests may fail");
+    }
+    let load_before = sys::loadavg();
+    if load_before[0] > 0.5 {
+        eprintln!(
+            "warning: load average {:.2}: the machine is busy, figures will be noisy",
+            load_before[0]
+        );
+    }
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let t0 = Instant::now();
+    let res = scenarios::run_all(&cfg).await?;
+    let load_after = sys::loadavg();
+    let command = format!(
+        "cargo run --release -p ghost-sync-bench --{}",
+        if cfg.quick { " --quick" } else { "" }
+    );
+    let meta = json!({
+        "started_utc": utc(started),
+        "duration_s": scenarios::round(t0.elapsed().as_secs_f64(), 1),
+        "load_before": load_before,
+        "load_after": load_after,
+        "machine": sys::machine(),
+        "versions": versions,
+        "commit": sys::command_line_output("git", &["-C", &root.to_string_lossy(), "rev-parse", "--short", "HEAD"]),
+        "command": command,
+    });
+    let targets = report::targets(&cfg, &res);
+    let doc = report::to_json(&cfg, &res, meta.clone(), &targets);
+    let table = report::table(&res);
+
+    let results_dir = root.join("bench/results");
+    let name = if cfg.quick { "quick" } else { "latest" };
+    let out = args
+        .out
+        .unwrap_or_else(|| results_dir.join(format!("{name}.json")));
+    let svg_path = args
+        .svg
+        .unwrap_or_else(|| results_dir.join(if cfg.quick { "quick.svg" } else { "chart.svg" }));
+    for p in [&out, &svg_path] {
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&doc)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
+    let subtitle = format!(
+        "{} · load avg {:.2} → {:.2} · {}",
+        meta["started_utc"].as_str().unwrap_or(""),
+        load_before[0],
+        load_after[0],
+        if cfg.quick { "quick run" } else { "full run" }
+    );
+    std::fs::write(&svg_path, report::svg(&res, &subtitle))?;
+    if let Some(md) = &args.update_md {
+        let text = std::fs::read_to_string(md)?;
+        let md_dir = md
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .canonicalize()?;
+        let svg_abs = svg_path.canonicalize()?;
+        let chart = svg_abs
+            .strip_prefix(&md_dir)
+            .unwrap_or(&svg_abs)
+            .display()
+            .to_string();
+        let section = report::markdown(&meta, &table, &targets, &chart, &command);
+        let new = report::splice(&text, &section)
+            .ok_or_else(|| anyhow!("{} has no {} marker", md.display(), report::MD_START))?;
+        std::fs::write(md, new)?;
+    }
+
+    println!("{table}");
+    println!("{}", report::targets_text(&targets));
+    let clean = report::all_clean(&res);
+    for f in &res.failures {
+        println!("FAILED: {f}");
+    }
+    for c in &res.cells {
+        for s in &c.servers {
+            for e in &s.checks.first_errors {
+                println!(
+                    "FAILED: {} rooms of {} {} B: {e}",
+                    s.proto, c.room_size, c.payload
+                );
+            }
+        }
+    }
+    println!(
+        "results: {} and {}; load average {:.2} → {:.2}; {}",
+        out.display(),
+        svg_path.display(),
+        load_before[0],
+        load_after[0],
+        if clean {
+            "no loss, no reordering, no failure"
+        } else {
+            "FAILURES (see above)"
+        }
+    );
+    println!("{}", serde_json::to_string(&doc)?);
+    Ok(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13");
+    }
+}
