@@ -60,8 +60,29 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The runtime layout is the embedding application's choice, not the library's;
+    // RELAY_WORKER_THREADS picks it here (0: a current-thread runtime; unset: tokio's
+    // multi-threaded default, one worker per core).
+    let threads = std::env::var("RELAY_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok());
+    let runtime = match threads {
+        Some(0) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let args = parse_args()?;
     let mut builder = Server::builder().bind(&args.bind);
     if let Some(n) = args.max_clients {
