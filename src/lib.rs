@@ -35,8 +35,11 @@
 //! - [`server`]: builder, handle, accept loop, connection driver, batched writer.
 //! - [`pipeline`]: the tower `Service` stack each client frame passes through.
 //! - [`protocol`]: the wire format (see `PROTOCOL.md`).
-//! - [`Client`], [`ServerEvent`], [`SyncError`], [`ServerHandler`].
-//! - The reusable layers live in the `ghost-sync-layers` crate.
+//! - [`auth`]: credentials, identities, validators ([`auth::HmacTokenValidator`]).
+//! - [`Client`] (and its halves [`ClientSender`], [`ClientReceiver`]), [`ServerEvent`],
+//!   [`SyncError`], [`ServerHandler`] (and [`JoinRequest`], [`DisconnectReason`]).
+//! - The control surface's values: [`ClientInfo`], [`Stats`], [`RoomOptions`].
+//! - The reusable layers live in the `ghost-sync-layers` crate, re-exported as [`layers`].
 
 #![deny(missing_docs)]
 
