@@ -7,11 +7,8 @@
 //! an unauthenticated connection reaches the services behind it.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::BoxError;
@@ -89,67 +86,12 @@ where
         if req.is_authenticated() {
             ResponseFuture::called(self.inner.call(req))
         } else {
-            ResponseFuture::unauthenticated()
+            ResponseFuture::refused(Unauthenticated)
         }
     }
 }
 
-pin_project! {
-    /// Future for the [`Auth`] service.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        state: ResponseState<F>,
-    }
-}
-
-pin_project! {
-    #[project = ResponseStateProj]
-    enum ResponseState<F> {
-        Called {
-            #[pin]
-            fut: F,
-        },
-        Unauthenticated,
-    }
-}
-
-impl<F> ResponseFuture<F> {
-    fn called(fut: F) -> Self {
-        Self {
-            state: ResponseState::Called { fut },
-        }
-    }
-
-    fn unauthenticated() -> Self {
-        Self {
-            state: ResponseState::Unauthenticated,
-        }
-    }
-}
-
-impl<F, T, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            ResponseStateProj::Called { fut } => fut.poll(cx).map_err(Into::into),
-            ResponseStateProj::Unauthenticated => Poll::Ready(Err(Box::new(Unauthenticated))),
-        }
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F>
-where
-    F: fmt::Debug,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ResponseFuture")
-    }
-}
+pub use crate::future::ResponseFuture;
 
 /// The error returned for a frame from an unauthenticated connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

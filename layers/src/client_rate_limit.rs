@@ -24,12 +24,9 @@
 //! drives the refill.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
@@ -230,7 +227,8 @@ where
         let bytes = u64::try_from(req.payload_len()).unwrap_or(u64::MAX);
         match self.admit(bytes) {
             Ok(()) => ResponseFuture::called(self.inner.call(req)),
-            Err(refusal) => ResponseFuture::refused(refusal),
+            Err(Refusal::Limited(err)) => ResponseFuture::refused(err),
+            Err(Refusal::Disconnect(err)) => ResponseFuture::refused(err),
         }
     }
 }
@@ -313,67 +311,7 @@ enum Refusal {
     Disconnect(RateLimitViolations),
 }
 
-pin_project! {
-    /// Future for the [`ClientRateLimit`] service.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        state: ResponseState<F>,
-    }
-}
-
-pin_project! {
-    #[project = ResponseStateProj]
-    enum ResponseState<F> {
-        Called {
-            #[pin]
-            fut: F,
-        },
-        Refused {
-            refusal: Refusal,
-        },
-    }
-}
-
-impl<F> ResponseFuture<F> {
-    fn called(fut: F) -> Self {
-        Self {
-            state: ResponseState::Called { fut },
-        }
-    }
-
-    fn refused(refusal: Refusal) -> Self {
-        Self {
-            state: ResponseState::Refused { refusal },
-        }
-    }
-}
-
-impl<F, T, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            ResponseStateProj::Called { fut } => fut.poll(cx).map_err(Into::into),
-            ResponseStateProj::Refused { refusal } => Poll::Ready(Err(match *refusal {
-                Refusal::Limited(err) => Box::new(err),
-                Refusal::Disconnect(err) => Box::new(err),
-            })),
-        }
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F>
-where
-    F: fmt::Debug,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ResponseFuture")
-    }
-}
+pub use crate::future::ResponseFuture;
 
 /// Which of a client's budgets a refused frame exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

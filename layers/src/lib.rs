@@ -72,6 +72,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub mod auth;
 pub mod client_rate_limit;
 pub mod connection_limit;
+pub mod future;
 pub mod idle_timeout;
 pub mod ip_limit;
 pub mod payload_limit;

@@ -6,11 +6,8 @@
 //! frame reaches this layer it has already been read.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::BoxError;
@@ -92,77 +89,14 @@ where
         if len > self.max {
             // The inner service's readiness goes unused; that is allowed, as
             // readiness only obliges the caller not to call without it.
-            ResponseFuture::too_large(len, self.max)
+            ResponseFuture::refused(PayloadTooLarge { len, max: self.max })
         } else {
             ResponseFuture::called(self.inner.call(req))
         }
     }
 }
 
-pin_project! {
-    /// Future for the [`PayloadLimit`] service.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        state: ResponseState<F>,
-    }
-}
-
-pin_project! {
-    #[project = ResponseStateProj]
-    enum ResponseState<F> {
-        Called {
-            #[pin]
-            fut: F,
-        },
-        TooLarge {
-            len: usize,
-            max: usize,
-        },
-    }
-}
-
-impl<F> ResponseFuture<F> {
-    fn called(fut: F) -> Self {
-        Self {
-            state: ResponseState::Called { fut },
-        }
-    }
-
-    fn too_large(len: usize, max: usize) -> Self {
-        Self {
-            state: ResponseState::TooLarge { len, max },
-        }
-    }
-}
-
-impl<F, T, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            ResponseStateProj::Called { fut } => fut.poll(cx).map_err(Into::into),
-            ResponseStateProj::TooLarge { len, max } => {
-                Poll::Ready(Err(Box::new(PayloadTooLarge {
-                    len: *len,
-                    max: *max,
-                })))
-            }
-        }
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F>
-where
-    F: fmt::Debug,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ResponseFuture")
-    }
-}
+pub use crate::future::ResponseFuture;
 
 /// The error returned for a payload longer than the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,11 +12,8 @@
 //! choice when names are machine-made.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::BoxError;
@@ -178,72 +175,13 @@ where
 
     fn call(&mut self, req: R) -> Self::Future {
         match req.room_name().map(|name| self.policy.check(name)) {
-            Some(Err(reason)) => ResponseFuture::invalid(reason),
+            Some(Err(reason)) => ResponseFuture::refused(InvalidRoomName { reason }),
             Some(Ok(())) | None => ResponseFuture::called(self.inner.call(req)),
         }
     }
 }
 
-pin_project! {
-    /// Future for the [`RoomNamePolicy`] service.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        state: ResponseState<F>,
-    }
-}
-
-pin_project! {
-    #[project = ResponseStateProj]
-    enum ResponseState<F> {
-        Called {
-            #[pin]
-            fut: F,
-        },
-        Invalid {
-            reason: InvalidRoomNameReason,
-        },
-    }
-}
-
-impl<F> ResponseFuture<F> {
-    fn called(fut: F) -> Self {
-        Self {
-            state: ResponseState::Called { fut },
-        }
-    }
-
-    fn invalid(reason: InvalidRoomNameReason) -> Self {
-        Self {
-            state: ResponseState::Invalid { reason },
-        }
-    }
-}
-
-impl<F, T, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            ResponseStateProj::Called { fut } => fut.poll(cx).map_err(Into::into),
-            ResponseStateProj::Invalid { reason } => {
-                Poll::Ready(Err(Box::new(InvalidRoomName { reason: *reason })))
-            }
-        }
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F>
-where
-    F: fmt::Debug,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ResponseFuture")
-    }
-}
+pub use crate::future::ResponseFuture;
 
 /// Why a room name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
