@@ -100,6 +100,9 @@ async fn client(name: &str, addr: &str) -> anyhow::Result<()> {
                 Ok(Some(ServerEvent::PlayerJoined { client_id })) => {
                     println!("* someone joined ({})", short(client_id));
                 }
+                Ok(Some(ServerEvent::Members { client_ids, .. })) => {
+                    println!("* {} already here", client_ids.len());
+                }
                 Ok(Some(ServerEvent::PlayerLeft { client_id })) => match names.remove(&client_id) {
                     Some(who) => println!("* {who} left"),
                     None => println!("* someone left ({})", short(client_id)),

@@ -53,6 +53,7 @@ async fn run() -> anyhow::Result<()> {
         println!("\n{name} connects and joins arena");
         bot.client.join("arena").await?;
         next_event(&mut bot, &names).await?; // Joined
+        next_event(&mut bot, &names).await?; // Members: who was already there
         for other in &mut bots {
             next_event(other, &names).await?; // PlayerJoined
         }
@@ -104,6 +105,10 @@ async fn next_event(bot: &mut Bot, names: &Names) -> anyhow::Result<()> {
         .with_context(|| format!("{}'s connection closed", bot.name))?;
     let line = match &event {
         ServerEvent::Joined { room_id, .. } => format!("Joined {room_id}"),
+        ServerEvent::Members { client_ids, .. } => {
+            let present: Vec<&str> = client_ids.iter().map(name).collect();
+            format!("Members {present:?}")
+        }
         ServerEvent::Left { room_id } => format!("Left {room_id}"),
         ServerEvent::PlayerJoined { client_id } => format!("PlayerJoined {}", name(client_id)),
         ServerEvent::PlayerLeft { client_id } => format!("PlayerLeft {}", name(client_id)),

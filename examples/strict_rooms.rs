@@ -39,7 +39,9 @@ async fn main() -> anyhow::Result<()> {
         client.join(room).await?;
         match tokio::time::timeout(Duration::from_secs(2), client.recv()).await?? {
             Some(ServerEvent::Joined { room_id, .. }) => {
-                println!("join {room:?}: joined {room_id}")
+                println!("join {room:?}: joined {room_id}");
+                // Then the member list: who was already there.
+                tokio::time::timeout(Duration::from_secs(2), client.recv()).await??;
             }
             Some(ServerEvent::Error(msg)) => println!("join {room:?}: refused ({msg})"),
             other => println!("join {room:?}: unexpected {other:?}"),
