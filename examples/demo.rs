@@ -37,7 +37,8 @@ async fn main() -> anyhow::Result<()> {
         .context("the demo took too long")?
 }
 
-async fn run() -> anyhow::Result<()> {
+/// The whole demo: a relay, three bots, a few messages, a shutdown.
+pub async fn run() -> anyhow::Result<()> {
     let handle = Server::builder().bind("127.0.0.1:0").build().run().await?;
     let addr = handle.local_addr().context("the relay has an address")?;
     println!("relay listening on {addr}");
