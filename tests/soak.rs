@@ -110,8 +110,13 @@ async fn soak(clients: usize, messages: u32, every: Duration) -> Report {
     });
     let mut delivered = 0;
     let mut keep = Vec::new();
+    // The traffic itself takes `messages × every`; past that, the usual patience.
+    let deadline = tokio::time::Instant::now() + every * messages + PATIENCE;
     for task in tasks {
-        let (total, tx, rx) = within("a client's traffic", task).await.unwrap();
+        let (total, tx, rx) = tokio::time::timeout_at(deadline, task)
+            .await
+            .expect("every client's traffic in time")
+            .unwrap();
         delivered += total;
         keep.push((tx, rx));
     }
