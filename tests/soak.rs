@@ -36,7 +36,15 @@ struct Report {
 /// messages, one every `every`, carrying its sequence number; each checks that it received
 /// every message of every other member of its room, in order.
 async fn soak(clients: usize, messages: u32, every: Duration) -> Report {
-    let (handle, addr) = start(Server::builder().max_clients(clients + 16)).await;
+    // Queues deep enough to ride out a client starved of CPU for a while (a loaded CI
+    // machine): the soak is about loss below capacity, not about backpressure.
+    let (handle, addr) = start(
+        Server::builder()
+            .max_clients(clients + 16)
+            .channel_capacity(1 << 16)
+            .max_queued_bytes(64 << 20),
+    )
+    .await;
     let mut plan = Vec::new();
     for n in 0..clients {
         let (size, index) = if n < clients / 2 {
