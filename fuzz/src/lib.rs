@@ -1,6 +1,9 @@
-//! The checks behind the fuzz targets, shared by both directions.
+//! The checks behind the fuzz targets.
 //!
-//! Each input is used twice:
+//! The decoding targets (`decode_client_frame`, `decode_server_frame`) share the functions
+//! below; the state-machine target (`connection_state_machine`) lives in [`session`].
+//!
+//! Each input of a decoding target is used twice:
 //!
 //! 1. As one frame body for `decode_frame`: it must not panic, and whatever decodes must
 //!    re-encode to exactly the same bytes (the encoding is canonical, so a decoded frame is
@@ -11,6 +14,8 @@
 //!    whole stream at once, an oversized prefix must be refused as soon as its four bytes are
 //!    in, and the buffer must never grow past what the limit allows (a hostile prefix costs
 //!    nothing).
+
+pub mod session;
 
 use bytes::BytesMut;
 use ghost_sync::protocol::{

@@ -283,6 +283,19 @@ impl Server {
     }
 }
 
+#[cfg(fuzzing)]
+impl Server {
+    /// For the fuzz targets only (`cfg(fuzzing)`): this server's connection driver, fed
+    /// in-memory streams instead of a listener.
+    #[doc(hidden)]
+    pub fn into_fuzz_harness(self) -> super::FuzzHarness {
+        super::FuzzHarness {
+            shared: self.shared,
+            handler: self.handler,
+        }
+    }
+}
+
 impl<L> Server<L> {
     /// The most memory, in bytes, this server's connections can hold at once whatever
     /// clients do, from its options: `max_clients × (largest frame + 64 KiB read reserve +

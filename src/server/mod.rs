@@ -3,6 +3,8 @@
 mod builder;
 mod config;
 mod connection;
+#[cfg(fuzzing)]
+mod fuzz_harness;
 mod handle;
 mod listener;
 mod shared;
@@ -14,5 +16,7 @@ pub use config::{
     DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_WRITE_TIMEOUT,
 };
 pub use connection::CoreService;
+#[cfg(fuzzing)]
+pub use fuzz_harness::FuzzHarness;
 pub use handle::{ServerHandle, SERVER_ID};
 pub(crate) use shared::Shared;
