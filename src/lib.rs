@@ -42,6 +42,8 @@
 //! - The reusable layers live in the `ghost-sync-layers` crate, re-exported as [`layers`].
 
 #![deny(missing_docs)]
+// No unsafe code: memory safety is the compiler's to check, not a sanitizer's.
+#![forbid(unsafe_code)]
 
 pub mod auth;
 mod client;

@@ -65,6 +65,8 @@
 //! ```
 
 #![deny(missing_docs)]
+// No unsafe code: memory safety is the compiler's to check, not a sanitizer's.
+#![forbid(unsafe_code)]
 
 /// The error type every refusing layer returns, as in tower itself.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
