@@ -13,7 +13,7 @@
 use crate::error::SyncError;
 use crate::event::ServerEvent;
 use crate::protocol::{
-    decode_frame, encode, member_ids, ClientFrame, DisconnectCode, FrameError, FrameReader,
+    decode_frame, encode_into, member_ids, ClientFrame, DisconnectCode, FrameError, FrameReader,
     RejectCode, ServerFrame, MAX_REASON_LEN, PROTOCOL_VERSION,
 };
 use crate::sync::lock;
@@ -149,11 +149,13 @@ impl Connection {
     }
 
     /// Queues `frame` and writes until nothing is queued.
-    async fn send(&self, frame: &[u8]) -> Result<(), SyncError> {
+    /// Encodes `frame` straight into the write buffer (one copy of the payload), then
+    /// writes until nothing is queued.
+    async fn send(&self, frame: &ClientFrame<'_>) -> Result<(), SyncError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(SyncError::ConnectionClosed);
         }
-        self.queue(frame);
+        encode_into(frame, &mut lock(&self.out));
         self.flush().await
     }
 
@@ -194,10 +196,10 @@ impl Client {
             closed: false,
             goodbye: None,
         };
-        conn.send(&encode(&ClientFrame::Hello {
+        conn.send(&ClientFrame::Hello {
             version: PROTOCOL_VERSION,
             credentials: token,
-        }))
+        })
         .await?;
         let body = receiver.read_frame().await?;
         match decode_frame::<ServerFrame<'_>>(&body).map_err(protocol)? {
@@ -338,27 +340,23 @@ impl ClientSender {
     /// See [`Client::join_with`].
     pub async fn join_with(&mut self, room_id: &str, data: &[u8]) -> Result<(), SyncError> {
         self.check_payload(room_id.len() + data.len())?;
-        self.conn
-            .send(&encode(&ClientFrame::Join { room_id, data }))
-            .await
+        self.conn.send(&ClientFrame::Join { room_id, data }).await
     }
 
     /// See [`Client::leave`].
     pub async fn leave(&mut self) -> Result<(), SyncError> {
-        self.conn.send(&encode(&ClientFrame::Leave)).await
+        self.conn.send(&ClientFrame::Leave).await
     }
 
     /// See [`Client::broadcast`].
     pub async fn broadcast(&mut self, data: &[u8]) -> Result<(), SyncError> {
         self.check_payload(data.len())?;
-        self.conn
-            .send(&encode(&ClientFrame::Broadcast { data }))
-            .await
+        self.conn.send(&ClientFrame::Broadcast { data }).await
     }
 
     /// See [`Client::ping`].
     pub async fn ping(&mut self) -> Result<(), SyncError> {
-        self.conn.send(&encode(&ClientFrame::Ping)).await
+        self.conn.send(&ClientFrame::Ping).await
     }
 
     fn check_payload(&self, len: usize) -> Result<(), SyncError> {

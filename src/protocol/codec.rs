@@ -96,6 +96,24 @@ pub fn encode<T: SchemaWrite<WireConfig, Src = T>>(message: &T) -> Bytes {
     Bytes::from(out)
 }
 
+/// Encodes one message as a complete frame (length prefix included) at the end of `out`:
+/// for a sender that gathers frames into one write buffer, with no frame-sized allocation
+/// and no second copy.
+pub fn encode_into<T: SchemaWrite<WireConfig, Src = T>>(message: &T, out: &mut BytesMut) {
+    let config = wire_config();
+    let size = wincode::config::serialized_size(message, config).unwrap_or(0) as usize;
+    let start = out.len();
+    out.put_u32(size as u32);
+    // wincode writes into a slice, not a `BytesMut`: make room, then fill it.
+    out.resize(start + HEADER_LEN + size, 0);
+    if wincode::config::serialize_into(&mut &mut out[start + HEADER_LEN..], message, config)
+        .is_err()
+    {
+        // As in `encode`: never leave a frame whose prefix lies.
+        out.truncate(start);
+    }
+}
+
 /// Decodes one frame body into a message that borrows from it; trailing bytes are an error.
 pub fn decode_frame<'a, T: SchemaRead<'a, WireConfig, Dst = T>>(
     body: &'a [u8],
@@ -151,6 +169,25 @@ mod tests {
     use super::*;
     use crate::protocol::{ClientFrame, ServerFrame};
     use uuid::Uuid;
+
+    #[test]
+    fn encode_into_appends_exactly_what_encode_returns() {
+        let frames = [
+            ClientFrame::Broadcast { data: b"hello" },
+            ClientFrame::Join {
+                room_id: "lobby",
+                data: b"",
+            },
+            ClientFrame::Ping,
+        ];
+        let mut out = BytesMut::from(&b"queued"[..]);
+        let mut expected = b"queued".to_vec();
+        for frame in &frames {
+            encode_into(frame, &mut out);
+            expected.extend_from_slice(&encode(frame));
+        }
+        assert_eq!(&out[..], &expected[..]);
+    }
 
     #[test]
     fn a_broadcast_round_trips_without_copying_its_payload() {

@@ -15,8 +15,8 @@ mod codec;
 mod message;
 
 pub use codec::{
-    clip_reason, decode_frame, encode, FrameError, FrameReader, FRAME_OVERHEAD, HEADER_LEN,
-    MAX_PAYLOAD_LIMIT, MAX_REASON_LEN,
+    clip_reason, decode_frame, encode, encode_into, FrameError, FrameReader, FRAME_OVERHEAD,
+    HEADER_LEN, MAX_PAYLOAD_LIMIT, MAX_REASON_LEN,
 };
 pub use message::{
     member_ids, ClientFrame, DisconnectCode, RejectCode, ServerFrame, PROTOCOL_VERSION,
