@@ -6,22 +6,26 @@
 //! well-formed frames, raw bytes, reads, closes, room and client operations on the handle,
 //! and pauses of virtual time (so pings, idle timeouts and write deadlines fire). It runs on
 //! a current-thread runtime with paused time, so a run takes microseconds of real time and
-//! the same script always takes the same path. The server stops at the end (`shutdown` or
-//! `drain`) while every client reads to the end. Then:
+//! timers fire in a fixed order. (Client ids, hash seeds and tokio's unbiased `select!` still
+//! vary between runs, so a crash may need a few replays to show again.) The server stops at
+//! the end (`shutdown` or `drain`) while every client reads to the end. Then:
 //!
 //! - nothing panicked (libFuzzer turns a panic anywhere, tasks included, into a crash);
-//! - every byte the relay sent is a well-formed frame: `Welcome` or `Rejected` first,
-//!   nothing after a `Disconnect` or a `Rejected`;
-//! - nothing is left behind: no client in the directory, no connection counted, no member
-//!   in any room;
+//! - every byte the relay sent is a well-formed frame that the real client accepts:
+//!   `Welcome` or `Rejected` first, not a byte after a `Disconnect` or a `Rejected`;
+//! - nothing is left behind: no client in the directory, no member in any room;
 //! - the hooks pair up: `on_disconnect` exactly once for each client that was welcomed and
-//!   for no other, no hook for a client after its `on_disconnect`, and no `on_leave` of a
-//!   room without an admitted join into it to pair with.
+//!   for no other, no hook for a client after its `on_disconnect`, no `on_leave` of a room
+//!   without an admitted join into it, and at least one `on_leave` for each join the client
+//!   was told about (each `Joined` into a room it was not already in).
+//!
+//! Admission (the connection and per-IP limits, `on_connect`) is not part of it: the
+//! harness hands connections to the driver as the accept loop does once they are admitted.
 
 use bytes::BytesMut;
 use ghost_sync::layers::ClientRateLimitLayer;
-use ghost_sync::protocol::PROTOCOL_VERSION;
 use ghost_sync::protocol::{decode_frame, encode, ClientFrame, FrameReader, ServerFrame};
+use ghost_sync::protocol::{MAX_REASON_LEN, PROTOCOL_VERSION};
 use ghost_sync::{DisconnectReason, JoinRequest, RoomOptions, Server, ServerHandler, Uuid};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use std::collections::HashMap;
@@ -336,12 +340,11 @@ async fn play(script: Script) {
         transcripts.push(conn.await.expect("a client task"));
     }
 
-    let welcomed: Vec<Uuid> = transcripts
+    let welcomed: Vec<Welcomed> = transcripts
         .iter()
         .filter_map(|bytes| check_transcript(bytes, max_payload))
         .collect();
     assert_eq!(handle.client_count(), 0, "a client left in the directory");
-    assert_eq!(handle.stats().connections, 0, "a connection still counted");
     for room in handle.room_ids() {
         assert_eq!(
             handle.room_client_count(&room),
@@ -396,7 +399,7 @@ async fn client_id(
     if welcomed[index].is_none() {
         let conn = conns[index].as_mut()?;
         conn.read_available().await;
-        let reader = FrameReader::for_payload(max_payload);
+        let reader = client_reader(max_payload);
         let mut bytes = conn.received.clone();
         if let Ok(Some(body)) = reader.next_frame(&mut bytes) {
             if let Ok(ServerFrame::Welcome { client_id, .. }) = decode_frame(&body) {
@@ -431,13 +434,30 @@ fn encode_frame(frame: &Frame) -> bytes::Bytes {
     }
 }
 
+/// Frames as the real client reads them: up to the relay's payload limit, and reasons of
+/// up to [`MAX_REASON_LEN`] whatever that limit.
+fn client_reader(max_payload: usize) -> FrameReader {
+    FrameReader::for_payload(max_payload.max(MAX_REASON_LEN))
+}
+
+/// A client the relay welcomed, and what its transcript shows.
+struct Welcomed {
+    id: Uuid,
+    /// Per room id: the joins it was told about (`Joined` into a room it was not already in,
+    /// as far as its transcript shows). A lower bound: a reply the relay dropped under
+    /// backpressure only makes it smaller.
+    joins: HashMap<String, usize>,
+}
+
 /// Everything the relay sent one client, as a client reads it: well-formed frames, a
-/// `Welcome` or a `Rejected` first, nothing after the last word. Returns the client's id if
-/// it was welcomed.
-fn check_transcript(bytes: &BytesMut, max_payload: usize) -> Option<Uuid> {
-    let reader = FrameReader::for_payload(max_payload);
+/// `Welcome` or a `Rejected` first, not a byte after the last word. Returns what the client
+/// saw if it was welcomed.
+fn check_transcript(bytes: &BytesMut, max_payload: usize) -> Option<Welcomed> {
+    let reader = client_reader(max_payload);
     let mut bytes = bytes.clone();
     let mut welcomed = None;
+    let mut joins: HashMap<String, usize> = HashMap::new();
+    let mut current: Option<String> = None;
     let mut first = true;
     let mut ended = false;
     // A writer that gave up on a stalled client may have cut its last batch short: a torn
@@ -458,18 +478,30 @@ fn check_transcript(bytes: &BytesMut, max_payload: usize) -> Option<Uuid> {
                 ended = true;
             }
             ServerFrame::Disconnect { .. } => ended = true,
+            ServerFrame::Joined { room_id, .. } if !first => {
+                if current.as_deref() != Some(room_id) {
+                    *joins.entry(room_id.to_owned()).or_default() += 1;
+                    current = Some(room_id.to_owned());
+                }
+            }
+            ServerFrame::Left { .. } if !first => current = None,
             other => assert!(!first, "{other:?} before the handshake"),
         }
         first = false;
     }
-    welcomed
+    if ended {
+        assert!(bytes.is_empty(), "bytes after the relay's last word");
+    }
+    welcomed.map(|id| Welcomed { id, joins })
 }
 
 /// The hooks pair up: see the module's documentation.
-fn check_hooks(log: &[Hook], welcomed: &[Uuid]) {
+fn check_hooks(log: &[Hook], clients: &[Welcomed]) {
+    let welcomed: Vec<Uuid> = clients.iter().map(|client| client.id).collect();
     let mut disconnected: HashMap<Uuid, usize> = HashMap::new();
-    // Per client and room: joins admitted minus `on_leave`s.
+    // Per client and room: joins admitted minus `on_leave`s, and `on_leave`s.
     let mut joined: HashMap<(Uuid, &str), usize> = HashMap::new();
+    let mut left: HashMap<(Uuid, &str), usize> = HashMap::new();
     for hook in log {
         let id = match hook {
             Hook::JoinAdmitted(id, _)
@@ -496,16 +528,25 @@ fn check_hooks(log: &[Hook], welcomed: &[Uuid]) {
                 let open = joined.entry((id, room)).or_default();
                 assert!(*open > 0, "on_leave of {room:?} without an admitted join");
                 *open -= 1;
+                *left.entry((id, room)).or_default() += 1;
             }
             Hook::Disconnect(_) => *disconnected.entry(id).or_default() += 1,
             _ => {}
         }
     }
-    for id in welcomed {
+    for client in clients {
+        let id = client.id;
         assert_eq!(
-            disconnected.get(id).copied().unwrap_or(0),
+            disconnected.get(&id).copied().unwrap_or(0),
             1,
             "on_disconnect for {id}"
         );
+        for (room, &joins) in &client.joins {
+            let leaves = left.get(&(id, room.as_str())).copied().unwrap_or(0);
+            assert!(
+                leaves >= joins,
+                "{id} was told of {joins} join(s) into {room:?} but left it {leaves} time(s)"
+            );
+        }
     }
 }
