@@ -164,6 +164,8 @@ async fn soak(clients: usize, messages: u32, every: Duration) -> Report {
         tokio::spawn(async move {
             let period = traffic / 20;
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            // A late tick must not be followed by a catch-up burst, or samples bunch up.
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut samples = Vec::new();
             for step in 1..=20u32 {
                 ticks.tick().await;
@@ -190,7 +192,7 @@ async fn soak(clients: usize, messages: u32, every: Duration) -> Report {
         delivered += total;
         keep.push((tx, rx));
     }
-    let samples = sampler.await.unwrap_or_default();
+    let samples = sampler.await.expect("the RSS sampler");
     let rss_end_kib = rss_kib();
     let stats = handle.stats();
     for kind in DisconnectKind::ALL {

@@ -106,10 +106,15 @@ pub fn encode_into<T: SchemaWrite<WireConfig, Src = T>>(message: &T, out: &mut B
     out.put_u32(size as u32);
     // wincode writes into a slice, not a `BytesMut`: make room, then fill it.
     out.resize(start + HEADER_LEN + size, 0);
-    if wincode::config::serialize_into(&mut &mut out[start + HEADER_LEN..], message, config)
-        .is_err()
-    {
-        // As in `encode`: never leave a frame whose prefix lies.
+    let written =
+        wincode::config::serialize_into(&mut &mut out[start + HEADER_LEN..], message, config);
+    // Unreachable for well-formed messages (the size was just computed from the same value).
+    debug_assert!(
+        written.is_ok(),
+        "a message wincode sized but could not write"
+    );
+    if written.is_err() {
+        // Write nothing rather than a frame whose prefix lies.
         out.truncate(start);
     }
 }
