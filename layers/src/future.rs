@@ -1,6 +1,7 @@
-//! [`ResponseFuture`]: the future of every frame-scope layer here that refuses in `call`
-//! (auth, payload limit, rate limit, room-name policy): either the inner service's future,
-//! or the refusal decided before calling it.
+//! [`ResponseFuture`]: the future of every layer here that refuses in `call` (auth, payload
+//! limit, rate limit, room-name policy; the relay's `on_connect` adapter too): either the
+//! inner service's future, or the refusal decided before calling it. Public, so that a
+//! refusing layer of your own needs no future type of its own either.
 //!
 //! A refusal is boxed when it is decided: refusals are rare, and one shared future type keeps
 //! each layer down to its rule.
@@ -38,14 +39,14 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     /// The request passed: the inner service's future.
-    pub(crate) fn called(future: F) -> Self {
+    pub fn called(future: F) -> Self {
         Self {
             state: State::Called { future },
         }
     }
 
     /// The request was refused with `error`, without calling the inner service.
-    pub(crate) fn refused(error: impl Into<BoxError>) -> Self {
+    pub fn refused(error: impl Into<BoxError>) -> Self {
         Self {
             state: State::Refused {
                 error: Some(error.into()),

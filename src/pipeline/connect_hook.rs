@@ -4,14 +4,11 @@
 //! with the peer address, before any byte is read; a refusal becomes a `Rejected` handshake.
 
 use crate::handler::{guarded, SharedHandler};
+use ghost_sync_layers::future::ResponseFuture;
 use ghost_sync_layers::BoxError;
-use pin_project_lite::pin_project;
 use std::fmt;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::ready;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
@@ -61,39 +58,9 @@ where
     fn call(&mut self, addr: SocketAddr) -> Self::Future {
         // A panicking hook refuses: the safe answer when the policy could not decide.
         if guarded("on_connect", || self.handler.on_connect(addr)).unwrap_or(false) {
-            ResponseFuture::Admit {
-                future: self.inner.call(addr),
-            }
+            ResponseFuture::called(self.inner.call(addr))
         } else {
-            ResponseFuture::Refused
-        }
-    }
-}
-
-pin_project! {
-    /// Response future of [`ConnectHook`].
-    #[project = Projection]
-    pub(crate) enum ResponseFuture<F> {
-        /// `on_connect` allowed it: the rest of the admission stack decides.
-        Admit { #[pin] future: F },
-        /// `on_connect` refused it.
-        Refused,
-    }
-}
-
-impl<F, T, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            Projection::Admit { future } => {
-                Poll::Ready(ready!(future.poll(cx)).map_err(Into::into))
-            }
-            Projection::Refused => Poll::Ready(Err(Box::new(ConnectRejected))),
+            ResponseFuture::refused(ConnectRejected)
         }
     }
 }
