@@ -1,0 +1,136 @@
+//! The handshake: the client's `Hello`, its credentials checked by the validator, and the
+//! relay's `Welcome`, or a refusal with a reason, all within one deadline.
+
+use super::closing::reject;
+use crate::auth::{Credentials, Identity, Validator};
+use crate::protocol::{
+    decode_frame, encode, ClientFrame, FrameError, FrameReader, RejectCode, ServerFrame,
+    PROTOCOL_VERSION,
+};
+use crate::server::Shared;
+use bytes::{Bytes, BytesMut};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+/// Longest wait for a new connection's `Hello` (or `idle_timeout`, if shorter).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads the client's `Hello`, checks its credentials, and answers `Welcome`, or refuses
+/// with a reason. `Some(identity)` when the connection may proceed (`Some(None)` on an open
+/// relay).
+pub(super) async fn handshake<R, W>(
+    shared: &Shared,
+    reader: &mut R,
+    writer: &mut W,
+    buf: &mut BytesMut,
+    frames: &FrameReader,
+    client_id: Uuid,
+    peer: SocketAddr,
+) -> Option<Option<Identity>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let config = &shared.config;
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT.min(config.idle_timeout);
+    let hello = tokio::select! {
+        _ = shared.shutdown.cancelled() => {
+            reject(reader, writer, RejectCode::ShuttingDown, "server shutting down").await;
+            return None;
+        }
+        hello = tokio::time::timeout_at(deadline, read_frame(reader, buf, frames)) => hello,
+    };
+    let mut token = Bytes::new();
+    let refusal = match hello {
+        Err(_) => Some((RejectCode::Protocol, "no hello in time".to_owned())),
+        Ok(Err(None)) => return None,
+        Ok(Err(Some(err))) => Some((RejectCode::Protocol, err.to_string())),
+        Ok(Ok(body)) => match decode_frame::<ClientFrame<'_>>(&body) {
+            Ok(ClientFrame::Hello {
+                version,
+                credentials,
+            }) if version == PROTOCOL_VERSION => {
+                token = body.slice_ref(credentials);
+                None
+            }
+            Ok(ClientFrame::Hello { version, .. }) => Some((
+                RejectCode::UnsupportedVersion,
+                format!(
+                    "protocol version {version} not supported; this relay speaks {PROTOCOL_VERSION}"
+                ),
+            )),
+            Ok(_) => Some((
+                RejectCode::Protocol,
+                "the first frame must be a hello".to_owned(),
+            )),
+            Err(err) => Some((RejectCode::Protocol, err.to_string())),
+        },
+    };
+    let (identity, refusal) = match (refusal, &shared.validator) {
+        (Some(refusal), _) => (None, Some(refusal)),
+        (None, None) => (None, None),
+        (None, Some(validator)) => {
+            match authenticate(shared, validator.clone(), token, peer, deadline).await {
+                Ok(identity) => (Some(identity), None),
+                Err(why) => (None, Some((RejectCode::AuthFailed, why))),
+            }
+        }
+    };
+    if let Some((code, message)) = refusal {
+        tracing::debug!(?code, message, "handshake refused");
+        reject(reader, writer, code, &message).await;
+        return None;
+    }
+    let welcome = encode(&ServerFrame::Welcome {
+        client_id,
+        version: PROTOCOL_VERSION,
+        max_payload: config.max_payload as u32,
+    });
+    writer.write_all(&welcome).await.ok()?;
+    Some(identity)
+}
+
+/// Runs the validator on a client's token, within the handshake's deadline; the error is the
+/// reason the client reads.
+async fn authenticate(
+    shared: &Shared,
+    validator: Validator,
+    token: Bytes,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Result<Identity, String> {
+    let check = validator.oneshot(Credentials { token, peer });
+    tokio::select! {
+        _ = shared.shutdown.cancelled() => Err("server shutting down".to_owned()),
+        checked = tokio::time::timeout_at(deadline, check) => match checked {
+            Ok(Ok(identity)) => Ok(identity),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err("credentials not checked in time".to_owned()),
+        },
+    }
+}
+
+/// Reads until one complete frame is in `buf`. `Err(None)`: the peer left first.
+async fn read_frame<R>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    frames: &FrameReader,
+) -> Result<Bytes, Option<FrameError>>
+where
+    R: AsyncRead + Unpin,
+{
+    loop {
+        if let Some(body) = frames.next_frame(buf).map_err(Some)? {
+            return Ok(body);
+        }
+        buf.reserve(512);
+        match reader.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(None),
+            Ok(_) => {}
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The driver's rules, run over in-memory streams: liveness with paused time (so that hours of
+//! pings run in milliseconds and every deadline is exact), and fairness between connections.
+
+use super::driver::{PING_FRAME, PONG_FRAME};
+use super::serve;
+use crate::handler::SharedHandler;
+use crate::protocol::{
+    decode_frame, encode, ClientFrame, DisconnectCode, FrameReader, ServerFrame, PROTOCOL_VERSION,
+};
+use crate::server::config::Config;
+use crate::server::Shared;
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+use tokio::time::Instant;
+use tower::layer::util::Identity;
+
+#[test]
+fn the_static_keepalive_frames_are_the_encoded_ones() {
+    assert_eq!(&encode(&ServerFrame::Ping)[..], PING_FRAME);
+    assert_eq!(&encode(&ServerFrame::Pong)[..], PONG_FRAME);
+}
+
+struct Peer {
+    reader: ReadHalf<DuplexStream>,
+    writer: WriteHalf<DuplexStream>,
+    buf: BytesMut,
+    frames: FrameReader,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Ping,
+    Pong,
+    Disconnect(u8),
+    Other,
+    Closed,
+}
+
+impl Peer {
+    async fn send(&mut self, frame: &ClientFrame<'_>) {
+        self.writer.write_all(&encode(frame)).await.unwrap();
+    }
+
+    async fn next(&mut self) -> Seen {
+        loop {
+            if let Some(body) = self.frames.next_frame(&mut self.buf).unwrap() {
+                return match decode_frame::<ServerFrame<'_>>(&body).unwrap() {
+                    ServerFrame::Ping => Seen::Ping,
+                    ServerFrame::Pong => Seen::Pong,
+                    ServerFrame::Disconnect { code, .. } => Seen::Disconnect(code),
+                    _ => Seen::Other,
+                };
+            }
+            self.buf.reserve(1024);
+            if self.reader.read_buf(&mut self.buf).await.unwrap_or(0) == 0 {
+                return Seen::Closed;
+            }
+        }
+    }
+}
+
+async fn connect(ping_interval: Duration, idle_timeout: Duration) -> Peer {
+    let config = Config {
+        ping_interval,
+        idle_timeout,
+        ..Config::default()
+    };
+    connect_to(&Arc::new(Shared::new(config, None)), 64 * 1024).await
+}
+
+/// A client of `shared` whose socket holds at most `socket_bytes` unread bytes.
+async fn connect_to(shared: &Arc<Shared>, socket_bytes: usize) -> Peer {
+    let (ours, theirs) = tokio::io::duplex(socket_bytes);
+    let (reader, writer) = tokio::io::split(theirs);
+    let peer_addr = SocketAddr::from(([127, 0, 0, 1], 9));
+    let handler: SharedHandler = Arc::new(crate::handler::NoopHandler);
+    tokio::spawn(serve(
+        Arc::clone(shared),
+        handler,
+        Arc::new(Identity::new()),
+        reader,
+        writer,
+        peer_addr,
+    ));
+    let (reader, writer) = tokio::io::split(ours);
+    let mut peer = Peer {
+        reader,
+        writer,
+        buf: BytesMut::new(),
+        frames: FrameReader::for_payload(1024),
+    };
+    peer.send(&ClientFrame::Hello {
+        version: PROTOCOL_VERSION,
+        credentials: &[],
+    })
+    .await;
+    assert_eq!(peer.next().await, Seen::Other, "welcome");
+    peer
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_answers_pings_stays_connected_indefinitely_with_the_defaults() {
+    let mut peer = connect(secs(13), secs(31)).await;
+    let start = Instant::now();
+    for _ in 0..300 {
+        assert_eq!(peer.next().await, Seen::Ping);
+        peer.send(&ClientFrame::Pong).await;
+    }
+    assert!(
+        start.elapsed() >= secs(300 * 13),
+        "an hour of virtual time went by"
+    );
+    peer.send(&ClientFrame::Ping).await;
+    assert_eq!(peer.next().await, Seen::Pong, "still connected");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pong_counts_as_activity_for_the_idle_timeout() {
+    // Without the pongs resetting it, a 15 s idle timeout would fire before the 2nd ping.
+    let mut peer = connect(secs(10), secs(15)).await;
+    for _ in 0..50 {
+        assert_eq!(peer.next().await, Seen::Ping);
+        peer.send(&ClientFrame::Pong).await;
+    }
+    peer.send(&ClientFrame::Ping).await;
+    assert_eq!(peer.next().await, Seen::Pong);
+}
+
+#[tokio::test(start_paused = true)]
+async fn any_frame_resets_the_idle_timeout_and_silence_ends_it() {
+    let mut peer = connect(secs(3600), secs(15)).await;
+    let start = Instant::now();
+    for _ in 0..20 {
+        tokio::time::sleep(secs(10)).await;
+        peer.send(&ClientFrame::Ping).await;
+        assert_eq!(peer.next().await, Seen::Pong);
+    }
+    let silent_from = Instant::now();
+    assert_eq!(
+        peer.next().await,
+        Seen::Disconnect(DisconnectCode::IdleTimeout as u8)
+    );
+    assert!(silent_from.elapsed() >= secs(15));
+    assert!(start.elapsed() >= secs(215));
+    assert_eq!(peer.next().await, Seen::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_ping_ends_the_connection_at_the_next_tick() {
+    let mut peer = connect(secs(13), secs(31)).await;
+    let start = Instant::now();
+    assert_eq!(peer.next().await, Seen::Ping);
+    assert_eq!(
+        peer.next().await,
+        Seen::Disconnect(DisconnectCode::PingTimeout as u8)
+    );
+    assert_eq!(start.elapsed(), secs(26));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_timeout_fires_on_its_own_when_it_comes_before_the_ping_deadline() {
+    // ping_interval < idle_timeout, yet idle (31 s) comes before the ping deadline (40 s).
+    let mut peer = connect(secs(20), secs(31)).await;
+    let start = Instant::now();
+    assert_eq!(peer.next().await, Seen::Ping);
+    assert_eq!(
+        peer.next().await,
+        Seen::Disconnect(DisconnectCode::IdleTimeout as u8)
+    );
+    assert_eq!(start.elapsed(), secs(31));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_timeout_fires_when_pings_are_rarer_than_it() {
+    let mut peer = connect(secs(60), secs(31)).await;
+    assert_eq!(
+        peer.next().await,
+        Seen::Disconnect(DisconnectCode::IdleTimeout as u8)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn broadcasts_without_pongs_still_end_in_a_ping_timeout() {
+    let mut peer = connect(secs(10), secs(3600)).await;
+    let outcome = loop {
+        tokio::time::sleep(secs(1)).await;
+        peer.send(&ClientFrame::Leave).await;
+        match peer.next().await {
+            Seen::Other | Seen::Ping => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(outcome, Seen::Disconnect(DisconnectCode::PingTimeout as u8));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_tick_with_a_full_queue_is_a_burst_not_a_timeout() {
+    let config = Config {
+        ping_interval: secs(10),
+        idle_timeout: secs(3600),
+        channel_capacity: 2,
+        // Only the ping rule is under test here, not the write deadline.
+        write_timeout: secs(3600),
+        ..Config::default()
+    };
+    let shared = Arc::new(Shared::new(config, None));
+    shared
+        .registry
+        .create("r", crate::room::RoomOptions::default());
+    // `slow` has a tiny socket, joins, and stops reading for a while.
+    let mut slow = connect_to(&shared, 64).await;
+    slow.send(&ClientFrame::Join {
+        room_id: "r",
+        data: &[],
+    })
+    .await;
+    assert_eq!(slow.next().await, Seen::Other, "joined");
+    let mut loud = connect_to(&shared, 64 * 1024).await;
+    loud.send(&ClientFrame::Join {
+        room_id: "r",
+        data: &[],
+    })
+    .await;
+    assert_eq!(loud.next().await, Seen::Other, "joined");
+    // A burst: more than slow's socket and its 2-frame queue hold. The pauses let slow's
+    // writer take what is queued and block on the full socket, so the queue fills behind.
+    for _ in 0..10 {
+        loud.send(&ClientFrame::Broadcast { data: &[1; 100] }).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // The first tick (10 s) finds slow's queue full and skips its ping; then slow drains.
+    tokio::time::sleep(secs(15)).await;
+    // At the second tick (20 s) the queue has room: a ping, which slow answers.
+    loop {
+        match slow.next().await {
+            Seen::Other => continue,
+            Seen::Ping => break,
+            other => panic!("slow was disconnected: {other:?}"),
+        }
+    }
+    slow.send(&ClientFrame::Pong).await;
+    slow.send(&ClientFrame::Ping).await;
+    // (loud, which never answers pings, may leave meanwhile: skip its PlayerLeft.)
+    loop {
+        match slow.next().await {
+            Seen::Other => continue,
+            seen => {
+                assert_eq!(seen, Seen::Pong, "still connected");
+                break;
+            }
+        }
+    }
+}
