@@ -237,6 +237,11 @@ where
         bytes: 0,
     };
     loop {
+        // One connection's backlog must not hold a worker away from the others: each frame
+        // spends a unit of tokio's cooperative budget (128 a task poll, shared with the
+        // socket reads), and once it is spent the task yields before it takes the next
+        // frame, which waits in `buf` meanwhile.
+        tokio::task::coop::consume_budget().await;
         let body = match frames.next_frame(buf) {
             Ok(Some(body)) => {
                 tally.frames += 1;

@@ -11,6 +11,7 @@ use crate::server::config::Config;
 use crate::server::Shared;
 use bytes::BytesMut;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
@@ -73,10 +74,14 @@ async fn connect(ping_interval: Duration, idle_timeout: Duration) -> Peer {
 
 /// A client of `shared` whose socket holds at most `socket_bytes` unread bytes.
 async fn connect_to(shared: &Arc<Shared>, socket_bytes: usize) -> Peer {
+    connect_with(shared, Arc::new(crate::handler::NoopHandler), socket_bytes).await
+}
+
+/// A client of `shared`, served with `handler`'s hooks.
+async fn connect_with(shared: &Arc<Shared>, handler: SharedHandler, socket_bytes: usize) -> Peer {
     let (ours, theirs) = tokio::io::duplex(socket_bytes);
     let (reader, writer) = tokio::io::split(theirs);
     let peer_addr = SocketAddr::from(([127, 0, 0, 1], 9));
-    let handler: SharedHandler = Arc::new(crate::handler::NoopHandler);
     tokio::spawn(serve(
         Arc::clone(shared),
         handler,
@@ -257,4 +262,55 @@ async fn one_tick_with_a_full_queue_is_a_burst_not_a_timeout() {
             }
         }
     }
+}
+
+/// Counts the broadcasts the pipeline served.
+#[derive(Default)]
+struct CountBroadcasts(AtomicUsize);
+
+impl crate::handler::ServerHandler for CountBroadcasts {
+    fn on_broadcast(&self, _client_id: uuid::Uuid, _room_id: &str, _data: &[u8]) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One runtime thread, a flooder's whole backlog already in its socket, and one frame from
+/// another client behind it: that frame is served after a slice of the backlog, not after
+/// all of it. Without the yield, the flooder's task reads and dispatches all 20,000 frames
+/// in one poll (its reads alone would take 8 MB before tokio's budget stopped them).
+#[tokio::test(flavor = "current_thread")]
+async fn a_backlog_yields_the_thread_to_the_other_connections_between_slices() {
+    const FLOOD: usize = 20_000;
+    let shared = Arc::new(Shared::new(Config::default(), None));
+    shared
+        .registry
+        .create("flood", crate::room::RoomOptions::default());
+    let served = Arc::new(CountBroadcasts::default());
+    let mut flooder = connect_with(&shared, served.clone(), 4 << 20).await;
+    flooder
+        .send(&ClientFrame::Join {
+            room_id: "flood",
+            data: &[],
+        })
+        .await;
+    assert_eq!(flooder.next().await, Seen::Other, "joined");
+    assert_eq!(flooder.next().await, Seen::Other, "members");
+    let mut bystander = connect_to(&shared, 64 * 1024).await;
+
+    // Both writes land before the relay's tasks run again: the flooder's backlog first.
+    let backlog = encode(&ClientFrame::Broadcast { data: &[7] }).repeat(FLOOD);
+    flooder.writer.write_all(&backlog).await.unwrap();
+    bystander.send(&ClientFrame::Ping).await;
+    assert_eq!(bystander.next().await, Seen::Pong);
+    let before_pong = served.0.load(Ordering::Relaxed);
+    assert!(
+        before_pong < FLOOD,
+        "the bystander waited for the flooder's whole backlog ({before_pong} frames)"
+    );
+
+    // Nothing was lost on the way: frames are served in order, so the flooder's own ping,
+    // sent after its backlog, is answered once every broadcast of it went through.
+    flooder.send(&ClientFrame::Ping).await;
+    assert_eq!(flooder.next().await, Seen::Pong);
+    assert_eq!(served.0.load(Ordering::Relaxed), FLOOD);
 }
