@@ -101,7 +101,13 @@ pub struct ClientReceiver {
     /// The relay's goodbye, kept until `recv` has returned it (so that a `recv` cancelled
     /// while closing our side cannot lose it).
     goodbye: Option<SyncError>,
+    /// A member list split over several `Members` frames, gathered until its last frame.
+    members: Option<(String, Vec<Uuid>)>,
 }
+
+/// The longest member list the client gathers (16 MiB of ids): past it, the relay is
+/// misbehaving rather than serving a real room.
+const MAX_MEMBER_LIST: usize = 1 << 20;
 
 /// The socket and the outgoing buffer both halves share.
 #[derive(Debug)]
@@ -195,6 +201,7 @@ impl Client {
             frames: FrameReader::for_payload(MAX_REASON_LEN),
             closed: false,
             goodbye: None,
+            members: None,
         };
         conn.send(&ClientFrame::Hello {
             version: PROTOCOL_VERSION,
@@ -227,6 +234,7 @@ impl Client {
                     frames: FrameReader::for_payload(max_payload.max(MAX_REASON_LEN)),
                     closed: false,
                     goodbye: None,
+                    members: None,
                 };
                 Ok(Self {
                     sender: ClientSender { conn, max_payload },
@@ -446,7 +454,16 @@ impl ClientReceiver {
 
     /// Handles one frame: keepalive is answered and hidden, a disconnect becomes its error.
     fn handle(&mut self, body: &Bytes) -> Result<Option<ServerEvent>, SyncError> {
-        let event = match decode_frame::<ServerFrame<'_>>(body).map_err(protocol)? {
+        let frame = decode_frame::<ServerFrame<'_>>(body).map_err(protocol)?;
+        if let Some((room_id, _)) = &self.members {
+            // The relay queues a whole member list at once: nothing can come in between.
+            if !matches!(frame, ServerFrame::Members { .. }) {
+                return Err(SyncError::Protocol(format!(
+                    "the member list of {room_id} was cut short by another frame"
+                )));
+            }
+        }
+        let event = match frame {
             ServerFrame::Ping => {
                 self.conn.queue(PONG_FRAME);
                 return Ok(None);
@@ -468,10 +485,31 @@ impl ClientReceiver {
             ServerFrame::Members {
                 room_id,
                 client_ids,
-            } => ServerEvent::Members {
-                room_id: room_id.to_owned(),
-                client_ids: member_ids(client_ids).collect(),
-            },
+                more,
+            } => {
+                let (list_room, list) = self
+                    .members
+                    .get_or_insert_with(|| (room_id.to_owned(), Vec::new()));
+                if list_room != room_id {
+                    return Err(SyncError::Protocol(format!(
+                        "the member list of {list_room} went on with the room {room_id}"
+                    )));
+                }
+                if list.len() + client_ids.len() / 16 > MAX_MEMBER_LIST {
+                    return Err(SyncError::Protocol(format!(
+                        "a member list longer than {MAX_MEMBER_LIST} ids"
+                    )));
+                }
+                list.extend(member_ids(client_ids));
+                if more {
+                    return Ok(None);
+                }
+                let (room_id, client_ids) = self.members.take().unwrap_or_default();
+                ServerEvent::Members {
+                    room_id,
+                    client_ids,
+                }
+            }
             ServerFrame::Error { message } => ServerEvent::Error(message.to_owned()),
             ServerFrame::Disconnect { code, message } => {
                 self.closed = true;

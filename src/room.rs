@@ -6,9 +6,9 @@
 //! only; the caller learns who, and fires `on_backpressure` after the lock is released.
 
 use crate::outbox::{Outbox, Refused};
-use crate::protocol::{encode, ServerFrame};
+use crate::protocol::encode_members;
 use crate::sync::{lock, read, write};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -107,12 +107,14 @@ impl Room {
 
     /// Adds `member`: queues `joined` (its `Joined` event) and the list of the other members
     /// for it first, so that no room traffic can reach it before its confirmation, then tells
-    /// the others with `announce` (an encoded `PlayerJoined`).
+    /// the others with `announce` (an encoded `PlayerJoined`). The list is cut into `Members`
+    /// frames that fit the limit of a relay with this `max_payload`.
     pub(crate) fn join(
         &self,
         member: Member,
-        joined: &Bytes,
+        joined: &[u8],
         announce: &Bytes,
+        max_payload: usize,
     ) -> Result<Dropped, JoinRefused> {
         let mut members = write(&self.members);
         // Checked under the write lock: a delete that raced this join either happened before
@@ -127,22 +129,39 @@ impl Room {
         {
             return Err(JoinRefused::Full);
         }
-        let mut ids = Vec::with_capacity(members.len() * 16);
-        for other in members.iter() {
-            ids.extend_from_slice(other.id.as_bytes());
-        }
-        let roster = encode(&ServerFrame::Members {
-            room_id: &self.id,
-            client_ids: &ids,
-        });
+        let confirmation = self.confirmation(joined, &members, member.id, max_payload);
         let mut dropped = relay(&members, member.id, announce);
-        for frame in [joined.clone(), roster] {
-            if let Err(Refused::Full) = member.outbox.try_send(frame) {
-                dropped.push(member.id);
-            }
+        if let Err(Refused::Full) = member.outbox.try_send(confirmation) {
+            dropped.push(member.id);
         }
         members.push(member);
         Ok(dropped)
+    }
+
+    /// What a member that joins this room again gets: `joined` and the other members, as
+    /// for a first join (see [`join`](Room::join)); nobody else is told.
+    pub(crate) fn rejoin(&self, joined: &[u8], member: Uuid, max_payload: usize) -> Bytes {
+        self.confirmation(joined, &read(&self.members), member, max_payload)
+    }
+
+    /// `joined`, then the `Members` frames listing `members` but `joiner`, as one buffer: one
+    /// queue entry, so that nothing comes between them and they are never dropped apart.
+    fn confirmation(
+        &self,
+        joined: &[u8],
+        members: &[Member],
+        joiner: Uuid,
+        max_payload: usize,
+    ) -> Bytes {
+        let mut out = BytesMut::with_capacity(joined.len());
+        out.extend_from_slice(joined);
+        let others: Vec<Uuid> = members
+            .iter()
+            .map(|m| m.id)
+            .filter(|&id| id != joiner)
+            .collect();
+        encode_members(&self.id, &others, max_payload, &mut out);
+        out.freeze()
     }
 
     /// Removes `id` and tells the rest with `announce` (an encoded `PlayerLeft`; empty to
@@ -196,6 +215,7 @@ fn relay(members: &[Member], from: Uuid, frame: &Bytes) -> Dropped {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{decode_frame, ServerFrame, HEADER_LEN};
 
     fn member(n: u128, capacity: usize) -> (Member, crate::outbox::Inbox) {
         let (tx, rx) = crate::outbox::outbox(capacity, 1 << 20);
@@ -213,8 +233,8 @@ mod tests {
         let room = Room::new("r", RoomOptions::default());
         let (a, mut ra) = member(1, 4);
         let (b, mut rb) = member(2, 4);
-        room.join(a, &Bytes::new(), &Bytes::new()).unwrap();
-        room.join(b, &Bytes::new(), &Bytes::new()).unwrap();
+        room.join(a, &Bytes::new(), &Bytes::new(), 1024).unwrap();
+        room.join(b, &Bytes::new(), &Bytes::new(), 1024).unwrap();
         while ra.try_recv().is_some() {} // a's Joined and Members, then b's PlayerJoined
         while rb.try_recv().is_some() {} // b's Joined and Members
         let frame = Bytes::from_static(b"frame");
@@ -233,9 +253,9 @@ mod tests {
         let (a, _ra) = member(1, 1);
         let (b, mut rb) = member(2, 8);
         let (c, _rc) = member(3, 8);
-        room.join(a, &Bytes::new(), &Bytes::new()).unwrap();
-        room.join(b, &Bytes::new(), &Bytes::new()).unwrap();
-        room.join(c, &Bytes::new(), &Bytes::new()).unwrap();
+        room.join(a, &Bytes::new(), &Bytes::new(), 1024).unwrap();
+        room.join(b, &Bytes::new(), &Bytes::new(), 1024).unwrap();
+        room.join(c, &Bytes::new(), &Bytes::new(), 1024).unwrap();
         // a's single slot already holds its Joined.
         let dropped = room.broadcast(Uuid::from_u128(3), &Bytes::from_static(b"x"));
         assert_eq!(dropped, vec![Uuid::from_u128(1)]);
@@ -253,10 +273,10 @@ mod tests {
         let (a, _ra) = member(1, 8);
         let (b, _rb) = member(2, 8);
         let (c, _rc) = member(3, 8);
-        room.join(a, &Bytes::new(), &Bytes::new()).unwrap();
-        room.join(b, &Bytes::new(), &Bytes::new()).unwrap();
+        room.join(a, &Bytes::new(), &Bytes::new(), 1024).unwrap();
+        room.join(b, &Bytes::new(), &Bytes::new(), 1024).unwrap();
         assert_eq!(
-            room.join(c, &Bytes::new(), &Bytes::new()),
+            room.join(c, &Bytes::new(), &Bytes::new(), 1024),
             Err(JoinRefused::Full)
         );
         assert_eq!(room.len(), 2);
@@ -267,17 +287,20 @@ mod tests {
         let room = Room::new("r", RoomOptions::default());
         let (a, _ra) = member(1, 8);
         let (b, mut rb) = member(2, 8);
-        room.join(a, &Bytes::new(), &Bytes::new()).unwrap();
-        room.join(b, &Bytes::from_static(b"joined"), &Bytes::new())
-            .unwrap();
-        assert_eq!(&rb.try_recv().unwrap()[..], b"joined");
-        let roster = rb.try_recv().unwrap();
-        match crate::protocol::decode_frame::<ServerFrame<'_>>(&roster[4..]).unwrap() {
+        room.join(a, &Bytes::new(), &Bytes::new(), 1024).unwrap();
+        room.join(b, b"joined", &Bytes::new(), 1024).unwrap();
+        // One queue entry: the confirmation, then the list right behind it.
+        let confirmation = rb.try_recv().unwrap();
+        assert_eq!(&confirmation[..6], b"joined");
+        assert!(rb.try_recv().is_none());
+        match decode_frame::<ServerFrame<'_>>(&confirmation[6 + HEADER_LEN..]).unwrap() {
             ServerFrame::Members {
                 room_id,
                 client_ids,
+                more,
             } => {
                 assert_eq!(room_id, "r");
+                assert!(!more);
                 let ids: Vec<_> = crate::protocol::member_ids(client_ids).collect();
                 assert_eq!(ids, vec![Uuid::from_u128(1)]);
             }
@@ -291,7 +314,7 @@ mod tests {
         room.mark_deleted();
         let (a, _ra) = member(1, 1);
         assert_eq!(
-            room.join(a, &Bytes::new(), &Bytes::new()),
+            room.join(a, &Bytes::new(), &Bytes::new(), 1024),
             Err(JoinRefused::Deleted)
         );
         assert_eq!(room.len(), 0);

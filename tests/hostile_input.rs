@@ -635,6 +635,7 @@ async fn ten_thousand_join_leave_flips_in_one_burst_stay_consistent() {
             Frame::Members {
                 room_id: "r".into(),
                 client_ids: vec![observer.client_id()],
+                more: false,
             },
             Frame::Left {
                 room_id: "r".into(),

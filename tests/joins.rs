@@ -192,3 +192,76 @@ async fn the_receiving_half_answers_pings_while_the_sender_is_idle() {
     );
     reader.abort();
 }
+
+/// A room of thousands and a relay whose `max_payload` is one byte: the member list comes in
+/// as many frames as it takes, each within the limit the client reads with, and the joiner
+/// gets every member and goes on receiving the room's traffic.
+#[tokio::test]
+async fn a_joiner_gets_the_whole_member_list_of_a_big_room_under_a_tiny_max_payload() {
+    const FILLERS: usize = 1_500;
+    let long = std::time::Duration::from_secs(600);
+    let (handle, addr) = start(
+        Server::builder()
+            .max_payload(1)
+            .max_clients(FILLERS + 10)
+            // The fillers neither read nor answer pings: keep them in for the whole test.
+            .ping_interval(long)
+            .idle_timeout(long),
+    )
+    .await;
+    handle.create_room("r").unwrap();
+    let mut fillers = Vec::with_capacity(FILLERS);
+    for _ in 0..FILLERS {
+        fillers.push(RawClient::joined(addr, "r").await);
+    }
+
+    let mut joiner = Client::connect(addr).await.unwrap();
+    joiner.join("r").await.unwrap();
+    let mut listed = within("the member list", expect_joined(&mut joiner, "r")).await;
+    let mut members = handle.room_members("r").unwrap();
+    members.retain(|&id| id != joiner.client_id());
+    listed.sort();
+    members.sort();
+    assert_eq!(listed.len(), FILLERS);
+    assert_eq!(listed, members);
+
+    fillers[0]
+        .send(&ghost_sync::protocol::ClientFrame::Broadcast { data: b"!" })
+        .await;
+    match next_event(&mut joiner).await {
+        ServerEvent::Broadcast { data, .. } => assert_eq!(&data[..], b"!"),
+        other => panic!("expected the broadcast, got {other:?}"),
+    }
+}
+
+/// Joining the room one is already in answers as a first join does, `Joined` then the
+/// member list, so that a client waiting for the list never waits in vain; nobody else is
+/// told anything.
+#[tokio::test]
+async fn joining_the_same_room_again_answers_joined_and_the_member_list() {
+    let (handle, addr) = start(Server::builder()).await;
+    handle.create_room("r").unwrap();
+    let mut first = joined(addr, "r").await;
+    let mut second = joined(addr, "r").await;
+    assert_eq!(
+        next_event(&mut first).await,
+        ServerEvent::PlayerJoined {
+            client_id: second.client_id()
+        }
+    );
+
+    second.join("r").await.unwrap();
+    assert_eq!(
+        expect_joined(&mut second, "r").await,
+        vec![first.client_id()]
+    );
+    // `first` hears nothing of it: the next thing it gets is this broadcast.
+    second.broadcast(b"after").await.unwrap();
+    match next_event(&mut first).await {
+        ServerEvent::Broadcast { sender_id, data } => {
+            assert_eq!(sender_id, second.client_id());
+            assert_eq!(&data[..], b"after");
+        }
+        other => panic!("expected the broadcast, got {other:?}"),
+    }
+}

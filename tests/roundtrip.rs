@@ -57,7 +57,7 @@ enum OwnedServer {
     Pong,
     Disconnect(u8, String),
     /// The room and the other members' ids, concatenated as on the wire.
-    Members(String, Vec<u8>),
+    Members(String, Vec<u8>, bool),
 }
 
 impl OwnedServer {
@@ -94,9 +94,10 @@ impl OwnedServer {
                 code: *code,
                 message,
             },
-            Self::Members(room_id, client_ids) => ServerFrame::Members {
+            Self::Members(room_id, client_ids, more) => ServerFrame::Members {
                 room_id,
                 client_ids,
+                more: *more,
             },
         }
     }
@@ -144,8 +145,8 @@ fn server_message() -> impl Strategy<Value = OwnedServer> {
         (uuid(), bytes()).prop_map(|(i, d)| OwnedServer::Broadcast(i, d)),
         text().prop_map(OwnedServer::Error),
         Just(OwnedServer::Ping),
-        (text(), vec(uuid(), 0..80)).prop_map(|(r, ids)| {
-            OwnedServer::Members(r, ids.iter().flat_map(|id| *id.as_bytes()).collect())
+        (text(), vec(uuid(), 0..80), any::<bool>()).prop_map(|(r, ids, more)| {
+            OwnedServer::Members(r, ids.iter().flat_map(|id| *id.as_bytes()).collect(), more)
         }),
         Just(OwnedServer::Pong),
         (any::<u8>(), text()).prop_map(|(c, m)| OwnedServer::Disconnect(c, m)),

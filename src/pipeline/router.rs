@@ -51,11 +51,14 @@ impl RoomRouter {
         };
         let client_id = session.client_id;
         let joined = encode(&ServerFrame::Joined { client_id, room_id });
+        let max_payload = self.shared.config.max_payload;
         if session
             .current_room()
             .is_some_and(|current| Arc::ptr_eq(&current, &room))
         {
-            return Reply::frame(joined);
+            // The same answer as a first join, so that a client waiting for the member list
+            // after `Joined` never waits in vain.
+            return Reply::frame(room.rejoin(&joined, client_id, max_payload));
         }
         // A room deleted while this join waited for admission: refuse before leaving the
         // current room, so that a refused join changes nothing.
@@ -74,7 +77,7 @@ impl RoomRouter {
         let counters = &self.shared.counters;
         session.leave_room(handler, counters);
         let announce = encode(&ServerFrame::PlayerJoined { client_id });
-        match room.join(session.member(), &joined, &announce) {
+        match room.join(session.member(), &joined, &announce, max_payload) {
             Ok(dropped) => {
                 session.set_room(Arc::clone(&room));
                 report_backpressure(handler, counters, &dropped, room.id());

@@ -122,14 +122,19 @@ pub enum ServerFrame<'a> {
         /// Human-readable detail.
         message: &'a str,
     },
-    /// Who else is in the room the receiver just joined; sent right after its `Joined`.
+    /// Who else is in the room the receiver just joined; sent right after its `Joined`. A
+    /// long list is split over several frames, back to back, so that each fits the limit
+    /// every client accepts (see [`members_per_frame`](super::members_per_frame)).
     #[wincode(tag = 11)]
     Members {
         /// The room joined.
         room_id: &'a str,
-        /// The other members' ids, 16 bytes each, concatenated (borrowed, so decoding
-        /// allocates nothing; [`member_ids`] splits them).
+        /// Some of the other members' ids, 16 bytes each, concatenated (borrowed, so
+        /// decoding allocates nothing; [`member_ids`](super::member_ids) splits them).
         client_ids: &'a [u8],
+        /// Another `Members` frame of the same list follows this one at once; `false` on
+        /// the list's last frame.
+        more: bool,
     },
 }
 
@@ -206,14 +211,4 @@ impl DisconnectCode {
             _ => return None,
         })
     }
-}
-
-/// Splits the `client_ids` of a [`ServerFrame::Members`] into ids; a trailing partial id
-/// (which a well-behaved relay never sends) is ignored.
-pub fn member_ids(client_ids: &[u8]) -> impl Iterator<Item = Uuid> + '_ {
-    client_ids.chunks_exact(16).map(|chunk| {
-        let mut id = [0; 16];
-        id.copy_from_slice(chunk);
-        Uuid::from_bytes(id)
-    })
 }

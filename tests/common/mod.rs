@@ -229,6 +229,7 @@ pub enum Frame {
     Members {
         room_id: String,
         client_ids: Vec<Uuid>,
+        more: bool,
     },
     Left {
         room_id: String,
@@ -312,9 +313,17 @@ impl RawClient {
                 room_id: room.into()
             })
         );
-        match raw.recv().await {
-            Some(Frame::Members { room_id, .. }) if room_id == room => raw,
-            other => panic!("expected the member list, got {other:?}"),
+        // The list may take several frames; the last says so.
+        loop {
+            match raw.recv().await {
+                Some(Frame::Members {
+                    room_id,
+                    more: true,
+                    ..
+                }) if room_id == room => continue,
+                Some(Frame::Members { room_id, .. }) if room_id == room => return raw,
+                other => panic!("expected the member list, got {other:?}"),
+            }
         }
     }
 
@@ -380,9 +389,11 @@ fn owned(body: &Bytes) -> Frame {
         ServerFrame::Members {
             room_id,
             client_ids,
+            more,
         } => Frame::Members {
             room_id: room_id.to_owned(),
             client_ids: ghost_sync::protocol::member_ids(client_ids).collect(),
+            more,
         },
         ServerFrame::Left { room_id } => Frame::Left {
             room_id: room_id.to_owned(),
