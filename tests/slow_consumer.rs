@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use ghost_sync::protocol::DisconnectCode;
 use ghost_sync::{DisconnectKind, DisconnectReason, Server, ServerEvent};
 use std::time::Duration;
 
@@ -100,4 +101,54 @@ async fn a_socket_that_stops_draining_is_disconnected_as_a_slow_consumer() {
         1
     );
     drop(deaf);
+}
+
+/// A reader that stalls past `write_timeout` and then reads again, as a client behind a
+/// brief network hiccup would: everything it gets parses, up to the end of the frame the
+/// relay was writing, and its last frame says why it was cut off.
+#[tokio::test]
+async fn a_slow_consumer_that_reads_again_gets_whole_frames_then_its_reason() {
+    let long = Duration::from_secs(600);
+    let (handle, addr) = start(
+        Server::builder()
+            .write_timeout(Duration::from_millis(300))
+            .ping_interval(long)
+            .idle_timeout(long),
+    )
+    .await;
+    handle.create_room("arena").unwrap();
+    let mut deaf = RawClient::tiny_window_joined(addr, "arena").await;
+    let mut loud = joined(addr, "arena").await;
+    let deaf_id = handle
+        .clients()
+        .into_iter()
+        .find(|c| c.id != loud.client_id())
+        .map(|c| c.id)
+        .unwrap();
+    // Odd-sized frames, so that the deadline is all but sure to fall inside one.
+    within("the slow-consumer disconnect", async {
+        while handle.client_info(deaf_id).is_some() {
+            loud.broadcast(&[7; 10_007]).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    // Reading again: only whole frames (`recv` panics on a malformed one), and the last of
+    // them is the reason.
+    let mut last = None;
+    while let Some(frame) = deaf.recv().await {
+        last = Some(frame);
+    }
+    let farewell = Frame::Disconnect {
+        code: DisconnectCode::SlowConsumer as u8,
+        message: "slow consumer".into(),
+    };
+    if last.as_ref() != Some(&farewell) {
+        let last = last.map(|frame| match frame {
+            Frame::Broadcast { data, .. } => format!("a broadcast of {} bytes", data.len()),
+            other => format!("{other:?}"),
+        });
+        panic!("the stream ended with {last:?}, not the reason");
+    }
 }

@@ -10,9 +10,10 @@
 use super::Shared;
 use crate::disconnect::DisconnectReason;
 use crate::outbox::Inbox;
+use crate::protocol::HEADER_LEN;
 use crate::session::Session;
 use crate::stats::Counters;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::Arc;
@@ -39,7 +40,9 @@ pub(crate) const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
 /// whatever is still queued, then the farewell frame, then shuts the socket's write side.
 ///
 /// A batch that takes longer than `write_timeout` to write means the client stopped reading:
-/// the writer gives up and ends the session as a slow consumer.
+/// the writer ends the session as a slow consumer, drops the frames still queued, and within
+/// the farewell's patience finishes the frame under way and sends the farewell
+/// (`Disconnect(SlowConsumer)`), then shuts the socket's write side.
 pub(crate) async fn write_loop<W>(
     mut io: W,
     mut queue: Inbox,
@@ -78,7 +81,27 @@ pub(crate) async fn write_loop<W>(
                     }
                     Err(_) => {
                         tracing::debug!("write deadline passed: slow consumer");
+                        // The queued frames are given up, but not the frame under way: cut
+                        // short, it would leave the client a stream it cannot parse, and the
+                        // reason unreadable behind it.
+                        let rest = out.unfinished_frame();
+                        out.release();
                         session.end_with(DisconnectReason::SlowConsumer);
+                        // The driver answers the end with its farewell, `Disconnect
+                        // (SlowConsumer)`; it (or its dropped sender) comes at once.
+                        let last = (&mut farewell).await.ok();
+                        queue.close_into(&mut batch);
+                        batch.clear();
+                        let finish = async {
+                            io.write_all(&rest).await?;
+                            if let Some(last) = last {
+                                io.write_all(&last).await?;
+                            }
+                            io.shutdown().await
+                        };
+                        // A client that still does not read within the patience is closed
+                        // without its reason: nothing more can be done for it.
+                        shared.with_patience(finish).await;
                         return;
                     }
                 }
@@ -97,12 +120,20 @@ pub(crate) async fn write_loop<W>(
 }
 
 /// Reusable buffers for turning a batch of frames into few write calls.
+///
+/// What has been written is kept here, not in a write future, so that a write cut short by
+/// the deadline leaves behind exactly where it stopped: the writer can then finish the frame
+/// under way ([`unfinished_frame`](Batcher::unfinished_frame)) before its farewell.
 #[derive(Default)]
 struct Batcher {
     /// Small frames, copied back to back.
     copied: Vec<u8>,
-    /// Large frames waiting for one vectored write.
+    /// How much of `copied` has been written.
+    copied_sent: usize,
+    /// Large frames (or a lone one) waiting for one vectored write; each starts a frame.
     pieces: VecDeque<Bytes>,
+    /// How much of the front piece has been written.
+    front_sent: usize,
 }
 
 impl Batcher {
@@ -111,10 +142,11 @@ impl Batcher {
     where
         W: AsyncWrite + Unpin,
     {
-        if let [frame] = batch.as_slice() {
-            io.write_all(frame).await?;
+        if let [frame] = batch.as_mut_slice() {
+            // A lone frame is written from its shared buffer: no copy.
+            self.pieces.push_back(std::mem::take(frame));
             batch.clear();
-            return Ok(());
+            return self.flush_pieces(io).await;
         }
         for frame in batch.drain(..) {
             if frame.len() >= LARGE_FRAME {
@@ -137,61 +169,88 @@ impl Batcher {
     }
 
     async fn flush_copied<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> std::io::Result<()> {
-        if !self.copied.is_empty() {
-            io.write_all(&self.copied).await?;
-            self.copied.clear();
+        while self.copied_sent < self.copied.len() {
+            // One call at a time (cancel-safe), so that `copied_sent` is always exact.
+            let n = io.write(&self.copied[self.copied_sent..]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.copied_sent += n;
         }
+        self.copied.clear();
+        self.copied_sent = 0;
         Ok(())
     }
 
     async fn flush_pieces<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> std::io::Result<()> {
-        if !self.pieces.is_empty() {
-            io.write_all_buf(&mut Pieces(&mut self.pieces)).await?;
+        while let Some(front) = self.pieces.front() {
+            let mut slices = [IoSlice::new(&[]); MAX_PIECES];
+            slices[0] = IoSlice::new(&front[self.front_sent..]);
+            let mut used = 1;
+            for (slot, piece) in slices[1..].iter_mut().zip(self.pieces.iter().skip(1)) {
+                *slot = IoSlice::new(piece);
+                used += 1;
+            }
+            let n = io.write_vectored(&slices[..used]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.advance_pieces(n);
         }
         Ok(())
     }
 
+    /// Marks `n` more bytes of the pieces as written, dropping the pieces that are done.
+    fn advance_pieces(&mut self, mut n: usize) {
+        while let Some(front) = self.pieces.front() {
+            let left = front.len() - self.front_sent;
+            if n < left {
+                self.front_sent += n;
+                return;
+            }
+            n -= left;
+            self.pieces.pop_front();
+            self.front_sent = 0;
+        }
+    }
+
+    /// The rest of the frame whose first bytes were written when a write was cut short
+    /// (empty if the cut fell between two frames), so that the client, should it read again,
+    /// can still parse what follows.
+    fn unfinished_frame(&self) -> Bytes {
+        if self.copied_sent > 0 {
+            let rest = frame_rest(&self.copied, self.copied_sent);
+            return Bytes::copy_from_slice(&self.copied[rest]);
+        }
+        match self.pieces.front() {
+            Some(front) if self.front_sent > 0 => front.slice(frame_rest(front, self.front_sent)),
+            _ => Bytes::new(),
+        }
+    }
+
     /// Releases a large copy buffer once the connection has nothing queued.
     fn release(&mut self) {
-        self.copied = Vec::new();
-        self.pieces = VecDeque::new();
+        *self = Self::default();
     }
 }
 
-/// A queue of frames seen as one `Buf`, so that tokio writes them with vectored I/O.
-struct Pieces<'a>(&'a mut VecDeque<Bytes>);
-
-impl Buf for Pieces<'_> {
-    fn remaining(&self) -> usize {
-        self.0.iter().map(Bytes::len).sum()
-    }
-
-    fn chunk(&self) -> &[u8] {
-        self.0.front().map_or(&[], |b| &b[..])
-    }
-
-    fn advance(&mut self, mut cnt: usize) {
-        while cnt > 0 {
-            let Some(front) = self.0.front_mut() else {
-                return;
-            };
-            if cnt < front.len() {
-                front.advance(cnt);
-                return;
-            }
-            cnt -= front.len();
-            self.0.pop_front();
+/// In `frames` (whole frames back to back), the range from `sent` to the end of the frame
+/// that `sent` falls in; empty if `sent` is a frame boundary.
+fn frame_rest(frames: &[u8], sent: usize) -> std::ops::Range<usize> {
+    let mut start = 0;
+    while start < sent {
+        let Some(header) = frames.get(start..start + HEADER_LEN) else {
+            break;
+        };
+        let mut len = [0; HEADER_LEN];
+        len.copy_from_slice(header);
+        let end = start + HEADER_LEN + u32::from_be_bytes(len) as usize;
+        if end > sent {
+            return sent..end.min(frames.len());
         }
+        start = end;
     }
-
-    fn chunks_vectored<'b>(&'b self, dst: &mut [IoSlice<'b>]) -> usize {
-        let mut n = 0;
-        for (slot, piece) in dst.iter_mut().zip(self.0.iter()) {
-            *slot = IoSlice::new(piece);
-            n += 1;
-        }
-        n
-    }
+    sent..sent
 }
 
 #[cfg(test)]
@@ -298,20 +357,142 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_write_stuck_past_the_deadline_ends_the_session_as_a_slow_consumer() {
-        let (tx, rx) = crate::outbox::outbox(8, 1 << 20);
-        let (_bye_tx, bye_rx) = oneshot::channel();
-        tx.try_send(Bytes::from_static(b"never written")).unwrap();
+    fn slow_shared() -> Arc<Shared> {
         let config = crate::server::config::Config {
             write_timeout: Duration::from_secs(10),
             ..Default::default()
         };
-        let shared = Arc::new(Shared::new(config, None));
+        Arc::new(Shared::new(config, None))
+    }
+
+    /// Plays the driver's part: once the session ended, hands the writer its farewell.
+    fn farewell_on_end(
+        session: &Arc<Session>,
+        bye: oneshot::Sender<Bytes>,
+        then: impl FnOnce() + Send + 'static,
+    ) {
+        let session = Arc::clone(session);
+        tokio::spawn(async move {
+            session.ended().await;
+            then();
+            let _ = bye.send(Bytes::from_static(b"bye"));
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_stuck_past_the_deadline_ends_the_session_as_a_slow_consumer() {
+        let (tx, rx) = crate::outbox::outbox(8, 1 << 20);
+        let (bye_tx, bye_rx) = oneshot::channel();
+        tx.try_send(Bytes::from_static(b"never written")).unwrap();
         let session = session(tx);
+        farewell_on_end(&session, bye_tx, || {});
         let started = tokio::time::Instant::now();
-        write_loop(Stuck, rx, bye_rx, shared, Arc::clone(&session)).await;
-        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        write_loop(Stuck, rx, bye_rx, slow_shared(), Arc::clone(&session)).await;
+        // The deadline, then the farewell's patience: the socket never took a byte.
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(10) + FAREWELL_TIMEOUT
+        );
         assert_eq!(session.end_reason(), DisconnectReason::SlowConsumer);
+    }
+
+    /// A socket that takes `limit` bytes, then nothing until the limit is lifted.
+    #[derive(Clone, Default)]
+    struct Valve {
+        taken: Arc<std::sync::Mutex<Vec<u8>>>,
+        limit: Arc<std::sync::Mutex<(usize, Option<std::task::Waker>)>>,
+    }
+
+    impl Valve {
+        fn new(limit: usize) -> Self {
+            let valve = Self::default();
+            valve.limit.lock().unwrap().0 = limit;
+            valve
+        }
+
+        fn open(&self) {
+            let mut limit = self.limit.lock().unwrap();
+            limit.0 = usize::MAX;
+            if let Some(waker) = limit.1.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    impl AsyncWrite for Valve {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut limit = self.limit.lock().unwrap();
+            let mut taken = self.taken.lock().unwrap();
+            let room = limit.0.saturating_sub(taken.len()).min(buf.len());
+            if room == 0 {
+                limit.1 = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            taken.extend_from_slice(&buf[..room]);
+            Poll::Ready(Ok(room))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn frame(fill: u8, len: usize) -> Bytes {
+        crate::protocol::encode(&crate::protocol::ServerFrame::Error {
+            message: &String::from_utf8(vec![fill; len]).unwrap(),
+        })
+    }
+
+    /// A client stalls in the middle of a frame, and reads again after the deadline: it gets
+    /// the rest of that frame and the farewell, never a cut frame; what was queued behind is
+    /// given up.
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_mid_frame_ends_with_that_frame_whole_then_the_farewell() {
+        for (small, cut) in [(100, 150), (5000, 7000), (5000, 3)] {
+            let (tx, rx) = crate::outbox::outbox(8, 1 << 20);
+            let (bye_tx, bye_rx) = oneshot::channel();
+            let frames = [frame(b'a', small), frame(b'b', small), frame(b'c', small)];
+            for f in &frames {
+                tx.try_send(f.clone()).unwrap();
+            }
+            let valve = Valve::new(cut);
+            let session = session(tx);
+            let reopen = valve.clone();
+            farewell_on_end(&session, bye_tx, move || reopen.open());
+            write_loop(
+                valve.clone(),
+                rx,
+                bye_rx,
+                slow_shared(),
+                Arc::clone(&session),
+            )
+            .await;
+            assert_eq!(session.end_reason(), DisconnectReason::SlowConsumer);
+            // Whole frames up to the one the cut fell in, then the farewell.
+            let whole = (cut - 1) / frames[0].len() + 1;
+            let mut expected = frames[..whole].concat();
+            expected.extend_from_slice(b"bye");
+            assert_eq!(
+                *valve.taken.lock().unwrap(),
+                expected,
+                "{small} cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_rest_of_a_frame_runs_to_its_end_and_is_empty_at_a_boundary() {
+        let frames = [frame(b'a', 10), frame(b'b', 20)].concat();
+        let first = 4 + 9 + 10;
+        assert_eq!(frame_rest(&frames, 0), 0..0);
+        assert_eq!(frame_rest(&frames, 2), 2..first);
+        assert_eq!(frame_rest(&frames, first), first..first);
+        assert_eq!(frame_rest(&frames, first + 1), first + 1..frames.len());
     }
 }
