@@ -1,5 +1,5 @@
-//! The usage guide's client: join "lobby", say hello, then print room events until the
-//! relay closes the connection.
+//! A client for `examples/server.rs`: join "lobby", say hello, then print room events until
+//! the relay closes the connection.
 //!
 //! ```text
 //! cargo run --example server                  # in one terminal

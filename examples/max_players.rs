@@ -1,5 +1,5 @@
-//! The usage guide's `MaxPlayers` handler: a room capacity enforced in `on_join`, with a
-//! handler that holds the server's own handle (`ServerBuilder::handler_with`).
+//! A `MaxPlayers` handler that caps a room's size in `on_join`: it holds the server's own
+//! handle (`ServerBuilder::handler_with`) to count the room's members.
 //!
 //! Self-contained: starts a relay on a free port, creates room "duel" (2 players), connects
 //! three clients and shows the third one refused.

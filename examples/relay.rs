@@ -13,11 +13,13 @@
 //! - `--max-clients`, `--channel-capacity`: the builder options of the same name; left at the
 //!   library defaults unless given.
 //!
-//! Prints `READY <addr>` on stdout once it listens with every room created, then runs until
-//! its standard input closes (or Ctrl-C), and shuts down gracefully.
+//! Prints `READY <addr>` on stdout once it listens with every room created. It then runs
+//! until its standard input closes (how the harness stops it), Ctrl-C (SIGINT) or SIGTERM,
+//! whichever comes first; then it sends every client its shutdown farewell and exits.
 
 use ghost_sync::Server;
-use tokio::io::AsyncReadExt;
+use std::io::Read;
+use tokio::sync::oneshot;
 
 struct Args {
     bind: String,
@@ -98,15 +100,73 @@ async fn serve() -> anyhow::Result<()> {
     let addr = handle
         .local_addr()
         .ok_or_else(|| anyhow::anyhow!("the relay has no local address"))?;
+    // Both are watched from before READY, so that whoever acts on READY is heard.
+    let stdin_closed = stdin_closed();
+    let signalled = shutdown_signal()?;
     println!("READY {addr}");
 
-    // Run until stdin closes (the harness drops its end) or Ctrl-C.
-    let mut stdin = tokio::io::stdin();
-    let mut sink = [0u8; 256];
     tokio::select! {
-        _ = async { while matches!(stdin.read(&mut sink).await, Ok(n) if n > 0) {} } => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = stdin_closed => {}
+        _ = signalled => {}
     }
     handle.shutdown().await;
     Ok(())
+}
+
+/// Resolves when standard input reaches its end (or fails).
+///
+/// The read runs on a plain thread of its own, not on `tokio::io::stdin()`: that one reads on
+/// the runtime's blocking pool, and dropping the runtime waits for the read in progress, so a
+/// relay stopped by a signal would hang until stdin closed. A thread of our own is simply
+/// left blocked: returning from `main` ends the process without waiting for it. (Ending with
+/// `Runtime::shutdown_background` would also work, but it abandons every blocking task
+/// without a word; here there is none, and one added later should be waited for, not cut
+/// off.)
+fn stdin_closed() -> oneshot::Receiver<()> {
+    let (closed, on_closed) = oneshot::channel();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut sink = [0u8; 256];
+        loop {
+            match stdin.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                // A signal that interrupts the read is not the end of the input.
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        // The relay may already be stopping on a signal, with the receiver gone.
+        let _ = closed.send(());
+    });
+    on_closed
+}
+
+/// Resolves on Ctrl-C (SIGINT) or, on unix, SIGTERM (what service managers and `kill` send).
+///
+/// On unix the handlers are installed here, before the future is first polled, so that a
+/// signal sent right after READY is not met by the default action, which kills the process
+/// without a word to its clients.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            // An error here means Ctrl-C cannot be watched: then stdin alone stops the relay.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    }
 }

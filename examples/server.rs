@@ -1,5 +1,6 @@
-//! The usage guide's relay server: a `GameHandler` with policy hooks, two rooms, and a
-//! graceful shutdown on Ctrl-C.
+//! A relay server with policy hooks: a `GameHandler` that admits only loopback connections
+//! and logs joins and slow clients, two rooms ("lobby" and "deathmatch"), and a graceful
+//! shutdown on Ctrl-C.
 //!
 //! ```text
 //! cargo run --example server                  # listens on 127.0.0.1:7777

@@ -1,5 +1,5 @@
-//! The usage guide's `StrictRooms` handler: only pre-approved room ids may be joined, even
-//! if the backend created others.
+//! A `StrictRooms` handler that refuses joins in `on_join` unless the room id is on a fixed
+//! allow-list, even if the backend created other rooms.
 //!
 //! Self-contained: starts a relay on a free port with rooms "lobby" and "secret", then one
 //! client tries "lobby" (joined), "secret" (refused by the hook) and "nowhere" (no such room).

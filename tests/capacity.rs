@@ -1,6 +1,8 @@
-//! The usage guide's `MaxPlayers` pattern stays exact under concurrent joins.
+//! A `MaxPlayers` handler, which caps a room's size in `on_join` by reading the room's member
+//! count, stays exact under concurrent joins.
 //!
-//! The handler is the guide's, plus a short pause between reading the count and answering.
+//! The handler is the one in `examples/max_players.rs`, plus a short pause between reading the
+//! count and answering.
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! Joins beyond the usage guide: bytes sent with a join, refusals with a reason, the member
-//! list a joiner receives, room capacity, and a client split into two halves.
+//! Joins beyond a plain `on_join` yes or no: bytes sent with a join, refusals with a reason,
+//! the member list a joiner receives, room capacity, and a client split into two halves.
 
 mod common;
 
@@ -41,7 +41,8 @@ async fn join_data_reaches_the_hook_and_its_reason_reaches_the_client() {
     expect_joined(&mut client, "private").await;
 }
 
-/// The guide's `on_join` still works alone, and its refusal reads as before.
+/// A handler that implements only the plain `on_join` still works (the default
+/// `on_join_request` calls it), and its refusal reads "join rejected: ROOM", with no reason.
 struct NoArena;
 
 impl ServerHandler for NoArena {
@@ -51,7 +52,7 @@ impl ServerHandler for NoArena {
 }
 
 #[tokio::test]
-async fn the_guides_on_join_keeps_working() {
+async fn a_plain_on_join_keeps_working() {
     let (handle, addr) = start(Server::builder().handler(NoArena)).await;
     handle.create_room("arena").unwrap();
     let mut client = Client::connect(addr).await.unwrap();

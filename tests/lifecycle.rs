@@ -24,7 +24,8 @@ async fn local_addr_is_known_only_once_running() {
     assert_ne!(handle.local_addr().unwrap().port(), 0);
 }
 
-/// Sets a flag when dropped; holds a handle, as the guide's `MaxPlayers` does.
+/// Sets a flag when dropped; holds a handle, as a `MaxPlayers` handler does
+/// (`examples/max_players.rs`).
 struct Tracked {
     _handle: ServerHandle,
     dropped: Arc<AtomicBool>,

@@ -6,7 +6,8 @@ use ghost_sync_layers::{BoxError, PayloadTooLarge, RateLimitViolations, Unauthen
 
 /// Maps the result of the frame pipeline to a reply; never returns `Err`.
 ///
-/// - [`PayloadTooLarge`] disconnects with `SyncError::PayloadTooLarge`, as the usage guide says.
+/// - [`PayloadTooLarge`] disconnects with `SyncError::PayloadTooLarge` (disconnect code 2 in
+///   PROTOCOL.md).
 /// - [`Unauthenticated`] disconnects with a protocol error.
 /// - [`RateLimitViolations`] (a client past the rate limit's `disconnect_after`) disconnects
 ///   with a policy reason the client reads.

@@ -195,7 +195,8 @@ impl<L> ServerBuilder<L> {
     }
 
     /// The policy hooks, built from the server's handle, for a handler that manages rooms
-    /// itself (such as the usage guide's `MaxPlayers`).
+    /// itself, such as the `MaxPlayers` below, which caps a room's size in `on_join`
+    /// (`examples/max_players.rs` runs a complete one).
     ///
     /// ```
     /// use ghost_sync::{Server, ServerHandle, ServerHandler, Uuid};
@@ -272,7 +273,8 @@ impl<L> fmt::Debug for Server<L> {
 }
 
 impl Server {
-    /// A builder with the usage guide's defaults.
+    /// A builder with every option at its default: each option's method says which, and the
+    /// `DEFAULT_*` constants of [`server`](crate::server) hold them.
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             config: Config::default(),

@@ -1,4 +1,4 @@
-//! The server's options and their defaults (the usage guide's table).
+//! The server's options and their defaults (the README's options table lists the same).
 
 use crate::protocol::MAX_PAYLOAD_LIMIT;
 use ghost_sync_layers::{ClientRateLimitLayer, RoomNamePolicyLayer};
