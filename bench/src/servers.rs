@@ -22,6 +22,9 @@ pub struct ServerOpts {
     /// The relay's `max_clients` (the only option the harness changes from the defaults,
     /// so that the scale test fits).
     pub max_clients: usize,
+    /// `RELAY_WORKER_THREADS` for the relay (its runtime's worker threads); `None` passes on
+    /// whatever the harness's own environment says (unset: tokio's default, one per core).
+    pub worker_threads: Option<usize>,
     /// Where the servers' own logs go.
     pub log_dir: PathBuf,
 }
@@ -101,11 +104,15 @@ pub async fn start(proto: Proto, opts: &ServerOpts) -> Result<ServerProc> {
     let deadline = Instant::now() + Duration::from_secs(20);
     match proto {
         Proto::Ghost => {
-            let mut child = Command::new(&opts.relay_bin)
-                .args(["--bind", "127.0.0.1:0", "--rooms"])
+            let mut cmd = Command::new(&opts.relay_bin);
+            cmd.args(["--bind", "127.0.0.1:0", "--rooms"])
                 .arg(opts.rooms.to_string())
                 .arg("--max-clients")
-                .arg(opts.max_clients.to_string())
+                .arg(opts.max_clients.to_string());
+            if let Some(n) = opts.worker_threads {
+                cmd.env("RELAY_WORKER_THREADS", n.to_string());
+            }
+            let mut child = cmd
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(log)
