@@ -13,12 +13,14 @@
 //! - [`load`]: connections, rooms, the unread-message window, publishers and receivers;
 //! - [`servers`]: starting, probing and stopping the three servers;
 //! - [`sys`]: `/proc` readings (CPU time, RSS, kernel socket memory, load average);
-//! - [`scenarios`]: the matrix, memory, scale and slow-consumer tests;
+//! - [`fairness`]: the fairness test's flooders and bystanders;
+//! - [`scenarios`]: the matrix, memory, scale, slow-consumer and fairness tests;
 //! - [`report`]: the table, the JSON line, the targets and the SVG chart.
 
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod fairness;
 pub mod load;
 pub mod payload;
 pub mod proto;

@@ -4,7 +4,8 @@
 //! ```text
 //! cargo run --release -p ghost-sync-bench -- [--quick] [--out FILE] [--svg FILE]
 //!     [--update-md FILE] [--servers ghost,redis,nats] [--no-matrix] [--no-memory]
-//!     [--no-scale] [--no-slow] [--relay PATH]
+//!     [--no-scale] [--no-slow] [--no-fairness] [--fairness] [--fair-flooders N]
+//!     [--fair-secs S] [--relay PATH]
 //! ```
 //!
 //! Exits 1 if any delivery was lost or reordered, a connection dropped, or a run failed;
@@ -23,6 +24,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--update-md FILE]
     [--servers ghost,redis,nats] [--no-matrix] [--no-memory] [--no-scale] [--no-slow]
+    [--no-fairness] [--fairness] [--fair-flooders N] [--fair-secs S]
     [--relay PATH] [--room-sizes 2,8] [--payloads 256] [--modes one,all] [--connections N]
     [--scale-clients N] [--scale-hold SECS]
 
@@ -36,7 +38,12 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
   --room-sizes L, --payloads L, --modes one,all, --connections N
                   override the matrix (e.g. to re-run one cell)
   --scale-clients N, --scale-hold SECS
-                  override the scale test (19,500 clients, 60 s)";
+                  override the scale test (19,500 clients, 60 s)
+  --fairness      run only the fairness test (ghost-sync alone; no redis or nats needed);
+                  results to bench/results/fairness.json (fairness-quick.json with --quick)
+  --no-fairness   skip the fairness test
+  --fair-flooders N, --fair-secs S
+                  flooders (default 4) and seconds per measured phase (10 quick, 30 full)";
 
 struct Args {
     quick: bool,
@@ -48,6 +55,10 @@ struct Args {
     no_memory: bool,
     no_scale: bool,
     no_slow: bool,
+    no_fairness: bool,
+    fairness_only: bool,
+    fair_flooders: Option<usize>,
+    fair_secs: Option<u64>,
     relay: Option<PathBuf>,
     room_sizes: Option<Vec<usize>>,
     payloads: Option<Vec<usize>>,
@@ -74,6 +85,10 @@ fn parse_args(args: &[String]) -> Result<Args> {
         no_memory: false,
         no_scale: false,
         no_slow: false,
+        no_fairness: false,
+        fairness_only: false,
+        fair_flooders: None,
+        fair_secs: None,
         relay: None,
         room_sizes: None,
         payloads: None,
@@ -108,6 +123,10 @@ fn parse_args(args: &[String]) -> Result<Args> {
             "--no-memory" => a.no_memory = true,
             "--no-scale" => a.no_scale = true,
             "--no-slow" => a.no_slow = true,
+            "--no-fairness" => a.no_fairness = true,
+            "--fairness" => a.fairness_only = true,
+            "--fair-flooders" => a.fair_flooders = Some(value()?.parse()?),
+            "--fair-secs" => a.fair_secs = Some(value()?.parse()?),
             "--relay" => a.relay = Some(value()?.into()),
             "--room-sizes" => a.room_sizes = Some(list(&value()?, |x| x.parse().ok())?),
             "--payloads" => a.payloads = Some(list(&value()?, |x| x.parse().ok())?),
@@ -127,6 +146,16 @@ fn parse_args(args: &[String]) -> Result<Args> {
             }
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
+    }
+    if a.fairness_only && a.no_fairness {
+        bail!("--fairness and --no-fairness contradict each other");
+    }
+    if a.fairness_only && a.update_md.is_some() {
+        // The generated section is the full comparison's; a fairness-only run would replace it.
+        bail!("--update-md rewrites the full run's section: not with --fairness");
+    }
+    if a.fair_flooders == Some(0) || a.fair_secs == Some(0) {
+        bail!("--fair-flooders and --fair-secs need at least 1");
     }
     Ok(a)
 }
@@ -205,6 +234,20 @@ async fn run(args: Args) -> Result<bool> {
         cfg.scale_hold = std::time::Duration::from_secs(v);
     }
     cfg.slow &= !args.no_slow;
+    cfg.fairness &= !args.no_fairness;
+    if let Some(n) = args.fair_flooders {
+        cfg.fair_flooders = n;
+    }
+    if let Some(s) = args.fair_secs {
+        cfg.fair_phase = std::time::Duration::from_secs(s);
+    }
+    if args.fairness_only {
+        cfg.servers = vec![Proto::Ghost];
+        cfg.matrix = false;
+        cfg.slow = false;
+        cfg.mem_connections = 0;
+        cfg.scale_clients = 0;
+    }
     if args.no_memory {
         cfg.mem_connections = 0;
     }
@@ -241,8 +284,13 @@ async fn run(args: Args) -> Result<bool> {
     let res = scenarios::run_all(&cfg).await?;
     let load_after = sys::loadavg();
     let command = format!(
-        "cargo run --release -p ghost-sync-bench --{}",
-        if cfg.quick { " --quick" } else { "" }
+        "cargo run --release -p ghost-sync-bench --{}{}",
+        if cfg.quick { " --quick" } else { "" },
+        if args.fairness_only {
+            " --fairness"
+        } else {
+            ""
+        }
     );
     let meta = json!({
         "started_utc": utc(started),
@@ -253,20 +301,29 @@ async fn run(args: Args) -> Result<bool> {
         "versions": versions,
         "commit": sys::command_line_output("git", &["-C", &root.to_string_lossy(), "rev-parse", "--short", "HEAD"]),
         "command": command,
+        "args": std::env::args().skip(1).collect::<Vec<_>>(),
     });
     let targets = report::targets(&cfg, &res);
     let doc = report::to_json(&cfg, &res, meta.clone(), &targets);
     let table = report::table(&res);
 
     let results_dir = root.join("bench/results");
-    let name = if cfg.quick { "quick" } else { "latest" };
+    let name = match (args.fairness_only, cfg.quick) {
+        (true, true) => "fairness-quick",
+        (true, false) => "fairness",
+        (false, true) => "quick",
+        (false, false) => "latest",
+    };
     let out = args
         .out
         .unwrap_or_else(|| results_dir.join(format!("{name}.json")));
-    let svg_path = args
-        .svg
-        .unwrap_or_else(|| results_dir.join(if cfg.quick { "quick.svg" } else { "chart.svg" }));
-    for p in [&out, &svg_path] {
+    // A fairness-only run has no matrix to chart: no chart unless asked for.
+    let svg_path = match args.svg {
+        Some(p) => Some(p),
+        None if args.fairness_only => None,
+        None => Some(results_dir.join(if cfg.quick { "quick.svg" } else { "chart.svg" })),
+    };
+    for p in std::iter::once(&out).chain(svg_path.as_ref()) {
         if let Some(dir) = p.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -280,8 +337,10 @@ async fn run(args: Args) -> Result<bool> {
         load_after[0],
         if cfg.quick { "quick run" } else { "full run" }
     );
-    std::fs::write(&svg_path, report::svg(&res, &subtitle))?;
-    if let Some(md) = &args.update_md {
+    if let Some(svg_path) = &svg_path {
+        std::fs::write(svg_path, report::svg(&res, &subtitle))?;
+    }
+    if let (Some(md), Some(svg_path)) = (&args.update_md, &svg_path) {
         let text = std::fs::read_to_string(md)?;
         let md_dir = md
             .parent()
@@ -306,6 +365,11 @@ async fn run(args: Args) -> Result<bool> {
     for f in &res.failures {
         println!("FAILED: {f}");
     }
+    if let Some(f) = &res.fairness {
+        for e in &f.checks.first_errors {
+            println!("FAILED: fairness bystanders: {e}");
+        }
+    }
     for c in &res.cells {
         for s in &c.servers {
             for e in &s.checks.first_errors {
@@ -317,9 +381,11 @@ async fn run(args: Args) -> Result<bool> {
         }
     }
     println!(
-        "results: {} and {}; load average {:.2} → {:.2}; {}",
+        "results: {}{}; load average {:.2} → {:.2}; {}",
         out.display(),
-        svg_path.display(),
+        svg_path
+            .as_ref()
+            .map_or(String::new(), |p| format!(" and {}", p.display())),
         load_before[0],
         load_after[0],
         if clean {

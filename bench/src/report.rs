@@ -4,7 +4,7 @@
 
 use crate::load::PubMode;
 use crate::proto::Proto;
-use crate::scenarios::{round, Cell, Config, Figures, Results};
+use crate::scenarios::{round, Cell, Config, Fairness, Figures, Results};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -249,6 +249,14 @@ pub fn to_json(cfg: &Config, res: &Results, meta: Value, targets: &[Target]) -> 
         "memory": memory,
         "scale": scale,
         "slow_consumer": slow,
+        "fairness": res.fairness.as_ref().map(|f| json!({
+            "relay_worker_threads": f.worker_threads,
+            "bystander_rate_msgs_per_s": round(f.rate, 1),
+            "bystander_payload": f.payload,
+            "baseline": f.baseline.json("baseline"),
+            "flood": f.flood.json("flood"),
+            "checks": f.checks.json(),
+        })),
         "targets": targets.iter().map(|t| json!({
             "target": t.name, "measured": t.measured, "verdict": t.verdict(),
         })).collect::<Vec<_>>(),
@@ -267,6 +275,7 @@ pub fn all_clean(res: &Results) -> bool {
         && res.memory.iter().all(|m| m.checks.clean())
         && res.scale.as_ref().is_none_or(|s| s.checks.clean())
         && res.slow.iter().all(|s| s.checks.clean())
+        && res.fairness.as_ref().is_none_or(|f| f.checks.clean())
 }
 
 fn human(x: f64) -> String {
@@ -418,6 +427,9 @@ pub fn table(res: &Results) -> String {
             "(left: everyone reading; right: one member stopped reading)"
         );
     }
+    if let Some(f) = &res.fairness {
+        fairness_table(&mut s, f);
+    }
     if let Some(sc) = &res.scale {
         let _ = writeln!(s);
         let _ = writeln!(
@@ -429,6 +441,77 @@ pub fn table(res: &Results) -> String {
         );
     }
     s
+}
+
+/// The fairness test's lines of the table.
+fn fairness_table(s: &mut String, f: &Fairness) {
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "fairness: a bystander pair in room-1 ({:.0} msg/s, {} B), flooders in room-0 writing {} B broadcasts back to back; relay RELAY_WORKER_THREADS={}",
+        f.rate, f.payload, crate::fairness::FLOOD_FRAME, f.worker_threads
+    );
+    let _ = writeln!(
+        s,
+        "{:<10} {:>8} | {:>7} {:>7} {:>8} {:>7} | {:>7} {:>6} {:>6} | {:>12} {:>9} | {:>9} {:>7}",
+        "phase",
+        "flooders",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        ">100 ms",
+        "sent",
+        "recv",
+        "flood frames",
+        "frames/s",
+        "relay CPU",
+        "pub lag"
+    );
+    for (name, p) in [("baseline", &f.baseline), ("flood", &f.flood)] {
+        let l = p.latency.as_ref();
+        let flood = p.flood.as_ref();
+        let _ = writeln!(
+            s,
+            "{:<10} {:>8} | {:>7} {:>7} {:>8} {:>7} | {:>7} {:>6} {:>6} | {:>12} {:>9} | {:>8} {:>6.1}m{}",
+            name,
+            p.flooders,
+            l.map_or("-".into(), |l| ms(l.p50_us)),
+            l.map_or("-".into(), |l| ms(l.p99_us)),
+            l.map_or("-".into(), |l| ms(l.p999_us)),
+            l.map_or("-".into(), |l| ms(l.max_us)),
+            p.late,
+            p.sent,
+            p.received,
+            flood.map_or("-".into(), |f| f.frames_sent.to_string()),
+            flood.map_or("-".into(), |f| human(f.frames_sent as f64 / f.secs.max(1e-9))),
+            p.server_cpu_pct.map_or("-".into(), |c| format!("{c:.0}%")),
+            p.sender_lag_max_ms,
+            if p.sent == p.received { "" } else { "  (missing)" },
+        );
+    }
+    if let Some(fl) = &f.flood.flood {
+        let _ = writeln!(
+            s,
+            "flooders: {} pings answered, {} closed by the relay, {:.1} MiB read from it{}{}",
+            fl.pongs,
+            fl.closed_by_relay,
+            fl.bytes_received as f64 / 1048576.0,
+            if fl.errors.is_empty() { "" } else { "; " },
+            fl.errors.join("; ")
+        );
+    }
+    if !f.checks.clean() {
+        let _ = writeln!(
+            s,
+            "bystanders FAILED: lost {}, stale {}, disconnects {}, errors {}: {}",
+            f.checks.lost,
+            f.checks.stale,
+            f.checks.disconnects,
+            f.checks.errors,
+            f.checks.first_errors.join("; ")
+        );
+    }
 }
 
 /// The targets as text lines.

@@ -1,12 +1,15 @@
 //! The measurements: the matrix (saturation with a window of 64 and of 1, then latency at a
 //! fixed rate), idle memory per connection, the many-clients scale test (split over worker
-//! processes), and the slow consumer.
+//! processes), the slow consumer, and fairness (flooders in one room against a bystander
+//! pair in another).
 
-use crate::load::{Pacing, Phase, PhaseResult, PubMode, Swarm, Topology, Totals};
+use crate::fairness::{self, Bystanders, Flood, FloodSpec, FloodTotals};
+use crate::load::{room_name, Pacing, Phase, PhaseResult, PubMode, Swarm, Topology, Totals};
 use crate::proto::Proto;
 use crate::servers::{self, ServerOpts, ServerProc};
 use crate::sys;
 use anyhow::{anyhow, bail, Context, Result};
+use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +63,18 @@ pub struct Config {
     /// Messages per second into the slow-consumer test's room: high enough that the stopped
     /// member's socket buffers and the server's queue for it fill within a second.
     pub slow_rate: f64,
+    /// Run the fairness test (ghost-sync only).
+    pub fairness: bool,
+    /// Flooders of the fairness test.
+    pub fair_flooders: usize,
+    /// Length of each measured fairness phase (the flooders flood for `fair_ramp` longer).
+    pub fair_phase: Duration,
+    /// Flooding before the bystanders' measurement starts, so that it starts under load.
+    pub fair_ramp: Duration,
+    /// Messages per second from the sending bystander.
+    pub fair_rate: f64,
+    /// `RELAY_WORKER_THREADS` of the fairness test's relay.
+    pub fair_worker_threads: usize,
     /// Run the matrix.
     pub matrix: bool,
     /// Server options (relay binary, log directory).
@@ -73,6 +88,7 @@ impl Config {
             relay_bin,
             rooms: 1,
             max_clients: 20_000,
+            worker_threads: None,
             log_dir,
         };
         if quick {
@@ -98,6 +114,12 @@ impl Config {
                 slow: true,
                 slow_phase: Duration::from_millis(1200),
                 slow_rate: 2000.0,
+                fairness: true,
+                fair_flooders: 4,
+                fair_phase: Duration::from_secs(10),
+                fair_ramp: Duration::from_secs(1),
+                fair_rate: 100.0,
+                fair_worker_threads: 2,
                 matrix: true,
                 server,
             }
@@ -124,6 +146,12 @@ impl Config {
                 slow: true,
                 slow_phase: Duration::from_secs(3),
                 slow_rate: 2000.0,
+                fairness: true,
+                fair_flooders: 4,
+                fair_phase: Duration::from_secs(30),
+                fair_ramp: Duration::from_secs(1),
+                fair_rate: 100.0,
+                fair_worker_threads: 2,
                 matrix: true,
                 server,
             }
@@ -169,10 +197,33 @@ pub struct Figures {
     pub window_stalls: u64,
 }
 
+impl Latency {
+    /// The percentiles of a histogram in nanoseconds; `None` if it is empty.
+    pub fn of(h: &Histogram<u64>) -> Option<Latency> {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        (!h.is_empty()).then(|| Latency {
+            samples: h.len(),
+            p50_us: us(h.value_at_quantile(0.50)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            p999_us: us(h.value_at_quantile(0.999)),
+            max_us: us(h.max()),
+        })
+    }
+
+    /// The JSON form.
+    pub fn json(&self) -> Value {
+        json!({
+            "samples": self.samples,
+            "p50": round(self.p50_us, 1),
+            "p99": round(self.p99_us, 1),
+            "p999": round(self.p999_us, 1),
+            "max": round(self.max_us, 1),
+        })
+    }
+}
+
 impl Figures {
     fn of(r: &PhaseResult) -> Figures {
-        let h = &r.hist;
-        let us = |ns: u64| ns as f64 / 1000.0;
         Figures {
             secs: r.secs,
             deliveries_per_s: r.rate(),
@@ -180,13 +231,7 @@ impl Figures {
             server_cpu_s: r.server_cpu_s,
             harness_cpu_s: r.harness_cpu_s,
             per_cpu_s: r.per_cpu_s(),
-            latency: (!h.is_empty()).then(|| Latency {
-                samples: h.len(),
-                p50_us: us(h.value_at_quantile(0.50)),
-                p99_us: us(h.value_at_quantile(0.99)),
-                p999_us: us(h.value_at_quantile(0.999)),
-                max_us: us(h.max()),
-            }),
+            latency: Latency::of(&r.hist),
             pub_lag_max_ms: r.pub_lag_max_ns as f64 / 1e6,
             window_stalls: r.window_stalls,
         }
@@ -201,13 +246,7 @@ impl Figures {
             "server_cpu_s": self.server_cpu_s.map(|c| round(c, 3)),
             "harness_cpu_s": round(self.harness_cpu_s, 3),
             "deliveries_per_cpu_s": self.per_cpu_s.map(f64::round),
-            "latency_us": self.latency.as_ref().map(|l| json!({
-                "samples": l.samples,
-                "p50": round(l.p50_us, 1),
-                "p99": round(l.p99_us, 1),
-                "p999": round(l.p999_us, 1),
-                "max": round(l.max_us, 1),
-            })),
+            "latency_us": self.latency.as_ref().map(Latency::json),
             "pub_lag_max_ms": round(self.pub_lag_max_ms, 3),
             "window_stalls": self.window_stalls,
         })
@@ -385,6 +424,76 @@ pub struct Slow {
     pub checks: Checks,
 }
 
+/// One phase of the fairness test, as the bystanders saw it.
+#[derive(Clone, Debug)]
+pub struct FairPhase {
+    /// Flooders during the phase (0: the baseline).
+    pub flooders: usize,
+    /// Seconds over which the measured messages were sent.
+    pub secs: f64,
+    /// Bystander messages sent in the measured stretch.
+    pub sent: u64,
+    /// Of those, received.
+    pub received: u64,
+    /// Of those, later than [`fairness::LATE_NS`].
+    pub late: u64,
+    /// Their latency.
+    pub latency: Option<Latency>,
+    /// Largest lag of a bystander send behind its schedule (the harness's own delay, not
+    /// counted in the latency), ms.
+    pub sender_lag_max_ms: f64,
+    /// Relay CPU over the whole phase (warm-up, measured stretch, drain), % of one core.
+    pub server_cpu_pct: Option<f64>,
+    /// What the flooders did (none in the baseline).
+    pub flood: Option<FloodTotals>,
+}
+
+impl FairPhase {
+    /// The JSON form.
+    pub fn json(&self, name: &str) -> Value {
+        json!({
+            "phase": name,
+            "flooders": self.flooders,
+            "secs": round(self.secs, 3),
+            "sent": self.sent,
+            "received": self.received,
+            "over_100ms": self.late,
+            "latency_us": self.latency.as_ref().map(Latency::json),
+            "sender_lag_max_ms": round(self.sender_lag_max_ms, 3),
+            "server_cpu_pct": self.server_cpu_pct.map(|c| round(c, 1)),
+            "flood": self.flood.as_ref().map(|f| json!({
+                "flooders": f.flooders,
+                "frames_sent": f.frames_sent,
+                "frame_bytes": fairness::FLOOD_FRAME,
+                "secs": round(f.secs, 3),
+                "frames_per_s": (f.frames_sent as f64 / f.secs.max(1e-9)).round(),
+                "bytes_received": f.bytes_received,
+                "frames_received": f.frames_received,
+                "pongs": f.pongs,
+                "closed_by_relay": f.closed_by_relay,
+                "errors": f.errors,
+            })),
+        })
+    }
+}
+
+/// The fairness test: flooders in one room against a bystander pair in another.
+#[derive(Clone, Debug)]
+pub struct Fairness {
+    /// The relay's `RELAY_WORKER_THREADS`.
+    pub worker_threads: usize,
+    /// The bystanders' messages per second.
+    pub rate: f64,
+    /// Bytes of each bystander message.
+    pub payload: usize,
+    /// No flooder.
+    pub baseline: FairPhase,
+    /// The flooders flooding.
+    pub flood: FairPhase,
+    /// The bystanders' checks over both phases (loss, order, disconnects).
+    pub checks: Checks,
+}
+
 /// Everything one comparison measured.
 #[derive(Clone, Debug, Default)]
 pub struct Results {
@@ -396,6 +505,8 @@ pub struct Results {
     pub scale: Option<Scale>,
     /// Slow consumer.
     pub slow: Vec<Slow>,
+    /// Fairness (ghost-sync only).
+    pub fairness: Option<Fairness>,
     /// Runs that could not be done at all.
     pub failures: Vec<String>,
 }
@@ -434,6 +545,12 @@ pub async fn run_all(cfg: &Config) -> Result<Results> {
                 Ok(s) => res.slow.push(s),
                 Err(e) => res.failures.push(format!("slow consumer, {proto}: {e:#}")),
             }
+        }
+    }
+    if cfg.fairness && cfg.servers.contains(&Proto::Ghost) {
+        match run_fairness(cfg).await {
+            Ok(f) => res.fairness = Some(f),
+            Err(e) => res.failures.push(format!("fairness: {e:#}")),
         }
     }
     if cfg.mem_connections > 0 {
@@ -669,6 +786,120 @@ async fn run_slow(cfg: &Config, proto: Proto, rate: f64) -> Result<Slow> {
     .await;
     server.stop().await?;
     r
+}
+
+/// Fairness: the bystander pair in `room-1` alone (the baseline), then with
+/// `cfg.fair_flooders` flooders writing tiny broadcasts back to back in `room-0`, on a relay
+/// with `cfg.fair_worker_threads` worker threads.
+async fn run_fairness(cfg: &Config) -> Result<Fairness> {
+    let n = cfg.fair_flooders;
+    progress(&format!(
+        "ghost-sync: fairness, bystanders at {:.0} msg/s alone, then against {n} flooders, \
+         {:?} each, RELAY_WORKER_THREADS={}",
+        cfg.fair_rate, cfg.fair_phase, cfg.fair_worker_threads
+    ));
+    let mut opts = cfg.server.clone();
+    opts.rooms = 2;
+    opts.worker_threads = Some(cfg.fair_worker_threads);
+    let server = servers::start(Proto::Ghost, &opts).await?;
+    let r = fairness_with(cfg, &server).await;
+    server.stop().await?;
+    r
+}
+
+async fn fairness_with(cfg: &Config, server: &ServerProc) -> Result<Fairness> {
+    // Long enough for a stalled delivery to arrive: the stalls this test looks for last seconds.
+    let drain = Duration::from_secs(10);
+    let mut by = Bystanders::connect(server.addr, &room_name(1)).await?;
+    let phases = async {
+        let cpu = CpuMeter::start(server.pid);
+        let b = by
+            .phase(cfg.fair_rate, cfg.fair_ramp, cfg.fair_phase, drain)
+            .await?;
+        let baseline = fair_phase(0, &b, cpu.pct(), None);
+
+        let spec = FloodSpec {
+            addr: server.addr,
+            room: room_name(0),
+            flooders: cfg.fair_flooders,
+            duration: cfg.fair_ramp + cfg.fair_phase,
+            // Far beyond what loopback takes in the duration: the clock ends the flood.
+            max_frames: 1 << 34,
+        };
+        let flood = tokio::task::spawn_blocking(move || Flood::start(&spec))
+            .await
+            .context("starting the flooders")??;
+        let cpu = CpuMeter::start(server.pid);
+        let b = by
+            .phase(cfg.fair_rate, cfg.fair_ramp, cfg.fair_phase, drain)
+            .await;
+        let cpu = cpu.pct();
+        // On a failed phase the flooders must not go on for their whole duration.
+        if b.is_err() {
+            flood.stop();
+        }
+        let totals = tokio::task::spawn_blocking(move || flood.join())
+            .await
+            .context("waiting for the flooders")?;
+        let flooded = fair_phase(cfg.fair_flooders, &b?, cpu, Some(totals));
+        Ok::<_, anyhow::Error>((baseline, flooded))
+    }
+    .await;
+    let totals = by.finish().await;
+    let (baseline, flood) = phases?;
+    let mut checks = Checks::default();
+    checks.add(&totals);
+    Ok(Fairness {
+        worker_threads: cfg.fair_worker_threads,
+        rate: cfg.fair_rate,
+        payload: fairness::BYSTANDER_PAYLOAD,
+        baseline,
+        flood,
+        checks,
+    })
+}
+
+/// A process's CPU use from now on.
+struct CpuMeter {
+    pid: u32,
+    cpu0: Option<f64>,
+    t0: Instant,
+}
+
+impl CpuMeter {
+    fn start(pid: u32) -> CpuMeter {
+        CpuMeter {
+            pid,
+            cpu0: sys::cpu_seconds(pid).ok(),
+            t0: Instant::now(),
+        }
+    }
+
+    /// CPU seconds since the start over wall seconds, in % of one core.
+    fn pct(&self) -> Option<f64> {
+        let cpu1 = sys::cpu_seconds(self.pid).ok()?;
+        let wall = self.t0.elapsed().as_secs_f64();
+        Some(100.0 * (cpu1 - self.cpu0?) / wall.max(1e-9))
+    }
+}
+
+fn fair_phase(
+    flooders: usize,
+    b: &fairness::BystanderPhase,
+    server_cpu_pct: Option<f64>,
+    flood: Option<FloodTotals>,
+) -> FairPhase {
+    FairPhase {
+        flooders,
+        secs: b.secs,
+        sent: b.sent,
+        received: b.received,
+        late: b.late,
+        latency: Latency::of(&b.hist),
+        sender_lag_max_ms: b.sender_lag_max_ns as f64 / 1e6,
+        server_cpu_pct,
+        flood,
+    }
 }
 
 /// Idle joined connections: the server's RSS (and the kernel's memory) before and after.
