@@ -82,12 +82,16 @@ pub struct FrameScan {
     have: usize,
     /// Bytes of the current frame's body still to skip.
     skip: usize,
+    /// The current frame is a `Disconnect` whose code is the next byte.
+    code_next: bool,
     /// Frames seen (counted at their tag).
     pub frames: u64,
     /// `Ping` frames seen.
     pub pings: u64,
     /// `Disconnect` frames seen.
     pub disconnects: u64,
+    /// The code of the last `Disconnect` (PROTOCOL.md section 6), once its byte came.
+    pub disconnect_code: Option<u8>,
 }
 
 impl FrameScan {
@@ -97,6 +101,9 @@ impl FrameScan {
         let pings_before = self.pings;
         while !bytes.is_empty() {
             if self.skip > 0 {
+                if std::mem::take(&mut self.code_next) {
+                    self.disconnect_code = Some(bytes[0]);
+                }
                 let n = self.skip.min(bytes.len());
                 self.skip -= n;
                 bytes = &bytes[n..];
@@ -118,7 +125,10 @@ impl FrameScan {
             self.frames += 1;
             match tag {
                 PING_TAG => self.pings += 1,
-                DISCONNECT_TAG => self.disconnects += 1,
+                DISCONNECT_TAG => {
+                    self.disconnects += 1;
+                    self.code_next = len > 1;
+                }
                 _ => {}
             }
             // The tag was the body's first byte.
@@ -178,6 +188,8 @@ pub struct FloodTotals {
     pub pongs: u64,
     /// Flooders the relay disconnected or closed before their writer was done.
     pub closed_by_relay: u64,
+    /// The codes of the relay's `Disconnect` frames to flooders (PROTOCOL.md section 6).
+    pub disconnect_codes: Vec<u8>,
     /// What went wrong, word for word (a few).
     pub errors: Vec<String>,
 }
@@ -202,6 +214,7 @@ struct ReaderReport {
     bytes: u64,
     frames: u64,
     closed_by_relay: bool,
+    disconnect_code: Option<u8>,
     error: Option<String>,
 }
 
@@ -287,6 +300,7 @@ impl Flood {
                     t.bytes_received += r.bytes;
                     t.frames_received += r.frames;
                     t.closed_by_relay += u64::from(r.closed_by_relay);
+                    t.disconnect_codes.extend(r.disconnect_code);
                     errors.extend(r.error);
                 }
                 Err(_) => errors.push("a flooder's reader panicked".to_owned()),
@@ -433,6 +447,7 @@ fn flood_reader(
         bytes: 0,
         frames: 0,
         closed_by_relay: false,
+        disconnect_code: None,
         error: None,
     };
     let mut buf = vec![0u8; 256 * 1024];
@@ -466,6 +481,7 @@ fn flood_reader(
     }
     report.frames = scan.frames;
     report.closed_by_relay |= scan.disconnects > 0;
+    report.disconnect_code = scan.disconnect_code;
     report
 }
 
@@ -911,6 +927,7 @@ mod tests {
             let b = scan.feed(&stream[cut..]).unwrap();
             assert_eq!((a + b, scan.pings), (2, 2), "cut at {cut}");
             assert_eq!((scan.frames, scan.disconnects), (5, 1), "cut at {cut}");
+            assert_eq!(scan.disconnect_code, Some(0xEE), "cut at {cut}");
         }
         // Byte by byte.
         let mut scan = FrameScan::default();

@@ -43,7 +43,7 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
                   results to bench/results/fairness.json (fairness-quick.json with --quick)
   --no-fairness   skip the fairness test
   --fair-flooders N, --fair-secs S
-                  flooders (default 4) and seconds per measured phase (10 quick, 30 full)";
+                  flooders (default 4) and seconds per measured phase (10 quick, 20 full)";
 
 struct Args {
     quick: bool,

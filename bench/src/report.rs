@@ -493,9 +493,14 @@ fn fairness_table(s: &mut String, f: &Fairness) {
     if let Some(fl) = &f.flood.flood {
         let _ = writeln!(
             s,
-            "flooders: {} pings answered, {} closed by the relay, {:.1} MiB read from it{}{}",
+            "flooders: {} pings answered, {} closed by the relay{}, {:.1} MiB read from it{}{}",
             fl.pongs,
             fl.closed_by_relay,
+            if fl.disconnect_codes.is_empty() {
+                String::new()
+            } else {
+                format!(" (Disconnect codes {:?})", fl.disconnect_codes)
+            },
             fl.bytes_received as f64 / 1048576.0,
             if fl.errors.is_empty() { "" } else { "; " },
             fl.errors.join("; ")

@@ -68,6 +68,9 @@ pub struct Config {
     /// Flooders of the fairness test.
     pub fair_flooders: usize,
     /// Length of each measured fairness phase (the flooders flood for `fair_ramp` longer).
+    /// Their flood ends before the relay's second ping tick (26 s with the defaults): a
+    /// flooder whose queue is full at two ticks is cut off, which would thin the flood out
+    /// in the middle of the measurement.
     pub fair_phase: Duration,
     /// Flooding before the bystanders' measurement starts, so that it starts under load.
     pub fair_ramp: Duration,
@@ -148,7 +151,7 @@ impl Config {
                 slow_rate: 2000.0,
                 fairness: true,
                 fair_flooders: 4,
-                fair_phase: Duration::from_secs(30),
+                fair_phase: Duration::from_secs(20),
                 fair_ramp: Duration::from_secs(1),
                 fair_rate: 100.0,
                 fair_worker_threads: 2,
@@ -471,6 +474,7 @@ impl FairPhase {
                 "frames_received": f.frames_received,
                 "pongs": f.pongs,
                 "closed_by_relay": f.closed_by_relay,
+                "disconnect_codes": f.disconnect_codes,
                 "errors": f.errors,
             })),
         })
