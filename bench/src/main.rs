@@ -29,7 +29,8 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
     [--scale-clients N] [--scale-hold SECS]
 
   --quick         reduced matrix (rooms of 8 and 64, 256 B, one publisher), short runs,
-                  1,000 idle connections, 2,000 clients for 4 s: under a minute
+                  1,000 idle connections, 2,000 clients for 4 s, fairness phases of
+                  10 s: under a minute and a half
   --out FILE      results JSON (default bench/results/latest.json, quick.json with --quick)
   --svg FILE      chart (default bench/results/chart.svg, quick.svg with --quick)
   --update-md F   rewrite the generated section of F (e.g. BENCHMARKS.md)
