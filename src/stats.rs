@@ -65,7 +65,8 @@ pub struct Stats {
     pub frames_in: u64,
     /// Bytes received from clients.
     pub bytes_in: u64,
-    /// Frames written to clients.
+    /// Frames written to clients. A join's `Joined` and the member list behind it go out
+    /// together and count as one.
     pub frames_out: u64,
     /// Bytes written to clients.
     pub bytes_out: u64,

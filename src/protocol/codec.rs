@@ -119,12 +119,57 @@ pub fn encode_into<T: SchemaWrite<WireConfig, Src = T>>(message: &T, out: &mut B
     }
 }
 
+/// What a decoder needs to know of a message enum to explain why a body did not decode.
+pub trait WireMessage {
+    /// Who sends these messages ("client" or "relay"), for "unknown client message tag".
+    const SENDER: &'static str;
+    /// The name of the message a tag stands for, if the tag is known.
+    fn name(tag: u8) -> Option<&'static str>;
+    /// What the text field of that message holds ("room id", "message"), if it has one.
+    fn text_field(tag: u8) -> Option<&'static str>;
+}
+
 /// Decodes one frame body into a message that borrows from it; trailing bytes are an error.
-pub fn decode_frame<'a, T: SchemaRead<'a, WireConfig, Dst = T>>(
+///
+/// The error says what is wrong in the protocol's own terms ("unknown client message tag
+/// 0x2a", "the room id of a Join is not valid UTF-8"), for the person reading the reason on
+/// the other side, never in the decoder's.
+pub fn decode_frame<'a, T: SchemaRead<'a, WireConfig, Dst = T> + WireMessage>(
     body: &'a [u8],
 ) -> Result<T, FrameError> {
+    let Some(&tag) = body.first() else {
+        return Err(FrameError::Malformed(
+            "a frame of 0 bytes: every frame holds at least a message tag".to_owned(),
+        ));
+    };
     wincode::config::deserialize_exact(body, wire_config())
-        .map_err(|e| FrameError::Malformed(e.to_string()))
+        .map_err(|err| FrameError::Malformed(malformed::<T>(tag, body.len(), err)))
+}
+
+/// Words for why the body of `len` bytes starting with `tag` did not decode as a `T`.
+fn malformed<T: WireMessage>(tag: u8, len: usize, err: wincode::ReadError) -> String {
+    use wincode::ReadError as E;
+    let Some(name) = T::name(tag) else {
+        return format!("unknown {} message tag 0x{tag:02x}", T::SENDER);
+    };
+    match err {
+        E::InvalidTagEncoding(_) => format!("unknown {} message tag 0x{tag:02x}", T::SENDER),
+        E::Io(_) | E::PreallocationSizeLimit { .. } | E::LengthEncodingOverflow(_) => format!(
+            "a {name} (tag 0x{tag:02x}) cut short: a body of {len} bytes is too short for \
+             its fields, or a length prefix in it runs past its end"
+        ),
+        E::InvalidUtf8Encoding(_) | E::InvalidUtf8Code(_) | E::InvalidCharLead(_) => format!(
+            "the {} of a {name} is not valid UTF-8",
+            T::text_field(tag).unwrap_or("text")
+        ),
+        E::InvalidBoolEncoding(byte) => format!("a flag of a {name} is {byte}, not 0 or 1"),
+        E::TrailingBytes => {
+            format!(
+                "bytes left over after a {name}: the body of {len} bytes is longer than its fields"
+            )
+        }
+        other => format!("a {name} (tag 0x{tag:02x}) does not decode: {other}"),
+    }
 }
 
 /// Splits complete frames off the front of a read buffer.
@@ -174,6 +219,51 @@ mod tests {
     use super::*;
     use crate::protocol::{ClientFrame, ServerFrame};
     use uuid::Uuid;
+
+    fn reason(body: &[u8]) -> String {
+        match decode_frame::<ClientFrame<'_>>(body) {
+            Err(FrameError::Malformed(why)) => why,
+            other => panic!("{body:?} decoded: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_frames_are_explained_in_the_protocols_terms() {
+        assert_eq!(
+            reason(b""),
+            "a frame of 0 bytes: every frame holds at least a message tag"
+        );
+        assert_eq!(reason(&[0x2a]), "unknown client message tag 0x2a");
+        let mut join = encode(&ClientFrame::Join {
+            room_id: "lobby",
+            data: b"",
+        })[HEADER_LEN..]
+            .to_vec();
+        join[9] = 0xff;
+        assert_eq!(reason(&join), "the room id of a Join is not valid UTF-8");
+        assert_eq!(
+            reason(&[3, 9, 0, 0, 0, 0, 0, 0, 0, 1]),
+            "a Broadcast (tag 0x03) cut short: a body of 10 bytes is too short for its fields, \
+             or a length prefix in it runs past its end"
+        );
+        assert_eq!(
+            reason(&[2, 0]),
+            "bytes left over after a Leave: the body of 2 bytes is longer than its fields"
+        );
+        let members = encode(&ServerFrame::Members {
+            room_id: "r",
+            client_ids: &[],
+            more: false,
+        });
+        let mut members = members[HEADER_LEN..].to_vec();
+        *members.last_mut().unwrap() = 2;
+        match decode_frame::<ServerFrame<'_>>(&members) {
+            Err(FrameError::Malformed(why)) => {
+                assert_eq!(why, "a flag of a Members is 2, not 0 or 1")
+            }
+            other => panic!("decoded: {other:?}"),
+        }
+    }
 
     #[test]
     fn encode_into_appends_exactly_what_encode_returns() {

@@ -3,6 +3,7 @@
 //! Tags are pinned with `#[wincode(tag = N)]` so that reordering the Rust enums can never change
 //! the wire format; new messages get new tags.
 
+use super::codec::WireMessage;
 use uuid::Uuid;
 use wincode::{SchemaRead, SchemaWrite};
 
@@ -210,5 +211,55 @@ impl DisconnectCode {
             8 => Self::Policy,
             _ => return None,
         })
+    }
+}
+
+impl WireMessage for ClientFrame<'_> {
+    const SENDER: &'static str = "client";
+
+    fn name(tag: u8) -> Option<&'static str> {
+        Some(match tag {
+            0 => "Hello",
+            1 => "Join",
+            2 => "Leave",
+            3 => "Broadcast",
+            4 => "Ping",
+            5 => "Pong",
+            _ => return None,
+        })
+    }
+
+    fn text_field(tag: u8) -> Option<&'static str> {
+        (tag == 1).then_some("room id")
+    }
+}
+
+impl WireMessage for ServerFrame<'_> {
+    const SENDER: &'static str = "relay";
+
+    fn name(tag: u8) -> Option<&'static str> {
+        Some(match tag {
+            0 => "Welcome",
+            1 => "Rejected",
+            2 => "Joined",
+            3 => "Left",
+            4 => "PlayerJoined",
+            5 => "PlayerLeft",
+            6 => "Broadcast",
+            7 => "Error",
+            8 => "Ping",
+            9 => "Pong",
+            10 => "Disconnect",
+            11 => "Members",
+            _ => return None,
+        })
+    }
+
+    fn text_field(tag: u8) -> Option<&'static str> {
+        match tag {
+            1 | 7 | 10 => Some("message"),
+            2 | 3 | 11 => Some("room id"),
+            _ => None,
+        }
     }
 }

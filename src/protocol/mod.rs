@@ -16,8 +16,8 @@ mod members;
 mod message;
 
 pub use codec::{
-    clip_reason, decode_frame, encode, encode_into, FrameError, FrameReader, FRAME_OVERHEAD,
-    HEADER_LEN, MAX_PAYLOAD_LIMIT, MAX_REASON_LEN,
+    clip_reason, decode_frame, encode, encode_into, FrameError, FrameReader, WireMessage,
+    FRAME_OVERHEAD, HEADER_LEN, MAX_PAYLOAD_LIMIT, MAX_REASON_LEN,
 };
 pub use members::{encode_members, member_ids, members_per_frame};
 pub use message::{ClientFrame, DisconnectCode, RejectCode, ServerFrame, PROTOCOL_VERSION};
