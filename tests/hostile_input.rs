@@ -235,7 +235,11 @@ async fn a_zero_length_frame_disconnects_with_a_protocol_error() {
     let (handle, addr) = relay(Server::builder()).await;
     let mut raw = RawClient::greeted(addr).await;
     raw.send_bytes(&prefix(0)).await;
-    disconnected(&mut raw, DisconnectCode::Protocol).await;
+    let reason = disconnected(&mut raw, DisconnectCode::Protocol).await;
+    assert_eq!(
+        reason,
+        "malformed frame: a frame of 0 bytes: every frame holds at least a message tag"
+    );
     still_serving(&handle, addr).await;
 }
 
@@ -261,7 +265,7 @@ async fn a_one_byte_frame_of_an_unknown_tag_disconnects_with_a_protocol_error() 
     let mut raw = RawClient::greeted(addr).await;
     raw.send_bytes(&[0, 0, 0, 1, 0xEE]).await;
     let reason = disconnected(&mut raw, DisconnectCode::Protocol).await;
-    assert!(reason.contains("238"), "the reason names the tag: {reason}");
+    assert_eq!(reason, "malformed frame: unknown client message tag 0xee");
     still_serving(&handle, addr).await;
 }
 
@@ -459,7 +463,10 @@ async fn an_unknown_tag_with_a_body_disconnects_with_a_protocol_error() {
         frame.extend_from_slice(b"hi");
         raw.send_bytes(&frame).await;
         let reason = disconnected(&mut raw, DisconnectCode::Protocol).await;
-        assert!(reason.contains(&tag.to_string()), "{reason}");
+        assert_eq!(
+            reason,
+            format!("malformed frame: unknown client message tag 0x{tag:02x}")
+        );
     }
     still_serving(&handle, addr).await;
 }

@@ -383,3 +383,111 @@ fn every_reject_and_disconnect_code_round_trips_through_its_wire_value() {
         }
     }
 }
+
+/// The hex of a worked example in PROTOCOL.md §10, read from the file itself: the bytes of
+/// each line before its comment.
+fn protocol_md_example(title: &str) -> Vec<u8> {
+    let doc = include_str!("../PROTOCOL.md");
+    let start = doc
+        .find(&format!("### {title}"))
+        .unwrap_or_else(|| panic!("no example {title:?} in PROTOCOL.md"));
+    let block = &doc[start..];
+    let body = &block[block.find("```text\n").unwrap() + 8..];
+    let body = &body[..body.find("```").unwrap()];
+    body.lines()
+        .flat_map(|line| {
+            line.split("  ")
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(|byte| u8::from_str_radix(byte, 16).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_member_list_example_of_protocol_md_is_what_the_relay_encodes() {
+    let id = Uuid::parse_str("00112233-4455-6677-8899-aabbccddeeff").unwrap();
+    let encoded = encode(&ServerFrame::Members {
+        room_id: "lobby",
+        client_ids: id.as_bytes(),
+        more: false,
+    });
+    assert_eq!(
+        protocol_md_example("Members (relay → client)"),
+        &encoded[..]
+    );
+}
+
+#[test]
+fn every_worked_example_of_protocol_md_is_what_encode_produces() {
+    let id = Uuid::parse_str("00112233-4455-6677-8899-aabbccddeeff").unwrap();
+    let client = [
+        (
+            "Hello (client → relay)",
+            encode(&ClientFrame::Hello {
+                version: 1,
+                credentials: b"",
+            }),
+        ),
+        (
+            "Join \"lobby\" (client → relay)",
+            encode(&ClientFrame::Join {
+                room_id: "lobby",
+                data: b"",
+            }),
+        ),
+        (
+            "Broadcast \"hi\" (client → relay)",
+            encode(&ClientFrame::Broadcast { data: b"hi" }),
+        ),
+    ];
+    let relay = [
+        (
+            "Welcome (relay → client)",
+            encode(&ServerFrame::Welcome {
+                client_id: id,
+                version: 1,
+                max_payload: 65536,
+            }),
+        ),
+        (
+            "Rejected (relay → client), server full",
+            encode(&ServerFrame::Rejected {
+                code: 0,
+                message: "connection limit of 128 reached",
+            }),
+        ),
+        (
+            "Joined (relay → client)",
+            encode(&ServerFrame::Joined {
+                client_id: id,
+                room_id: "lobby",
+            }),
+        ),
+        (
+            "Broadcast \"hi\" (relay → the other members)",
+            encode(&ServerFrame::Broadcast {
+                sender_id: id,
+                data: b"hi",
+            }),
+        ),
+        (
+            "Error \"room not found: lobby\" (relay → client)",
+            encode(&ServerFrame::Error {
+                message: "room not found: lobby",
+            }),
+        ),
+        (
+            "Disconnect, idle timeout (relay → client)",
+            encode(&ServerFrame::Disconnect {
+                code: 0,
+                message: "idle timeout",
+            }),
+        ),
+    ];
+    for (title, encoded) in client.iter().chain(relay.iter()) {
+        assert_eq!(protocol_md_example(title), &encoded[..], "{title}");
+    }
+}
