@@ -94,7 +94,7 @@ mod tests {
     #[test]
     fn a_big_room_is_split_into_frames_a_tiny_limit_accepts_in_order() {
         // A 1-byte max_payload and a room id as long as the Join limit lets any be.
-        for (room_id, max_payload) in [("r".repeat(1), 1), ("r".repeat(1024), 1024)] {
+        for (room_id, max_payload) in [("r".to_owned(), 1), ("r".repeat(1024), 1024)] {
             let ids: Vec<Uuid> = (0..5000u128).map(Uuid::from_u128).collect();
             let mut out = BytesMut::new();
             encode_members(&room_id, &ids, max_payload, &mut out);
