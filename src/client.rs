@@ -387,7 +387,20 @@ impl ClientReceiver {
             if let Some(goodbye) = self.goodbye.take() {
                 return Err(goodbye);
             }
-            while let Some(body) = self.frames.next_frame(&mut self.read_buf).map_err(frame)? {
+            loop {
+                let body = match self.frames.next_frame(&mut self.read_buf) {
+                    Ok(Some(body)) => body,
+                    Ok(None) => break,
+                    Err(err) => {
+                        // Past a frame it cannot take, the stream cannot be followed any
+                        // more: report it once, then end like a closed connection rather
+                        // than fail every later call on the same bytes.
+                        self.read_buf.clear();
+                        self.close();
+                        self.conn.close_write();
+                        return Err(frame(err));
+                    }
+                };
                 match self.handle(&body) {
                     Ok(Some(event)) => return Ok(Some(event)),
                     Ok(None) => {}

@@ -175,3 +175,28 @@ async fn a_clean_close_without_goodbye_reads_as_the_end() {
     assert!(matches!(client.recv().await, Ok(None)));
     assert!(matches!(client.recv().await, Ok(None)));
 }
+
+/// A frame over the client's limit cannot be skipped (its bytes would be read as frames):
+/// the client reports it once, then ends as a closed connection, instead of failing every
+/// later `recv` on the same bytes.
+#[tokio::test]
+async fn a_frame_over_the_limit_is_reported_once_then_the_client_is_closed() {
+    let addr = fake(|mut stream| async move {
+        stream.write_all(&welcome(1)).await.unwrap();
+        // 1024 + 64 is the most this client takes from a relay of max_payload 1024.
+        stream.write_all(&5000u32.to_be_bytes()).await.unwrap();
+        stream.write_all(&[0; 64]).await.unwrap();
+        // Hold the socket open: the client must end by itself.
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+    })
+    .await;
+    let mut client = Client::connect(addr).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(20), client.recv()).await;
+    assert!(
+        matches!(first, Ok(Err(SyncError::PayloadTooLarge))),
+        "{first:?}"
+    );
+    let then = tokio::time::timeout(Duration::from_secs(20), client.recv()).await;
+    assert!(matches!(then, Ok(Ok(None))), "{then:?}");
+}

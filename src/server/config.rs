@@ -137,7 +137,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_defaults_are_the_usage_guides() {
+    fn the_defaults_are_the_documented_ones() {
         let config = Config::default();
         assert_eq!(config.bind, "0.0.0.0:7777");
         assert_eq!(config.max_clients, 1024);
