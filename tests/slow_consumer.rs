@@ -9,6 +9,16 @@ use ghost_sync::protocol::DisconnectCode;
 use ghost_sync::{DisconnectKind, DisconnectReason, Server, ServerEvent};
 use std::time::Duration;
 
+/// The one connected client that is not `known` (a raw client, whose id the test never read).
+fn other_client(handle: &ghost_sync::ServerHandle, known: ghost_sync::Uuid) -> ghost_sync::Uuid {
+    handle
+        .clients()
+        .into_iter()
+        .find(|c| c.id != known)
+        .map(|c| c.id)
+        .expect("another client is connected")
+}
+
 #[tokio::test]
 async fn the_byte_budget_drops_frames_for_a_reader_that_stalls() {
     let (make, mut hooks) = Recorder::reentrant();
@@ -25,12 +35,7 @@ async fn the_byte_budget_drops_frames_for_a_reader_that_stalls() {
     handle.create_room("arena").unwrap();
     let deaf = RawClient::joined(addr, "arena").await;
     let mut loud = joined(addr, "arena").await;
-    let deaf_id = handle
-        .clients()
-        .into_iter()
-        .find(|c| c.id != loud.client_id())
-        .map(|c| c.id)
-        .unwrap();
+    let deaf_id = other_client(&handle, loud.client_id());
     // Enough to fill the kernel's socket buffers many times over; stops at the first drop.
     let dropped = within("a drop", async {
         for _ in 0..100_000 {
@@ -65,12 +70,7 @@ async fn a_socket_that_stops_draining_is_disconnected_as_a_slow_consumer() {
     handle.create_room("arena").unwrap();
     let deaf = RawClient::joined(addr, "arena").await;
     let mut loud = joined(addr, "arena").await;
-    let deaf_id = handle
-        .clients()
-        .into_iter()
-        .find(|c| c.id != loud.client_id())
-        .map(|c| c.id)
-        .unwrap();
+    let deaf_id = other_client(&handle, loud.client_id());
     let gone = Hook::Disconnect(deaf_id, DisconnectReason::SlowConsumer);
     // Keep the pressure on until the deaf client is dropped; the publisher never stalls.
     let mut hook_seen = false;
@@ -119,12 +119,7 @@ async fn a_slow_consumer_that_reads_again_gets_whole_frames_then_its_reason() {
     handle.create_room("arena").unwrap();
     let mut deaf = RawClient::tiny_window_joined(addr, "arena").await;
     let mut loud = joined(addr, "arena").await;
-    let deaf_id = handle
-        .clients()
-        .into_iter()
-        .find(|c| c.id != loud.client_id())
-        .map(|c| c.id)
-        .unwrap();
+    let deaf_id = other_client(&handle, loud.client_id());
     // Odd-sized frames, so that the deadline is all but sure to fall inside one.
     within("the slow-consumer disconnect", async {
         while handle.client_info(deaf_id).is_some() {
