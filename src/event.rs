@@ -21,9 +21,11 @@ pub enum ServerEvent {
         /// The room left.
         room_id: String,
     },
-    /// Who else was in the room when this client joined it; comes right after
-    /// [`Joined`](ServerEvent::Joined). Later arrivals and departures come as
-    /// [`PlayerJoined`](ServerEvent::PlayerJoined) and [`PlayerLeft`](ServerEvent::PlayerLeft).
+    /// Who else was in the room when this client joined it (or joined it again); comes
+    /// right after [`Joined`](ServerEvent::Joined). The relay may split a long list over
+    /// several frames; the client gathers them into this one event. Later arrivals and
+    /// departures come as [`PlayerJoined`](ServerEvent::PlayerJoined) and
+    /// [`PlayerLeft`](ServerEvent::PlayerLeft).
     Members {
         /// The room joined.
         room_id: String,
