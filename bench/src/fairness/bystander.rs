@@ -1,0 +1,391 @@
+//! The bystanders: a pair of clients in a room of their own, one sending at a fixed rate,
+//! the other timing each delivery.
+//!
+//! They run on the harness's tokio runtime (they are light). Each message carries its sequence
+//! number and the time it was written. The receiver times every message of the measured
+//! stretch however late it comes (the phase waits for the stragglers, up to a drain limit),
+//! so a stall at the end of a phase is not cut off and "sent" against "received" is exact.
+
+use super::receipts::Receipts;
+use super::{setup_frames, SETUP_TIMEOUT};
+use crate::check::SeqChecker;
+use crate::load::{new_histogram, Totals};
+use crate::payload::{self, now_ns, Header};
+use crate::proto::{ghost, Event};
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{Buf, BytesMut};
+use hdrhistogram::Histogram;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Bytes of each bystander message: the benchmark payload's header and some filler.
+pub const BYSTANDER_PAYLOAD: usize = 32;
+/// A bystander delivery slower than this counts as "late" (a stall anyone would notice).
+pub const LATE_NS: u64 = 100_000_000;
+
+/// Connects one bystander and joins `room`; returns the stream and what was read past
+/// `Joined`.
+async fn join_async(addr: SocketAddr, room: &str) -> Result<(TcpStream, BytesMut)> {
+    tokio::time::timeout(SETUP_TIMEOUT, async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        let mut out = Vec::new();
+        ghost::hello(&mut out);
+        ghost::join(&mut out, room);
+        s.write_all(&out).await?;
+        let mut buf = BytesMut::with_capacity(4096);
+        while !setup_frames(&mut buf)? {
+            if s.read_buf(&mut buf).await? == 0 {
+                bail!("the relay closed the connection during setup");
+            }
+        }
+        Ok((s, buf))
+    })
+    .await
+    .map_err(|_| anyhow!("bystander setup timed out"))?
+}
+
+/// What the bystanders measured in one phase.
+#[derive(Debug)]
+pub struct BystanderPhase {
+    /// Seconds over which the measured messages were sent.
+    pub secs: f64,
+    /// Messages of the measured stretch sent.
+    pub sent: u64,
+    /// Of those, received (before the drain limit).
+    pub received: u64,
+    /// Of those, slower than [`LATE_NS`].
+    pub late: u64,
+    /// Their latencies, ns.
+    pub hist: Histogram<u64>,
+    /// The largest lag of a send (write done) behind its schedule: the harness's own delay,
+    /// not in the latency, which counts from the write.
+    pub sender_lag_max_ns: u64,
+}
+
+/// A pair of clients in one room: one sends, the other times what it gets.
+pub struct Bystanders {
+    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    receipts: Arc<Mutex<Receipts>>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    next_seq: u32,
+    template: Vec<u8>,
+}
+
+impl Bystanders {
+    /// Connects the sender, then the receiver, both to `room`, and starts reading.
+    pub async fn connect(addr: SocketAddr, room: &str) -> Result<Bystanders> {
+        let (sender, sender_buf) = join_async(addr, room).await?;
+        let (receiver, receiver_buf) = join_async(addr, room).await?;
+        let receipts = Arc::new(Mutex::new(Receipts {
+            checker: SeqChecker::new(1),
+            measured: 0..0,
+            hist: new_histogram(),
+            received: 0,
+            late: 0,
+            disconnects: 0,
+            error_count: 0,
+            errors: Vec::new(),
+        }));
+        let (stop, stop_rx) = watch::channel(false);
+        let (rd, wr) = sender.into_split();
+        let writer = Arc::new(tokio::sync::Mutex::new(wr));
+        let tasks = vec![
+            tokio::spawn(receive(
+                receiver,
+                receiver_buf,
+                Arc::clone(&receipts),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(sender_pings(
+                rd,
+                sender_buf,
+                Arc::clone(&writer),
+                Arc::clone(&receipts),
+                stop_rx,
+            )),
+        ];
+        Ok(Bystanders {
+            writer,
+            receipts,
+            stop,
+            tasks,
+            next_seq: 0,
+            template: payload::template(BYSTANDER_PAYLOAD),
+        })
+    }
+
+    /// Sends at `rate` for `warmup` (not measured), then for `measure`, then waits up to
+    /// `drain` for the measured messages still on their way.
+    pub async fn phase(
+        &mut self,
+        rate: f64,
+        warmup: Duration,
+        measure: Duration,
+        drain: Duration,
+    ) -> Result<BystanderPhase> {
+        let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
+        let count = |d: Duration| (d.as_secs_f64() * rate).round() as u32;
+        let (warm, measured) = (count(warmup), count(measure).max(1));
+        let first = self.next_seq.wrapping_add(warm);
+        {
+            let mut r = self
+                .receipts
+                .lock()
+                .map_err(|_| anyhow!("bystander state poisoned"))?;
+            r.measured = first..first.wrapping_add(measured);
+            r.hist.reset();
+            r.received = 0;
+            r.late = 0;
+        }
+        let t0 = tokio::time::Instant::now();
+        let mut measured_from = None;
+        let mut lag_max = Duration::ZERO;
+        let mut out = Vec::with_capacity(BYSTANDER_PAYLOAD + 16);
+        for i in 0..warm + measured {
+            let due = t0 + interval * i;
+            tokio::time::sleep_until(due).await;
+            if i == warm {
+                measured_from = Some(Instant::now());
+            }
+            payload::write(
+                &mut self.template,
+                Header {
+                    publisher: 0,
+                    seq: self.next_seq,
+                    sent_ns: now_ns(),
+                },
+            );
+            out.clear();
+            ghost::broadcast(&mut out, &self.template);
+            self.writer
+                .lock()
+                .await
+                .write_all(&out)
+                .await
+                .context("bystander send")?;
+            lag_max = lag_max.max(tokio::time::Instant::now().saturating_duration_since(due));
+            self.next_seq = self.next_seq.wrapping_add(1);
+        }
+        let secs = measured_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let until = Instant::now() + drain;
+        loop {
+            let received = self
+                .receipts
+                .lock()
+                .map_err(|_| anyhow!("bystander state poisoned"))?
+                .received;
+            if received >= u64::from(measured) || Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut r = self
+            .receipts
+            .lock()
+            .map_err(|_| anyhow!("bystander state poisoned"))?;
+        let hist = std::mem::replace(&mut r.hist, new_histogram());
+        // Later stragglers of this phase no longer count.
+        r.measured = 0..0;
+        Ok(BystanderPhase {
+            secs,
+            sent: u64::from(measured),
+            received: r.received,
+            late: r.late,
+            hist,
+            sender_lag_max_ns: lag_max.as_nanos() as u64,
+        })
+    }
+
+    /// Stops both clients and returns the checks over every phase: order, loss (whatever
+    /// was sent and never came), disconnects and errors.
+    pub async fn finish(self) -> Totals {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let sent = self.next_seq;
+        let mut totals = Totals {
+            sent: u64::from(sent),
+            ..Totals::default()
+        };
+        match self.receipts.lock() {
+            Ok(mut r) => {
+                r.checker.finish(|_| sent);
+                totals.received = r.checker.received;
+                totals.lost = r.checker.lost;
+                totals.stale = r.checker.stale;
+                totals.disconnects = r.disconnects;
+                totals.error_count = r.error_count;
+                totals.errors = r.errors.clone();
+            }
+            Err(_) => {
+                totals.error_count = 1;
+                totals.errors.push("bystander state poisoned".to_owned());
+            }
+        }
+        totals
+    }
+}
+
+/// Records a failure of a bystander connection (unless it is closing on purpose).
+fn bystander_failed(receipts: &Mutex<Receipts>, stopping: bool, what: String) {
+    if stopping {
+        return;
+    }
+    if let Ok(mut r) = receipts.lock() {
+        r.disconnects += 1;
+        r.error(what);
+    }
+}
+
+/// The receiving bystander: times each delivery, answers pings.
+async fn receive(
+    mut s: TcpStream,
+    mut buf: BytesMut,
+    receipts: Arc<Mutex<Receipts>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // A second handle on the flag, for the select's arms (the first one is borrowed there).
+    let stopping = stop.clone();
+    // The moment the bytes in `buf` were read: parsing is not part of the latency.
+    let mut now = now_ns();
+    loop {
+        let mut pong = false;
+        loop {
+            let (event, used) = match ghost::parse(&buf) {
+                Ok(Some(x)) => x,
+                Ok(None) => break,
+                Err(e) => {
+                    bystander_failed(&receipts, false, format!("bystander protocol error: {e}"));
+                    return;
+                }
+            };
+            match event {
+                Event::Deliver(range) => {
+                    let h = payload::read(&buf[range], BYSTANDER_PAYLOAD);
+                    if let Ok(mut r) = receipts.lock() {
+                        match h {
+                            Ok(h) => r.delivery(h, now),
+                            Err(e) => r.error(format!("bystander payload: {e}")),
+                        }
+                    }
+                }
+                Event::Ping => pong = true,
+                Event::Closed(why) => {
+                    bystander_failed(&receipts, *stop.borrow(), format!("bystander: {why}"));
+                    return;
+                }
+                Event::Fail(why) => {
+                    if let Ok(mut r) = receipts.lock() {
+                        r.error(format!("bystander: {why}"));
+                    }
+                }
+                _ => {}
+            }
+            buf.advance(used);
+        }
+        if pong {
+            let mut out = Vec::new();
+            ghost::pong(&mut out);
+            if let Err(e) = s.write_all(&out).await {
+                bystander_failed(&receipts, *stop.borrow(), format!("bystander pong: {e}"));
+                return;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|&s| s) => return,
+            r = s.read_buf(&mut buf) => {
+                now = now_ns();
+                match r {
+                    Ok(0) => {
+                        let what = "the bystander receiver's connection closed".to_owned();
+                        bystander_failed(&receipts, *stopping.borrow(), what);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        bystander_failed(&receipts, *stopping.borrow(), format!("bystander read: {e}"));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The sending bystander's read side: answers pings (through the shared writer); nothing
+/// else should come but membership news.
+async fn sender_pings(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut buf: BytesMut,
+    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    receipts: Arc<Mutex<Receipts>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // A second handle on the flag, for the select's arms (the first one is borrowed there).
+    let stopping = stop.clone();
+    loop {
+        let mut pong = false;
+        loop {
+            let (event, used) = match ghost::parse(&buf) {
+                Ok(Some(x)) => x,
+                Ok(None) => break,
+                Err(e) => {
+                    bystander_failed(&receipts, false, format!("bystander protocol error: {e}"));
+                    return;
+                }
+            };
+            buf.advance(used);
+            match event {
+                Event::Ping => pong = true,
+                Event::Deliver(_) => {
+                    if let Ok(mut r) = receipts.lock() {
+                        r.error("the sending bystander got a message".to_owned());
+                    }
+                }
+                Event::Closed(why) => {
+                    bystander_failed(&receipts, *stop.borrow(), format!("bystander: {why}"));
+                    return;
+                }
+                Event::Fail(why) => {
+                    if let Ok(mut r) = receipts.lock() {
+                        r.error(format!("bystander: {why}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if pong {
+            let mut out = Vec::new();
+            ghost::pong(&mut out);
+            if let Err(e) = writer.lock().await.write_all(&out).await {
+                bystander_failed(&receipts, *stop.borrow(), format!("bystander pong: {e}"));
+                return;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|&s| s) => return,
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) => {
+                    let what = "the bystander sender's connection closed".to_owned();
+                    bystander_failed(&receipts, *stopping.borrow(), what);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    bystander_failed(&receipts, *stopping.borrow(), format!("bystander read: {e}"));
+                    return;
+                }
+            },
+        }
+    }
+}
