@@ -18,8 +18,8 @@ use hdrhistogram::Histogram;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedWriteHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -103,10 +103,10 @@ impl Bystanders {
                 Arc::clone(&receipts),
                 stop_rx.clone(),
             )),
-            tokio::spawn(sender_pings(
+            tokio::spawn(read_loop(
+                Side::Sender(Arc::clone(&writer)),
                 rd,
                 sender_buf,
-                Arc::clone(&writer),
                 Arc::clone(&receipts),
                 stop_rx,
             )),
@@ -245,9 +245,60 @@ fn bystander_failed(receipts: &Mutex<Receipts>, stopping: bool, what: String) {
     }
 }
 
+/// Which of the pair a connection is, with the way its pongs reach the socket: the only
+/// things in which the two connections' read loops differ.
+enum Side<'a> {
+    /// Times each delivery; answers pings on its own stream.
+    Receiver(WriteHalf<'a>),
+    /// Should get nothing but membership news. Its write half is shared with the sending
+    /// schedule, so a pong waits for the message being written instead of cutting into it.
+    Sender(Arc<tokio::sync::Mutex<OwnedWriteHalf>>),
+}
+
+impl Side<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Side::Receiver(_) => "receiver",
+            Side::Sender(_) => "sender",
+        }
+    }
+
+    /// Books a delivery whose bytes were read at `read_at` (ns).
+    fn delivered(&self, r: &mut Receipts, message: &[u8], read_at: u64) {
+        match self {
+            Side::Receiver(_) => match payload::read(message, BYSTANDER_PAYLOAD) {
+                Ok(h) => r.delivery(h, read_at),
+                Err(e) => r.error(format!("bystander payload: {e}")),
+            },
+            Side::Sender(_) => r.error("the sending bystander got a message".to_owned()),
+        }
+    }
+
+    async fn write_pong(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        match self {
+            Side::Receiver(w) => w.write_all(frame).await,
+            Side::Sender(w) => w.lock().await.write_all(frame).await,
+        }
+    }
+}
+
 /// The receiving bystander: times each delivery, answers pings.
 async fn receive(
     mut s: TcpStream,
+    buf: BytesMut,
+    receipts: Arc<Mutex<Receipts>>,
+    stop: watch::Receiver<bool>,
+) {
+    // Borrowed halves: unlike owned ones, they do not shut the stream's write side on drop.
+    let (rd, wr) = s.split();
+    read_loop(Side::Receiver(wr), rd, buf, receipts, stop).await;
+}
+
+/// One bystander connection's reads until `stop` or the connection's end: books the
+/// deliveries as `side` says, answers pings, records a relay that closes or fails.
+async fn read_loop(
+    mut side: Side<'_>,
+    mut rd: impl AsyncRead + Unpin,
     mut buf: BytesMut,
     receipts: Arc<Mutex<Receipts>>,
     mut stop: watch::Receiver<bool>,
@@ -255,7 +306,7 @@ async fn receive(
     // A second handle on the flag, for the select's arms (the first one is borrowed there).
     let stopping = stop.clone();
     // The moment the bytes in `buf` were read: parsing is not part of the latency.
-    let mut now = now_ns();
+    let mut read_at = now_ns();
     loop {
         let mut pong = false;
         loop {
@@ -269,12 +320,8 @@ async fn receive(
             };
             match event {
                 Event::Deliver(range) => {
-                    let h = payload::read(&buf[range], BYSTANDER_PAYLOAD);
                     if let Ok(mut r) = receipts.lock() {
-                        match h {
-                            Ok(h) => r.delivery(h, now),
-                            Err(e) => r.error(format!("bystander payload: {e}")),
-                        }
+                        side.delivered(&mut r, &buf[range], read_at);
                     }
                 }
                 Event::Ping => pong = true,
@@ -294,7 +341,7 @@ async fn receive(
         if pong {
             let mut out = Vec::new();
             ghost::pong(&mut out);
-            if let Err(e) = s.write_all(&out).await {
+            if let Err(e) = side.write_pong(&out).await {
                 bystander_failed(&receipts, *stop.borrow(), format!("bystander pong: {e}"));
                 return;
             }
@@ -302,11 +349,11 @@ async fn receive(
         tokio::select! {
             biased;
             _ = stop.wait_for(|&s| s) => return,
-            r = s.read_buf(&mut buf) => {
-                now = now_ns();
+            r = rd.read_buf(&mut buf) => {
+                read_at = now_ns();
                 match r {
                     Ok(0) => {
-                        let what = "the bystander receiver's connection closed".to_owned();
+                        let what = format!("the bystander {}'s connection closed", side.name());
                         bystander_failed(&receipts, *stopping.borrow(), what);
                         return;
                     }
@@ -317,75 +364,6 @@ async fn receive(
                     }
                 }
             }
-        }
-    }
-}
-
-/// The sending bystander's read side: answers pings (through the shared writer); nothing
-/// else should come but membership news.
-async fn sender_pings(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
-    mut buf: BytesMut,
-    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
-    receipts: Arc<Mutex<Receipts>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    // A second handle on the flag, for the select's arms (the first one is borrowed there).
-    let stopping = stop.clone();
-    loop {
-        let mut pong = false;
-        loop {
-            let (event, used) = match ghost::parse(&buf) {
-                Ok(Some(x)) => x,
-                Ok(None) => break,
-                Err(e) => {
-                    bystander_failed(&receipts, false, format!("bystander protocol error: {e}"));
-                    return;
-                }
-            };
-            buf.advance(used);
-            match event {
-                Event::Ping => pong = true,
-                Event::Deliver(_) => {
-                    if let Ok(mut r) = receipts.lock() {
-                        r.error("the sending bystander got a message".to_owned());
-                    }
-                }
-                Event::Closed(why) => {
-                    bystander_failed(&receipts, *stop.borrow(), format!("bystander: {why}"));
-                    return;
-                }
-                Event::Fail(why) => {
-                    if let Ok(mut r) = receipts.lock() {
-                        r.error(format!("bystander: {why}"));
-                    }
-                }
-                _ => {}
-            }
-        }
-        if pong {
-            let mut out = Vec::new();
-            ghost::pong(&mut out);
-            if let Err(e) = writer.lock().await.write_all(&out).await {
-                bystander_failed(&receipts, *stop.borrow(), format!("bystander pong: {e}"));
-                return;
-            }
-        }
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|&s| s) => return,
-            r = rd.read_buf(&mut buf) => match r {
-                Ok(0) => {
-                    let what = "the bystander sender's connection closed".to_owned();
-                    bystander_failed(&receipts, *stopping.borrow(), what);
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    bystander_failed(&receipts, *stopping.borrow(), format!("bystander read: {e}"));
-                    return;
-                }
-            },
         }
     }
 }
