@@ -7,8 +7,7 @@
 //! so a stall at the end of a phase is not cut off and "sent" against "received" is exact.
 
 use super::receipts::Receipts;
-use super::{setup_frames, SETUP_TIMEOUT};
-use crate::check::SeqChecker;
+use super::{setup_frames, setup_request, SETUP_TIMEOUT};
 use crate::load::{new_histogram, Totals};
 use crate::payload::{self, now_ns, Header};
 use crate::proto::{ghost, Event};
@@ -16,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, BytesMut};
 use hdrhistogram::Histogram;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedWriteHalf, WriteHalf};
@@ -34,10 +33,7 @@ async fn join_async(addr: SocketAddr, room: &str) -> Result<(TcpStream, BytesMut
     tokio::time::timeout(SETUP_TIMEOUT, async {
         let mut s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
-        let mut out = Vec::new();
-        ghost::hello(&mut out);
-        ghost::join(&mut out, room);
-        s.write_all(&out).await?;
+        s.write_all(&setup_request(room)).await?;
         let mut buf = BytesMut::with_capacity(4096);
         while !setup_frames(&mut buf)? {
             if s.read_buf(&mut buf).await? == 0 {
@@ -79,20 +75,18 @@ pub struct Bystanders {
 }
 
 impl Bystanders {
+    /// The receiver's receipts; poisoned only if a read loop panicked, which ends the phase.
+    fn receipts(&self) -> Result<MutexGuard<'_, Receipts>> {
+        self.receipts
+            .lock()
+            .map_err(|_| anyhow!("bystander state poisoned"))
+    }
+
     /// Connects the sender, then the receiver, both to `room`, and starts reading.
     pub async fn connect(addr: SocketAddr, room: &str) -> Result<Bystanders> {
         let (sender, sender_buf) = join_async(addr, room).await?;
         let (receiver, receiver_buf) = join_async(addr, room).await?;
-        let receipts = Arc::new(Mutex::new(Receipts {
-            checker: SeqChecker::new(1),
-            measured: 0..0,
-            hist: new_histogram(),
-            received: 0,
-            late: 0,
-            disconnects: 0,
-            error_count: 0,
-            errors: Vec::new(),
-        }));
+        let receipts = Arc::new(Mutex::new(Receipts::new()));
         let (stop, stop_rx) = watch::channel(false);
         let (rd, wr) = sender.into_split();
         let writer = Arc::new(tokio::sync::Mutex::new(wr));
@@ -135,10 +129,7 @@ impl Bystanders {
         let (warm, measured) = (count(warmup), count(measure).max(1));
         let first = self.next_seq.wrapping_add(warm);
         {
-            let mut r = self
-                .receipts
-                .lock()
-                .map_err(|_| anyhow!("bystander state poisoned"))?;
+            let mut r = self.receipts()?;
             r.measured = first..first.wrapping_add(measured);
             r.hist.reset();
             r.received = 0;
@@ -176,20 +167,13 @@ impl Bystanders {
         let secs = measured_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let until = Instant::now() + drain;
         loop {
-            let received = self
-                .receipts
-                .lock()
-                .map_err(|_| anyhow!("bystander state poisoned"))?
-                .received;
+            let received = self.receipts()?.received;
             if received >= u64::from(measured) || Instant::now() >= until {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let mut r = self
-            .receipts
-            .lock()
-            .map_err(|_| anyhow!("bystander state poisoned"))?;
+        let mut r = self.receipts()?;
         let hist = std::mem::replace(&mut r.hist, new_histogram());
         // Later stragglers of this phase no longer count.
         r.measured = 0..0;

@@ -9,7 +9,7 @@
 //! (a flooder that never answered would be disconnected at the second ping tick).
 
 use super::frame_scan::FrameScan;
-use super::{setup_frames, SETUP_TIMEOUT};
+use super::{setup_frames, setup_request, SETUP_TIMEOUT};
 use crate::proto::ghost;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::BytesMut;
@@ -208,10 +208,7 @@ fn join_blocking(addr: SocketAddr, room: &str) -> Result<(std::net::TcpStream, B
     let mut s = std::net::TcpStream::connect_timeout(&addr, SETUP_TIMEOUT)?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(SETUP_TIMEOUT))?;
-    let mut out = Vec::new();
-    ghost::hello(&mut out);
-    ghost::join(&mut out, room);
-    s.write_all(&out)?;
+    s.write_all(&setup_request(room))?;
     let mut buf = BytesMut::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     while !setup_frames(&mut buf)? {

@@ -25,6 +25,14 @@ use std::time::Duration;
 /// Longest a connection's setup (connect, `Hello`, `Join`) may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The frames that open a connection and join it to `room`.
+fn setup_request(room: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    ghost::hello(&mut out);
+    ghost::join(&mut out, room);
+    out
+}
+
 /// Takes the setup frames off the front of `buf`: true once `Joined` came (whatever follows
 /// it stays in `buf`); an error if the relay refused.
 fn setup_frames(buf: &mut BytesMut) -> Result<bool> {

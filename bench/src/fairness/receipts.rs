@@ -3,6 +3,7 @@
 
 use super::bystander::LATE_NS;
 use crate::check::{Outcome, SeqChecker};
+use crate::load::new_histogram;
 use crate::payload::Header;
 use hdrhistogram::Histogram;
 use std::ops::Range;
@@ -23,6 +24,20 @@ pub(super) struct Receipts {
 }
 
 impl Receipts {
+    /// Nothing seen yet, and no stretch being measured.
+    pub(super) fn new() -> Receipts {
+        Receipts {
+            checker: SeqChecker::new(1),
+            measured: 0..0,
+            hist: new_histogram(),
+            received: 0,
+            late: 0,
+            disconnects: 0,
+            error_count: 0,
+            errors: Vec::new(),
+        }
+    }
+
     pub(super) fn error(&mut self, e: String) {
         self.error_count += 1;
         if self.errors.len() < 5 {
@@ -53,19 +68,12 @@ impl Receipts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::new_histogram;
 
     #[test]
     fn receipts_time_only_the_measured_stretch_and_count_late_ones() {
         let mut r = Receipts {
-            checker: SeqChecker::new(1),
             measured: 2..4,
-            hist: new_histogram(),
-            received: 0,
-            late: 0,
-            disconnects: 0,
-            error_count: 0,
-            errors: Vec::new(),
+            ..Receipts::new()
         };
         let at = |seq, sent_ns| Header {
             publisher: 0,
