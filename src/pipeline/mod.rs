@@ -24,7 +24,7 @@
 //! The request is a [`FrameRequest`]: the decoded [`ClientMessage`] plus the connection's
 //! session. The response is a [`Reply`]. Refusals that are normal protocol outcomes (room not
 //! found, join rejected) are replies; an `Err` from a layer becomes a reply too (see
-//! [`recover`]).
+//! [`recover`](fn@recover)).
 
 pub(crate) mod connect_hook;
 pub mod hooks;

@@ -1,5 +1,5 @@
 //! One established connection, from the accepted socket to its last byte: the handshake
-//! ([`handshake`]), then the driver's read loop through the frame pipeline ([`driver`]),
+//! ([`handshake`](mod@handshake)), then the driver's read loop through the frame pipeline ([`driver`]),
 //! beside a writer task ([`writer`](super::writer)) fed by the client's bounded queue, then
 //! the farewell and the lingering close ([`closing`]).
 //!
