@@ -468,12 +468,18 @@ impl ClientReceiver {
     /// Handles one frame: keepalive is answered and hidden, a disconnect becomes its error.
     fn handle(&mut self, body: &Bytes) -> Result<Option<ServerEvent>, SyncError> {
         let frame = decode_frame::<ServerFrame<'_>>(body).map_err(protocol)?;
-        if let Some((room_id, _)) = &self.members {
-            // The relay queues a whole member list at once: nothing can come in between.
-            if !matches!(frame, ServerFrame::Members { .. }) {
-                return Err(SyncError::Protocol(format!(
+        match (&self.members, &frame) {
+            (None, _) | (Some(_), ServerFrame::Members { .. }) => {}
+            // A relay giving up on a client that stopped reading finishes the frame it was
+            // writing, then says why: the rest of a list may be missing.
+            (Some(_), ServerFrame::Disconnect { .. }) => self.members = None,
+            // Otherwise the relay queues a whole member list at once: nothing comes between.
+            (Some((room_id, _)), _) => {
+                let err = SyncError::Protocol(format!(
                     "the member list of {room_id} was cut short by another frame"
-                )));
+                ));
+                self.members = None;
+                return Err(err);
             }
         }
         let event = match frame {
@@ -503,15 +509,19 @@ impl ClientReceiver {
                 let (list_room, list) = self
                     .members
                     .get_or_insert_with(|| (room_id.to_owned(), Vec::new()));
-                if list_room != room_id {
-                    return Err(SyncError::Protocol(format!(
+                let broken = if list_room != room_id {
+                    Some(format!(
                         "the member list of {list_room} went on with the room {room_id}"
-                    )));
-                }
-                if list.len() + client_ids.len() / 16 > MAX_MEMBER_LIST {
-                    return Err(SyncError::Protocol(format!(
-                        "a member list longer than {MAX_MEMBER_LIST} ids"
-                    )));
+                    ))
+                } else if list.len() + client_ids.len() / 16 > MAX_MEMBER_LIST {
+                    Some(format!("a member list longer than {MAX_MEMBER_LIST} ids"))
+                } else {
+                    None
+                };
+                if let Some(why) = broken {
+                    // Reported once; the next list starts afresh.
+                    self.members = None;
+                    return Err(SyncError::Protocol(why));
                 }
                 list.extend(member_ids(client_ids));
                 if more {

@@ -200,3 +200,79 @@ async fn a_frame_over_the_limit_is_reported_once_then_the_client_is_closed() {
     let then = tokio::time::timeout(Duration::from_secs(20), client.recv()).await;
     assert!(matches!(then, Ok(Ok(None))), "{then:?}");
 }
+
+fn members(room_id: &str, more: bool) -> bytes::Bytes {
+    encode(&ServerFrame::Members {
+        room_id,
+        client_ids: Uuid::from_u128(7).as_bytes(),
+        more,
+    })
+}
+
+fn joined(room_id: &str) -> bytes::Bytes {
+    encode(&ServerFrame::Joined {
+        client_id: Uuid::from_u128(1),
+        room_id,
+    })
+}
+
+/// A relay that gives up on a client mid-list (a slow consumer, section 9 of PROTOCOL.md)
+/// ends the list with its `Disconnect`: the client reports the reason, not a broken list.
+#[tokio::test]
+async fn a_disconnect_that_cuts_a_member_list_short_is_still_its_reason() {
+    let addr = fake(|mut stream| async move {
+        stream.write_all(&welcome(1)).await.unwrap();
+        stream.write_all(&joined("r")).await.unwrap();
+        stream.write_all(&members("r", true)).await.unwrap();
+        let bye = encode(&ServerFrame::Disconnect {
+            code: DisconnectCode::SlowConsumer as u8,
+            message: "slow consumer",
+        });
+        stream.write_all(&bye).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+    })
+    .await;
+    let mut client = Client::connect(addr).await.unwrap();
+    assert!(matches!(
+        client.recv().await,
+        Ok(Some(ghost_sync::ServerEvent::Joined { .. }))
+    ));
+    let next = tokio::time::timeout(Duration::from_secs(20), client.recv()).await;
+    assert!(matches!(next, Ok(Err(SyncError::SlowConsumer))), "{next:?}");
+}
+
+/// A list broken by another frame is reported once; the next list reads as usual.
+#[tokio::test]
+async fn a_broken_member_list_is_reported_once_and_the_next_one_reads() {
+    let addr = fake(|mut stream| async move {
+        stream.write_all(&welcome(1)).await.unwrap();
+        stream.write_all(&members("r", true)).await.unwrap();
+        stream
+            .write_all(&encode(&ServerFrame::Error { message: "x" }))
+            .await
+            .unwrap();
+        stream.write_all(&joined("q")).await.unwrap();
+        stream.write_all(&members("q", false)).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+    })
+    .await;
+    let mut client = Client::connect(addr).await.unwrap();
+    let broken = client.recv().await;
+    assert!(matches!(broken, Err(SyncError::Protocol(_))), "{broken:?}");
+    assert!(matches!(
+        client.recv().await,
+        Ok(Some(ghost_sync::ServerEvent::Joined { .. }))
+    ));
+    match client.recv().await {
+        Ok(Some(ghost_sync::ServerEvent::Members {
+            room_id,
+            client_ids,
+        })) => {
+            assert_eq!(room_id, "q");
+            assert_eq!(client_ids, vec![Uuid::from_u128(7)]);
+        }
+        other => panic!("expected the member list of q, got {other:?}"),
+    }
+}

@@ -178,8 +178,9 @@ impl<L> ServerBuilder<L> {
         self
     }
 
-    /// Longest one write to a client's socket may take (default 10 s). A client whose socket
-    /// stops draining for that long is disconnected as a slow consumer
+    /// How long a client's socket may take no byte of a write (default 10 s; checked every
+    /// `d`, so a stall is noticed between `d` and `2 × d` after the last byte it took). A
+    /// client whose socket stops draining for that long is disconnected as a slow consumer
     /// ([`DisconnectReason::SlowConsumer`](crate::DisconnectReason::SlowConsumer)), instead
     /// of pinning its slot and memory.
     pub fn write_timeout(mut self, d: Duration) -> Self {

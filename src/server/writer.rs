@@ -15,8 +15,12 @@ use crate::session::Session;
 use crate::stats::Counters;
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -70,9 +74,10 @@ pub(crate) async fn write_loop<W>(
             () = queue.take(&mut batch) => {
                 let n = batch.len();
                 let bytes: usize = batch.iter().map(Bytes::len).sum();
-                // The deadline's timer is only armed if the write does not finish at once.
-                let write = out.write(&mut io, &mut batch);
-                match tokio::time::timeout(shared.config.write_timeout, write).await {
+                let written = AtomicU64::new(0);
+                let mut counted = Counted { io: &mut io, written: &written };
+                let write = out.write(&mut counted, &mut batch);
+                match until_stalled(write, &written, shared.config.write_timeout).await {
                     Ok(Ok(())) => queue.written(bytes),
                     Ok(Err(err)) => {
                         // The reader side sees the same broken socket and ends the connection.
@@ -119,6 +124,79 @@ pub(crate) async fn write_loop<W>(
     }
 }
 
+/// Runs `write` until it ends, or until a whole `window` passes in which `written` did not
+/// move: `Err(())` then. A client that reads slowly but steadily is never cut off; one that
+/// stopped reading is, between one and two windows after the last byte it took. (The
+/// window's timer is armed only if the write does not finish at once.)
+async fn until_stalled<F: Future>(
+    write: F,
+    written: &AtomicU64,
+    window: Duration,
+) -> Result<F::Output, ()> {
+    tokio::pin!(write);
+    let mut seen = 0;
+    loop {
+        match tokio::time::timeout(window, &mut write).await {
+            Ok(done) => return Ok(done),
+            Err(_) => {
+                let now = written.load(Ordering::Relaxed);
+                if now == seen {
+                    return Err(());
+                }
+                seen = now;
+            }
+        }
+    }
+}
+
+/// A socket that counts the bytes it takes, for [`until_stalled`] to watch.
+struct Counted<'a, W> {
+    io: &'a mut W,
+    written: &'a AtomicU64,
+}
+
+impl<W> Counted<'_, W> {
+    fn count(&self, done: &Poll<std::io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = done {
+            self.written.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Counted<'_, W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let done = Pin::new(&mut *self.io).poll_write(cx, buf);
+        self.count(&done);
+        done
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let done = Pin::new(&mut *self.io).poll_write_vectored(cx, bufs);
+        self.count(&done);
+        done
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.io).poll_shutdown(cx)
+    }
+}
+
 /// Reusable buffers for turning a batch of frames into few write calls.
 ///
 /// What has been written is kept here, not in a write future, so that a write cut short by
@@ -130,10 +208,15 @@ struct Batcher {
     copied: Vec<u8>,
     /// How much of `copied` has been written.
     copied_sent: usize,
-    /// Large frames (or a lone one) waiting for one vectored write; each starts a frame.
+    /// Large frames waiting for one vectored write; each starts a frame.
     pieces: VecDeque<Bytes>,
     /// How much of the front piece has been written.
     front_sent: usize,
+    /// A batch's only frame, written from its shared buffer: no copy, and no allocation
+    /// for a quiet connection's ping.
+    lone: Bytes,
+    /// How much of `lone` has been written.
+    lone_sent: usize,
 }
 
 impl Batcher {
@@ -143,10 +226,19 @@ impl Batcher {
         W: AsyncWrite + Unpin,
     {
         if let [frame] = batch.as_mut_slice() {
-            // A lone frame is written from its shared buffer: no copy.
-            self.pieces.push_back(std::mem::take(frame));
+            self.lone = std::mem::take(frame);
             batch.clear();
-            return self.flush_pieces(io).await;
+            while self.lone_sent < self.lone.len() {
+                // One call at a time (cancel-safe), so that `lone_sent` is always exact.
+                let n = io.write(&self.lone[self.lone_sent..]).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                self.lone_sent += n;
+            }
+            self.lone = Bytes::new();
+            self.lone_sent = 0;
+            return Ok(());
         }
         for frame in batch.drain(..) {
             if frame.len() >= LARGE_FRAME {
@@ -218,6 +310,9 @@ impl Batcher {
     /// (empty if the cut fell between two frames), so that the client, should it read again,
     /// can still parse what follows.
     fn unfinished_frame(&self) -> Bytes {
+        if self.lone_sent > 0 {
+            return self.lone.slice(frame_rest(&self.lone, self.lone_sent));
+        }
         if self.copied_sent > 0 {
             let rest = frame_rest(&self.copied, self.copied_sent);
             return Bytes::copy_from_slice(&self.copied[rest]);
@@ -484,6 +579,84 @@ mod tests {
                 "{small} cut at {cut}"
             );
         }
+    }
+
+    /// A socket that takes one byte a second: a client reading slowly, but reading.
+    struct Trickle {
+        taken: Vec<u8>,
+        next: Pin<Box<tokio::time::Sleep>>,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            std::task::ready!(self.next.as_mut().poll(cx));
+            let at = self.next.deadline() + Duration::from_secs(1);
+            self.next.as_mut().reset(at);
+            self.taken.push(buf[0]);
+            Poll::Ready(Ok(1))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// `write_timeout` is about a socket that stops taking bytes, not a slow one: a batch that
+    /// takes far longer than the deadline to trickle out is written whole.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_but_steady_reader_is_not_a_slow_consumer() {
+        let (tx, rx) = crate::outbox::outbox(8, 1 << 20);
+        let (bye_tx, bye_rx) = oneshot::channel();
+        let frames = [frame(b'a', 20), frame(b'b', 20)];
+        for f in &frames {
+            tx.try_send(f.clone()).unwrap();
+        }
+        let session = session(tx);
+        let mut io = Trickle {
+            taken: Vec::new(),
+            next: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        };
+        let started = tokio::time::Instant::now();
+        let writer = write_loop(&mut io, rx, bye_rx, slow_shared(), Arc::clone(&session));
+        let whole = frames.concat();
+        tokio::select! {
+            () = writer => panic!("the writer gave up: {:?}", session.end_reason()),
+            () = tokio::time::sleep(Duration::from_secs(whole.len() as u64 + 5)) => {}
+        }
+        // Far past the 10 s deadline, every byte went out and the session lives on.
+        assert!(started.elapsed() > Duration::from_secs(10 * 5));
+        assert_eq!(io.taken, whole);
+        drop(bye_tx);
+    }
+
+    /// The same stall as above, inside a batch's only frame (written from its own buffer).
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_inside_a_lone_frame_ends_with_that_frame_whole_then_the_farewell() {
+        let (tx, rx) = crate::outbox::outbox(8, 1 << 20);
+        let (bye_tx, bye_rx) = oneshot::channel();
+        let lone = frame(b'a', 100);
+        tx.try_send(lone.clone()).unwrap();
+        let valve = Valve::new(40);
+        let session = session(tx);
+        let reopen = valve.clone();
+        farewell_on_end(&session, bye_tx, move || reopen.open());
+        write_loop(
+            valve.clone(),
+            rx,
+            bye_rx,
+            slow_shared(),
+            Arc::clone(&session),
+        )
+        .await;
+        let mut expected = lone.to_vec();
+        expected.extend_from_slice(b"bye");
+        assert_eq!(*valve.taken.lock().unwrap(), expected);
     }
 
     #[test]

@@ -156,7 +156,8 @@ pub(crate) async fn serve<R, W, L>(
         let mut said_goodbye = farewell.is_some();
         // Without a farewell, dropping the sender still ends the writer after the queued frames.
         match farewell {
-            // A writer that already gave up (a stalled socket) cannot say goodbye.
+            // A writer gone on a write error cannot say goodbye (one that gave up on a stalled
+            // socket is waiting for this farewell).
             Some(frame) => said_goodbye = farewell_tx.send(frame).is_ok(),
             None => drop(farewell_tx),
         }
