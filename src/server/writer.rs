@@ -544,40 +544,38 @@ mod tests {
         })
     }
 
+    /// Queues `frames`, lets the socket take `cut` bytes and stall past the deadline, then
+    /// read again once the session ended: what it got in all.
+    async fn stall_then_read_again(frames: &[Bytes], cut: usize) -> Vec<u8> {
+        let (tx, rx) = crate::outbox::outbox(8, 1 << 20);
+        let (bye_tx, bye_rx) = oneshot::channel();
+        for f in frames {
+            tx.try_send(f.clone()).unwrap();
+        }
+        let valve = Valve::new(cut);
+        let session = session(tx);
+        let reopen = valve.clone();
+        farewell_on_end(&session, bye_tx, move || reopen.open());
+        let shared = slow_shared();
+        write_loop(valve.clone(), rx, bye_rx, shared, Arc::clone(&session)).await;
+        assert_eq!(session.end_reason(), DisconnectReason::SlowConsumer);
+        let taken = valve.taken.lock().unwrap().clone();
+        taken
+    }
+
     /// A client stalls in the middle of a frame, and reads again after the deadline: it gets
     /// the rest of that frame and the farewell, never a cut frame; what was queued behind is
     /// given up.
     #[tokio::test(start_paused = true)]
     async fn a_stall_mid_frame_ends_with_that_frame_whole_then_the_farewell() {
         for (small, cut) in [(100, 150), (5000, 7000), (5000, 3)] {
-            let (tx, rx) = crate::outbox::outbox(8, 1 << 20);
-            let (bye_tx, bye_rx) = oneshot::channel();
             let frames = [frame(b'a', small), frame(b'b', small), frame(b'c', small)];
-            for f in &frames {
-                tx.try_send(f.clone()).unwrap();
-            }
-            let valve = Valve::new(cut);
-            let session = session(tx);
-            let reopen = valve.clone();
-            farewell_on_end(&session, bye_tx, move || reopen.open());
-            write_loop(
-                valve.clone(),
-                rx,
-                bye_rx,
-                slow_shared(),
-                Arc::clone(&session),
-            )
-            .await;
-            assert_eq!(session.end_reason(), DisconnectReason::SlowConsumer);
             // Whole frames up to the one the cut fell in, then the farewell.
             let whole = (cut - 1) / frames[0].len() + 1;
             let mut expected = frames[..whole].concat();
             expected.extend_from_slice(b"bye");
-            assert_eq!(
-                *valve.taken.lock().unwrap(),
-                expected,
-                "{small} cut at {cut}"
-            );
+            let taken = stall_then_read_again(&frames, cut).await;
+            assert_eq!(taken, expected, "{small} cut at {cut}");
         }
     }
 
@@ -638,25 +636,10 @@ mod tests {
     /// The same stall as above, inside a batch's only frame (written from its own buffer).
     #[tokio::test(start_paused = true)]
     async fn a_stall_inside_a_lone_frame_ends_with_that_frame_whole_then_the_farewell() {
-        let (tx, rx) = crate::outbox::outbox(8, 1 << 20);
-        let (bye_tx, bye_rx) = oneshot::channel();
         let lone = frame(b'a', 100);
-        tx.try_send(lone.clone()).unwrap();
-        let valve = Valve::new(40);
-        let session = session(tx);
-        let reopen = valve.clone();
-        farewell_on_end(&session, bye_tx, move || reopen.open());
-        write_loop(
-            valve.clone(),
-            rx,
-            bye_rx,
-            slow_shared(),
-            Arc::clone(&session),
-        )
-        .await;
         let mut expected = lone.to_vec();
         expected.extend_from_slice(b"bye");
-        assert_eq!(*valve.taken.lock().unwrap(), expected);
+        assert_eq!(stall_then_read_again(&[lone], 40).await, expected);
     }
 
     #[test]
