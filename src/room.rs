@@ -6,7 +6,7 @@
 //! only; the caller learns who, and fires `on_backpressure` after the lock is released.
 
 use crate::outbox::{Outbox, Refused};
-use crate::protocol::encode_members;
+use crate::protocol::{encode_into, encode_members, ServerFrame};
 use crate::sync::{lock, read, write};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
@@ -105,14 +105,13 @@ impl Room {
         &self.options
     }
 
-    /// Adds `member`: queues `joined` (its `Joined` event) and the list of the other members
-    /// for it first, so that no room traffic can reach it before its confirmation, then tells
-    /// the others with `announce` (an encoded `PlayerJoined`). The list is cut into `Members`
-    /// frames that fit the limit of a relay with this `max_payload`.
+    /// Adds `member`: queues its `Joined` and the list of the other members for it first, so
+    /// that no room traffic can reach it before its confirmation, then tells the others with
+    /// `announce` (an encoded `PlayerJoined`). The list is cut into `Members` frames that fit
+    /// the limit of a relay with this `max_payload`.
     pub(crate) fn join(
         &self,
         member: Member,
-        joined: &[u8],
         announce: &Bytes,
         max_payload: usize,
     ) -> Result<Dropped, JoinRefused> {
@@ -129,7 +128,7 @@ impl Room {
         {
             return Err(JoinRefused::Full);
         }
-        let confirmation = self.confirmation(joined, &members, member.id, max_payload);
+        let confirmation = self.confirmation(&members, member.id, max_payload);
         let mut dropped = relay(&members, member.id, announce);
         if let Err(Refused::Full) = member.outbox.try_send(confirmation) {
             dropped.push(member.id);
@@ -138,23 +137,22 @@ impl Room {
         Ok(dropped)
     }
 
-    /// What a member that joins this room again gets: `joined` and the other members, as
+    /// What a member that joins this room again gets: its `Joined` and the other members, as
     /// for a first join (see [`join`](Room::join)); nobody else is told.
-    pub(crate) fn rejoin(&self, joined: &[u8], member: Uuid, max_payload: usize) -> Bytes {
-        self.confirmation(joined, &read(&self.members), member, max_payload)
+    pub(crate) fn rejoin(&self, member: Uuid, max_payload: usize) -> Bytes {
+        self.confirmation(&read(&self.members), member, max_payload)
     }
 
-    /// `joined`, then the `Members` frames listing `members` but `joiner`, as one buffer: one
-    /// queue entry, so that nothing comes between them and they are never dropped apart.
-    fn confirmation(
-        &self,
-        joined: &[u8],
-        members: &[Member],
-        joiner: Uuid,
-        max_payload: usize,
-    ) -> Bytes {
-        let mut out = BytesMut::with_capacity(joined.len());
-        out.extend_from_slice(joined);
+    /// The `Joined` of `joiner`, then the `Members` frames listing `members` but `joiner`, as
+    /// one buffer: one queue entry, so that nothing comes between them and they are never
+    /// dropped apart.
+    fn confirmation(&self, members: &[Member], joiner: Uuid, max_payload: usize) -> Bytes {
+        let mut out = BytesMut::new();
+        let joined = ServerFrame::Joined {
+            client_id: joiner,
+            room_id: &self.id,
+        };
+        encode_into(&joined, &mut out);
         let others: Vec<Uuid> = members
             .iter()
             .map(|m| m.id)
@@ -215,7 +213,7 @@ fn relay(members: &[Member], from: Uuid, frame: &Bytes) -> Dropped {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{decode_frame, ServerFrame, HEADER_LEN};
+    use crate::protocol::{decode_frame, FrameReader};
 
     fn member(n: u128, capacity: usize) -> (Member, crate::outbox::Inbox) {
         let (tx, rx) = crate::outbox::outbox(capacity, 1 << 20);
@@ -233,8 +231,8 @@ mod tests {
         let room = Room::new("r", RoomOptions::default());
         let (a, mut ra) = member(1, 4);
         let (b, mut rb) = member(2, 4);
-        room.join(a, &Bytes::new(), &Bytes::new(), 1024).unwrap();
-        room.join(b, &Bytes::new(), &Bytes::new(), 1024).unwrap();
+        room.join(a, &Bytes::new(), 1024).unwrap();
+        room.join(b, &Bytes::new(), 1024).unwrap();
         while ra.try_recv().is_some() {} // a's Joined and Members, then b's PlayerJoined
         while rb.try_recv().is_some() {} // b's Joined and Members
         let frame = Bytes::from_static(b"frame");
@@ -253,9 +251,9 @@ mod tests {
         let (a, _ra) = member(1, 1);
         let (b, mut rb) = member(2, 8);
         let (c, _rc) = member(3, 8);
-        room.join(a, &Bytes::new(), &Bytes::new(), 1024).unwrap();
-        room.join(b, &Bytes::new(), &Bytes::new(), 1024).unwrap();
-        room.join(c, &Bytes::new(), &Bytes::new(), 1024).unwrap();
+        room.join(a, &Bytes::new(), 1024).unwrap();
+        room.join(b, &Bytes::new(), 1024).unwrap();
+        room.join(c, &Bytes::new(), 1024).unwrap();
         // a's single slot already holds its Joined.
         let dropped = room.broadcast(Uuid::from_u128(3), &Bytes::from_static(b"x"));
         assert_eq!(dropped, vec![Uuid::from_u128(1)]);
@@ -273,12 +271,9 @@ mod tests {
         let (a, _ra) = member(1, 8);
         let (b, _rb) = member(2, 8);
         let (c, _rc) = member(3, 8);
-        room.join(a, &Bytes::new(), &Bytes::new(), 1024).unwrap();
-        room.join(b, &Bytes::new(), &Bytes::new(), 1024).unwrap();
-        assert_eq!(
-            room.join(c, &Bytes::new(), &Bytes::new(), 1024),
-            Err(JoinRefused::Full)
-        );
+        room.join(a, &Bytes::new(), 1024).unwrap();
+        room.join(b, &Bytes::new(), 1024).unwrap();
+        assert_eq!(room.join(c, &Bytes::new(), 1024), Err(JoinRefused::Full));
         assert_eq!(room.len(), 2);
     }
 
@@ -287,13 +282,20 @@ mod tests {
         let room = Room::new("r", RoomOptions::default());
         let (a, _ra) = member(1, 8);
         let (b, mut rb) = member(2, 8);
-        room.join(a, &Bytes::new(), &Bytes::new(), 1024).unwrap();
-        room.join(b, b"joined", &Bytes::new(), 1024).unwrap();
-        // One queue entry: the confirmation, then the list right behind it.
-        let confirmation = rb.try_recv().unwrap();
-        assert_eq!(&confirmation[..6], b"joined");
+        room.join(a, &Bytes::new(), 1024).unwrap();
+        room.join(b, &Bytes::new(), 1024).unwrap();
+        // One queue entry: b's Joined, then the list right behind it.
+        let mut confirmation = BytesMut::from(&rb.try_recv().unwrap()[..]);
         assert!(rb.try_recv().is_none());
-        match decode_frame::<ServerFrame<'_>>(&confirmation[6 + HEADER_LEN..]).unwrap() {
+        let frames = FrameReader::for_payload(1024);
+        let joined = frames.next_frame(&mut confirmation).unwrap().unwrap();
+        assert!(matches!(
+            decode_frame::<ServerFrame<'_>>(&joined).unwrap(),
+            ServerFrame::Joined { client_id, room_id: "r" } if client_id == Uuid::from_u128(2)
+        ));
+        let list = frames.next_frame(&mut confirmation).unwrap().unwrap();
+        assert!(confirmation.is_empty());
+        match decode_frame::<ServerFrame<'_>>(&list).unwrap() {
             ServerFrame::Members {
                 room_id,
                 client_ids,
@@ -313,10 +315,7 @@ mod tests {
         let room = Room::new("r", RoomOptions::default());
         room.mark_deleted();
         let (a, _ra) = member(1, 1);
-        assert_eq!(
-            room.join(a, &Bytes::new(), &Bytes::new(), 1024),
-            Err(JoinRefused::Deleted)
-        );
+        assert_eq!(room.join(a, &Bytes::new(), 1024), Err(JoinRefused::Deleted));
         assert_eq!(room.len(), 0);
     }
 }

@@ -50,7 +50,6 @@ impl RoomRouter {
             return Reply::error(format!("room not found: {room_id}"));
         };
         let client_id = session.client_id;
-        let joined = encode(&ServerFrame::Joined { client_id, room_id });
         let max_payload = self.shared.config.max_payload;
         if session
             .current_room()
@@ -58,7 +57,7 @@ impl RoomRouter {
         {
             // The same answer as a first join, so that a client waiting for the member list
             // after `Joined` never waits in vain.
-            return Reply::frame(room.rejoin(&joined, client_id, max_payload));
+            return Reply::frame(room.rejoin(client_id, max_payload));
         }
         // A room deleted while this join waited for admission: refuse before leaving the
         // current room, so that a refused join changes nothing.
@@ -77,7 +76,7 @@ impl RoomRouter {
         let counters = &self.shared.counters;
         session.leave_room(handler, counters);
         let announce = encode(&ServerFrame::PlayerJoined { client_id });
-        match room.join(session.member(), &joined, &announce, max_payload) {
+        match room.join(session.member(), &announce, max_payload) {
             Ok(dropped) => {
                 session.set_room(Arc::clone(&room));
                 report_backpressure(handler, counters, &dropped, room.id());

@@ -153,7 +153,6 @@ fn malformed<T: WireMessage>(tag: u8, len: usize, err: wincode::ReadError) -> St
         return format!("unknown {} message tag 0x{tag:02x}", T::SENDER);
     };
     match err {
-        E::InvalidTagEncoding(_) => format!("unknown {} message tag 0x{tag:02x}", T::SENDER),
         E::Io(_) | E::PreallocationSizeLimit { .. } | E::LengthEncodingOverflow(_) => format!(
             "a {name} (tag 0x{tag:02x}) cut short: a body of {len} bytes is too short for \
              its fields, or a length prefix in it runs past its end"
