@@ -61,6 +61,26 @@ fn text(body: &[u8], at: usize) -> String {
     }
 }
 
+/// The number of ids in a `Members` body: `0b | room_id | ids | more`.
+fn members(body: &[u8]) -> Result<u32, String> {
+    let u64_at = |at: usize| {
+        body.get(at..at + 8).map(|b| {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(b);
+            u64::from_le_bytes(raw)
+        })
+    };
+    let bad = || format!("malformed Members frame of {} bytes", body.len());
+    let room = u64_at(1).ok_or_else(bad)? as usize;
+    let at = 9usize.checked_add(room).ok_or_else(bad)?;
+    let ids = u64_at(at).ok_or_else(bad)? as usize;
+    // Exactly the ids and the one `more` byte are left.
+    if ids % 16 != 0 || at.checked_add(8 + ids + 1) != Some(body.len()) {
+        return Err(bad());
+    }
+    Ok((ids / 16) as u32)
+}
+
 /// Parses the next relay frame at the start of `buf` (see [`super::parse`]).
 pub fn parse(buf: &[u8]) -> Result<Option<(Event, usize)>, String> {
     let Some(prefix) = buf.get(..4) else {
@@ -84,7 +104,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Event, usize)>, String> {
             text(body, 2)
         )),
         2 => Event::Subscribed,
-        3 | 4 => Event::Ignore,
+        3 => Event::Ignore,
+        4 => Event::Peers(1),
         5 => Event::PeerLeft,
         6 => {
             if len < 25 {
@@ -106,8 +127,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Event, usize)>, String> {
             body.get(1).copied().unwrap_or(255),
             text(body, 2)
         )),
-        // The member list that follows `Joined`.
-        11 => Event::Ignore,
+        // One frame of the member list that follows `Joined`: count its 16-byte ids.
+        11 => Event::Peers(members(body)?),
         tag => return Err(format!("unknown tag {tag} (frame of {len} bytes)")),
     };
     Ok(Some((event, 4 + len)))
@@ -176,6 +197,24 @@ mod tests {
                 idle.len()
             )))
         );
+    }
+
+    #[test]
+    fn counts_presence_from_protocol_md_examples() {
+        let members = hex("00 00 00 27 0b 05 00 00 00 00 00 00 00 6c 6f 62 62 79 \
+             10 00 00 00 00 00 00 00 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 00");
+        assert_eq!(parse(&members), Ok(Some((Event::Peers(1), members.len()))));
+        let empty =
+            hex("00 00 00 17 0b 05 00 00 00 00 00 00 00 6c 6f 62 62 79 00 00 00 00 00 00 00 00 00");
+        assert_eq!(parse(&empty), Ok(Some((Event::Peers(0), empty.len()))));
+        let joined = hex("00 00 00 11 04 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff");
+        assert_eq!(parse(&joined), Ok(Some((Event::Peers(1), joined.len()))));
+        // An id list that is not a whole number of ids, or that runs past the frame.
+        let mut bad = members.clone();
+        bad[18] = 0x0f;
+        assert!(parse(&bad).is_err());
+        bad[18] = 0x20;
+        assert!(parse(&bad).is_err());
     }
 
     #[test]

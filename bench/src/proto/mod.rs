@@ -71,11 +71,15 @@ pub enum Event {
     PubAck(i64),
     /// Another member of the room left (ghost-sync `PlayerLeft`).
     PeerLeft,
+    /// This many other members are in the room: ghost-sync `Members` (one frame of the list
+    /// that follows `Joined`) or `PlayerJoined` (one). Lets a harness wait until every
+    /// member knows every other, which a cluster of relays takes a broker hop to reach.
+    Peers(u32),
     /// The server refused something but keeps the connection (`Error`, `-ERR`, RESP error).
     Fail(String),
     /// The server closes the connection, with its reason (`Disconnect`, `Rejected`).
     Closed(String),
-    /// Nothing the load generator acts on (`PlayerJoined`, `+OK`, the `HELLO` reply, ...).
+    /// Nothing the load generator acts on (`Left`, `+OK`, the `HELLO` reply, ...).
     Ignore,
 }
 
