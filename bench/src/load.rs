@@ -174,6 +174,8 @@ struct Room {
     sent: Box<[AtomicU32]>,
     window: Window,
     mode: PubMode,
+    /// Other members each member has been told of (`Members`, `PlayerJoined`).
+    peers_seen: Box<[AtomicU32]>,
 }
 
 impl Room {
@@ -235,6 +237,10 @@ struct Shared {
     delivered: AtomicU64,
     published: AtomicU64,
     hist: Vec<Mutex<Histogram<u64>>>,
+    /// Servers the members are spread over (member `m` on server `m % servers`).
+    servers: usize,
+    /// The share of `hist` whose publisher and receiver are on different servers.
+    cross_hist: Vec<Mutex<Histogram<u64>>>,
     pub_lag_max_ns: AtomicU64,
     window_stalls: AtomicU64,
     error_count: AtomicU64,
@@ -306,12 +312,18 @@ pub struct PhaseResult {
     pub deliveries: u64,
     /// Messages published during the phase.
     pub published: u64,
-    /// The server's CPU seconds during the phase (if its pid was given).
+    /// The server's CPU seconds during the phase (if its pid was given; every server's
+    /// together if several were).
     pub server_cpu_s: Option<f64>,
+    /// Each server's CPU seconds during the phase, in the order their pids were given.
+    pub server_cpu_each: Vec<f64>,
     /// The harness's own CPU seconds during the phase.
     pub harness_cpu_s: f64,
     /// Latencies (ns) of the phase's deliveries, if it recorded.
     pub hist: Histogram<u64>,
+    /// The part of `hist` from a publisher on another server than the receiver (empty
+    /// unless the members were spread over several servers).
+    pub cross_hist: Histogram<u64>,
     /// Longest time from a paced message's scheduled send to the end of its write.
     pub pub_lag_max_ns: u64,
     /// Times a paced publisher found its room's window full.
@@ -384,6 +396,16 @@ impl Swarm {
     /// Connects every member, completes each handshake and subscription, and starts the
     /// receivers. Returns once every subscription is confirmed by the server.
     pub async fn connect(topo: Topology) -> Result<Swarm> {
+        let addr = topo.addr;
+        Swarm::connect_spread(topo, &[addr]).await
+    }
+
+    /// [`connect`](Swarm::connect), with member `m` of every room on server
+    /// `addrs[m % addrs.len()]` (`topo.addr` is then unused): a room spread over a cluster.
+    pub async fn connect_spread(topo: Topology, addrs: &[SocketAddr]) -> Result<Swarm> {
+        if addrs.is_empty() {
+            bail!("no server address");
+        }
         if topo.room_size < 2 {
             bail!("rooms need at least 2 connections");
         }
@@ -419,6 +441,7 @@ impl Swarm {
                         notify: Notify::new(),
                     },
                     mode: topo.mode,
+                    peers_seen: (0..topo.room_size).map(|_| AtomicU32::new(0)).collect(),
                 })
             })
             .collect();
@@ -431,6 +454,8 @@ impl Swarm {
             delivered: AtomicU64::new(0),
             published: AtomicU64::new(0),
             hist: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
+            servers: addrs.len(),
+            cross_hist: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
             pub_lag_max_ns: AtomicU64::new(0),
             window_stalls: AtomicU64::new(0),
             error_count: AtomicU64::new(0),
@@ -448,7 +473,11 @@ impl Swarm {
                 let role = role(&topo, r, m);
                 let limit = Arc::clone(&limit);
                 let room_name = room.name.clone();
-                let (proto, addr, all) = (topo.proto, topo.addr, topo.mode == PubMode::All);
+                let (proto, addr, all) = (
+                    topo.proto,
+                    addrs[m % addrs.len()],
+                    topo.mode == PubMode::All,
+                );
                 setups.push((
                     r,
                     m,
@@ -529,6 +558,35 @@ impl Swarm {
         self.members.len()
     }
 
+    /// Waits (up to `timeout`) until every member of every room has been told of all the
+    /// others (ghost-sync `Members` and `PlayerJoined`; a no-op for the other servers,
+    /// whose subscriptions carry no presence). On one relay that is the join's own answer;
+    /// in a cluster, a member on another relay arrives one broker hop later.
+    pub async fn wait_presence(&self, timeout: Duration) -> Result<()> {
+        if self.topo.proto != Proto::Ghost {
+            return Ok(());
+        }
+        let want = (self.topo.room_size - 1) as u32;
+        let missing = || {
+            self.rooms
+                .iter()
+                .flat_map(|r| r.peers_seen.iter())
+                .filter(|n| n.load(Ordering::Acquire) < want)
+                .count()
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = missing();
+            if left == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("after {timeout:?}, {left} members still miss some of their room's {want} others");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Runs the publishers with `pacing` through `phases`, measuring each; then stops the
     /// publishers and waits (up to `drain`) until every room's messages are read.
     pub async fn run(
@@ -536,6 +594,19 @@ impl Swarm {
         pacing: Pacing,
         phases: &[Phase],
         server_pid: Option<u32>,
+        drain: Duration,
+    ) -> Result<Vec<PhaseResult>> {
+        self.run_pids(pacing, phases, server_pid.as_slice(), drain)
+            .await
+    }
+
+    /// [`run`](Swarm::run), with the CPU time of several server processes (a cluster's
+    /// relays and its broker) added up.
+    pub async fn run_pids(
+        &mut self,
+        pacing: Pacing,
+        phases: &[Phase],
+        server_pids: &[u32],
         drain: Duration,
     ) -> Result<Vec<PhaseResult>> {
         let window = match pacing {
@@ -584,7 +655,7 @@ impl Swarm {
         let me = std::process::id();
         for phase in phases {
             self.shared.stall.store(phase.stall, Ordering::Release);
-            for shard in &self.shared.hist {
+            for shard in self.shared.hist.iter().chain(&self.shared.cross_hist) {
                 if let Ok(mut h) = shard.lock() {
                     h.reset();
                 }
@@ -592,7 +663,7 @@ impl Swarm {
             self.shared.pub_lag_max_ns.store(0, Ordering::Relaxed);
             let stalls0 = self.shared.window_stalls.load(Ordering::Relaxed);
             self.shared.recording.store(phase.record, Ordering::Release);
-            let cpu0 = server_pid.map(sys::cpu_seconds).transpose()?;
+            let cpu0 = cpu_each(server_pids)?;
             let mine0 = sys::cpu_seconds(me)?;
             let d0 = self.shared.delivered.load(Ordering::Acquire);
             let p0 = self.shared.published.load(Ordering::Acquire);
@@ -601,23 +672,21 @@ impl Swarm {
             let d1 = self.shared.delivered.load(Ordering::Acquire);
             let p1 = self.shared.published.load(Ordering::Acquire);
             let secs = t0.elapsed().as_secs_f64();
-            let cpu1 = server_pid.map(sys::cpu_seconds).transpose()?;
+            let cpu1 = cpu_each(server_pids)?;
             let mine1 = sys::cpu_seconds(me)?;
             self.shared.recording.store(false, Ordering::Release);
-            let mut hist = new_histogram();
-            for shard in &self.shared.hist {
-                if let Ok(h) = shard.lock() {
-                    hist.add(&*h)
-                        .map_err(|e| anyhow!("merging histograms: {e:?}"))?;
-                }
-            }
+            let hist = merged(&self.shared.hist)?;
+            let cross_hist = merged(&self.shared.cross_hist)?;
+            let cpu_each: Vec<f64> = cpu0.iter().zip(&cpu1).map(|(a, b)| b - a).collect();
             results.push(PhaseResult {
                 secs,
                 deliveries: d1 - d0,
                 published: p1 - p0,
-                server_cpu_s: cpu0.zip(cpu1).map(|(a, b)| b - a),
+                server_cpu_s: (!cpu_each.is_empty()).then(|| cpu_each.iter().sum()),
+                server_cpu_each: cpu_each,
                 harness_cpu_s: mine1 - mine0,
                 hist,
+                cross_hist,
                 pub_lag_max_ns: self.shared.pub_lag_max_ns.load(Ordering::Relaxed),
                 window_stalls: self.shared.window_stalls.load(Ordering::Relaxed) - stalls0,
             });
@@ -697,6 +766,23 @@ impl Swarm {
         }
         totals
     }
+}
+
+/// The CPU seconds of each of `pids` so far.
+fn cpu_each(pids: &[u32]) -> Result<Vec<f64>> {
+    pids.iter().map(|&p| sys::cpu_seconds(p)).collect()
+}
+
+/// The sum of a set of histogram shards.
+fn merged(shards: &[Mutex<Histogram<u64>>]) -> Result<Histogram<u64>> {
+    let mut hist = new_histogram();
+    for shard in shards {
+        if let Ok(h) = shard.lock() {
+            hist.add(&*h)
+                .map_err(|e| anyhow!("merging histograms: {e:?}"))?;
+        }
+    }
+    Ok(hist)
 }
 
 /// Connects one member and completes its handshake and subscription; returns the stream
@@ -828,6 +914,8 @@ async fn reader(mut rd: OwnedReadHalf, mut buf: BytesMut, mut ctx: ReaderCtx) ->
     let size = ctx.shared.payload;
     let mut checker = SeqChecker::new(ctx.room.sent.len());
     let mut latencies: Vec<u64> = Vec::with_capacity(1024);
+    let mut cross: Vec<u64> = Vec::new();
+    let servers = ctx.shared.servers;
     let mut failed = false;
     let stopping = ctx.stop.clone();
     'read: loop {
@@ -850,8 +938,12 @@ async fn reader(mut rd: OwnedReadHalf, mut buf: BytesMut, mut ctx: ReaderCtx) ->
                     let body = &buf[at + range.start..at + range.end];
                     delivered += 1;
                     match deliver(&ctx, &mut checker, body, size) {
-                        Ok(sent_ns) if recording => {
-                            latencies.push(now_ns().saturating_sub(sent_ns))
+                        Ok((sent_ns, publisher)) if recording => {
+                            let l = now_ns().saturating_sub(sent_ns);
+                            latencies.push(l);
+                            if publisher % servers != ctx.member % servers {
+                                cross.push(l);
+                            }
                         }
                         Ok(_) => {}
                         Err(e) => ctx.shared.error(e),
@@ -875,6 +967,9 @@ async fn reader(mut rd: OwnedReadHalf, mut buf: BytesMut, mut ctx: ReaderCtx) ->
                 }
                 Event::PeerLeft => {
                     ctx.shared.peers_left.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::Peers(n) => {
+                    ctx.room.peers_seen[ctx.member].fetch_add(n, Ordering::AcqRel);
                 }
                 Event::Fail(why) if ctx.role.slow => {
                     // NATS tells a slow consumer why it is cut off: expected here.
@@ -909,6 +1004,14 @@ async fn reader(mut rd: OwnedReadHalf, mut buf: BytesMut, mut ctx: ReaderCtx) ->
                 }
             }
             latencies.clear();
+        }
+        if !cross.is_empty() {
+            if let Ok(mut h) = ctx.shared.cross_hist[ctx.shard].lock() {
+                for &l in &cross {
+                    h.saturating_record(l.max(1));
+                }
+            }
+            cross.clear();
         }
         if failed {
             break 'read;
@@ -949,13 +1052,14 @@ async fn reader(mut rd: OwnedReadHalf, mut buf: BytesMut, mut ctx: ReaderCtx) ->
     }
 }
 
-/// Checks one delivery and frees the window slots it settles; returns its send time.
+/// Checks one delivery and frees the window slots it settles; returns its send time and its
+/// publisher (member index).
 fn deliver(
     ctx: &ReaderCtx,
     checker: &mut SeqChecker,
     body: &[u8],
     size: usize,
-) -> Result<u64, String> {
+) -> Result<(u64, usize), String> {
     let h: Header = payload::read(body, size)?;
     let room = &ctx.room;
     let publisher = h
@@ -985,7 +1089,7 @@ fn deliver(
         }
         Some(Outcome::Stale) | None => {}
     }
-    Ok(h.sent_ns)
+    Ok((h.sent_ns, publisher))
 }
 
 /// A publisher: its room, member index, and the queue of its connection's writer.
