@@ -226,7 +226,8 @@ impl Latency {
 }
 
 impl Figures {
-    fn of(r: &PhaseResult) -> Figures {
+    /// The figures of one measured phase.
+    pub fn of(r: &PhaseResult) -> Figures {
         Figures {
             secs: r.secs,
             deliveries_per_s: r.rate(),
@@ -282,7 +283,8 @@ pub struct Checks {
 }
 
 impl Checks {
-    fn add(&mut self, t: &Totals) {
+    /// Adds the checks of one swarm.
+    pub fn add(&mut self, t: &Totals) {
         self.sent += t.sent;
         self.received += t.received;
         self.lost += t.lost;
@@ -296,7 +298,8 @@ impl Checks {
         }
     }
 
-    fn fail(&mut self, why: String) {
+    /// Counts a failure, keeping its words.
+    pub fn fail(&mut self, why: String) {
         self.errors += 1;
         if self.first_errors.len() < 5 {
             self.first_errors.push(why);

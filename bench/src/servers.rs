@@ -44,6 +44,13 @@ pub struct ServerProc {
 
 /// Builds the relay example in release mode (a no-op when up to date) and returns its path.
 pub fn build_relay() -> Result<PathBuf> {
+    build_relay_with(&[])
+}
+
+/// [`build_relay`] with these features of the `ghost-sync` crate (e.g. `redis`, for a
+/// cluster). Every feature set is linked to the same `examples/relay` path: copy the binary
+/// away before building another set.
+pub fn build_relay_with(features: &[&str]) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let out = std::process::Command::new(cargo)
@@ -55,6 +62,11 @@ pub fn build_relay() -> Result<PathBuf> {
             "--example",
             "relay",
         ])
+        .args(if features.is_empty() {
+            Vec::new()
+        } else {
+            vec!["--features".to_owned(), features.join(",")]
+        })
         .args(["--message-format", "json", "--manifest-path"])
         .arg(&manifest)
         .stderr(Stdio::inherit())
@@ -103,50 +115,7 @@ pub async fn start(proto: Proto, opts: &ServerOpts) -> Result<ServerProc> {
         .open(opts.log_dir.join(format!("{}.log", proto.name())))?;
     let deadline = Instant::now() + Duration::from_secs(20);
     match proto {
-        Proto::Ghost => {
-            let mut cmd = Command::new(&opts.relay_bin);
-            cmd.args(["--bind", "127.0.0.1:0", "--rooms"])
-                .arg(opts.rooms.to_string())
-                .arg("--max-clients")
-                .arg(opts.max_clients.to_string());
-            if let Some(n) = opts.worker_threads {
-                cmd.env("RELAY_WORKER_THREADS", n.to_string());
-            }
-            let mut child = cmd
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(log)
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("starting {}", opts.relay_bin.display()))?;
-            let pid = child
-                .id()
-                .ok_or_else(|| anyhow!("the relay exited at once"))?;
-            let stdout = child
-                .stdout
-                .take()
-                .ok_or_else(|| anyhow!("no relay stdout"))?;
-            let mut lines = BufReader::new(stdout).lines();
-            let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
-                .await
-                .map_err(|_| anyhow!("the relay printed no READY line in time"))??
-                .ok_or_else(|| anyhow!("the relay exited before READY"))?;
-            let addr = line
-                .strip_prefix("READY ")
-                .ok_or_else(|| anyhow!("unexpected relay output {line:?}"))?
-                .trim()
-                .parse()?;
-            // Keep draining its stdout so that a later print can never block it.
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            let stdin = child.stdin.take();
-            Ok(ServerProc {
-                proto,
-                addr,
-                pid,
-                child,
-                stdin,
-            })
-        }
+        Proto::Ghost => start_relay_logged(opts, &[], log).await,
         Proto::Redis | Proto::Nats => {
             let port = free_port().await?;
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -200,6 +169,72 @@ pub async fn start(proto: Proto, opts: &ServerOpts) -> Result<ServerProc> {
             }
         }
     }
+}
+
+/// Starts a relay with `extra` arguments after the usual ones (a cluster's `--redis ...`),
+/// its log in `log_name` under the log directory, and waits for its READY line.
+pub async fn start_relay(
+    opts: &ServerOpts,
+    extra: &[String],
+    log_name: &str,
+) -> Result<ServerProc> {
+    std::fs::create_dir_all(&opts.log_dir)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(opts.log_dir.join(log_name))?;
+    start_relay_logged(opts, extra, log).await
+}
+
+async fn start_relay_logged(
+    opts: &ServerOpts,
+    extra: &[String],
+    log: std::fs::File,
+) -> Result<ServerProc> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut cmd = Command::new(&opts.relay_bin);
+    cmd.args(["--bind", "127.0.0.1:0", "--rooms"])
+        .arg(opts.rooms.to_string())
+        .arg("--max-clients")
+        .arg(opts.max_clients.to_string())
+        .args(extra);
+    if let Some(n) = opts.worker_threads {
+        cmd.env("RELAY_WORKER_THREADS", n.to_string());
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", opts.relay_bin.display()))?;
+    let pid = child
+        .id()
+        .ok_or_else(|| anyhow!("the relay exited at once"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no relay stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+        .await
+        .map_err(|_| anyhow!("the relay printed no READY line in time"))??
+        .ok_or_else(|| anyhow!("the relay exited before READY (see its log)"))?;
+    let addr = line
+        .strip_prefix("READY ")
+        .ok_or_else(|| anyhow!("unexpected relay output {line:?}"))?
+        .trim()
+        .parse()?;
+    // Keep draining its stdout so that a later print can never block it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let stdin = child.stdin.take();
+    Ok(ServerProc {
+        proto: Proto::Ghost,
+        addr,
+        pid,
+        child,
+        stdin,
+    })
 }
 
 fn install_hint() -> &'static str {
