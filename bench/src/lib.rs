@@ -15,11 +15,13 @@
 //! - [`sys`]: `/proc` readings (CPU time, RSS, kernel socket memory, load average);
 //! - [`fairness`]: the fairness test's flooders and bystanders;
 //! - [`scenarios`]: the matrix, memory, scale, slow-consumer and fairness tests;
+//! - [`cluster`]: one relay, redis pub/sub and three relays sharing redis, side by side;
 //! - [`report`]: the table, the JSON line, the targets and the SVG chart.
 
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod cluster;
 pub mod fairness;
 pub mod load;
 pub mod payload;

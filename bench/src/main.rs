@@ -5,7 +5,7 @@
 //! cargo run --release -p ghost-sync-bench -- [--quick] [--out FILE] [--svg FILE]
 //!     [--update-md FILE] [--servers ghost,redis,nats] [--no-matrix] [--no-memory]
 //!     [--no-scale] [--no-slow] [--no-fairness] [--fairness] [--fair-flooders N]
-//!     [--fair-secs S] [--relay PATH]
+//!     [--fair-secs S] [--relay PATH] [--cluster] [--no-cluster] [--cluster-relay PATH]
 //! ```
 //!
 //! Exits 1 if any delivery was lost or reordered, a connection dropped, or a run failed;
@@ -13,6 +13,7 @@
 //! as worker processes (`__worker`), since one process may hold only 20,000 sockets.
 
 use anyhow::{anyhow, bail, Context, Result};
+use ghost_sync_bench::cluster::{self, ClusterArgs};
 use ghost_sync_bench::load::PubMode;
 use ghost_sync_bench::proto::Proto;
 use ghost_sync_bench::report;
@@ -26,7 +27,9 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
     [--servers ghost,redis,nats] [--no-matrix] [--no-memory] [--no-scale] [--no-slow]
     [--no-fairness] [--fairness] [--fair-flooders N] [--fair-secs S]
     [--relay PATH] [--room-sizes 2,8] [--payloads 256] [--modes one,all] [--connections N]
-    [--scale-clients N] [--scale-hold SECS]
+    [--scale-clients N] [--scale-hold SECS] [--cluster] [--no-cluster]
+    [--cluster-relay PATH] [--cluster-out FILE] [--cluster-rounds N] [--cluster-secs S]
+    [--cluster-rate R]
 
   --quick         reduced matrix (rooms of 8 and 64, 256 B, one publisher), short runs,
                   1,000 idle connections, 2,000 clients for 4 s, fairness phases of
@@ -44,7 +47,17 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
                   results to bench/results/fairness.json (fairness-quick.json with --quick)
   --no-fairness   skip the fairness test
   --fair-flooders N, --fair-secs S
-                  flooders (default 4) and seconds per measured phase (10 quick, 20 full)";
+                  flooders (default 4) and seconds per measured phase (10 quick, 20 full)
+  --cluster       run only the cluster test: one relay, redis pub/sub, and 3 relays sharing
+                  one redis-server, same fixed-rate load; results to bench/results/cluster.json
+                  (cluster-quick.json with --quick, or --cluster-out); --update-md rewrites
+                  only its section
+  --no-cluster    skip the cluster test
+  --cluster-relay PATH
+                  a relay built with --features redis (default: build it)
+  --cluster-rounds N, --cluster-secs S, --cluster-rate R
+                  rounds (3 full, 1 quick), seconds measured per run (15 full, 5 quick),
+                  messages per second per member (7.5)";
 
 struct Args {
     quick: bool,
@@ -67,6 +80,9 @@ struct Args {
     connections: Option<usize>,
     scale_clients: Option<usize>,
     scale_hold: Option<u64>,
+    cluster_only: bool,
+    no_cluster: bool,
+    cluster: ClusterArgs,
 }
 
 fn list<T>(s: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
@@ -97,6 +113,9 @@ fn parse_args(args: &[String]) -> Result<Args> {
         connections: None,
         scale_clients: None,
         scale_hold: None,
+        cluster_only: false,
+        no_cluster: false,
+        cluster: ClusterArgs::default(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -141,6 +160,13 @@ fn parse_args(args: &[String]) -> Result<Args> {
             "--connections" => a.connections = Some(value()?.parse()?),
             "--scale-clients" => a.scale_clients = Some(value()?.parse()?),
             "--scale-hold" => a.scale_hold = Some(value()?.parse()?),
+            "--cluster" => a.cluster_only = true,
+            "--no-cluster" => a.no_cluster = true,
+            "--cluster-relay" => a.cluster.cluster_relay = Some(value()?.into()),
+            "--cluster-out" => a.cluster.out = Some(value()?.into()),
+            "--cluster-rounds" => a.cluster.rounds = Some(value()?.parse()?),
+            "--cluster-secs" => a.cluster.secs = Some(value()?.parse()?),
+            "--cluster-rate" => a.cluster.rate = Some(value()?.parse()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -154,6 +180,9 @@ fn parse_args(args: &[String]) -> Result<Args> {
     if a.fairness_only && a.update_md.is_some() {
         // The generated section is the full comparison's; a fairness-only run would replace it.
         bail!("--update-md rewrites the full run's section: not with --fairness");
+    }
+    if a.cluster_only && (a.no_cluster || a.fairness_only) {
+        bail!("--cluster runs only the cluster test: not with --no-cluster or --fairness");
     }
     if a.fair_flooders == Some(0) || a.fair_secs == Some(0) {
         bail!("--fair-flooders and --fair-secs need at least 1");
@@ -197,8 +226,31 @@ fn main() -> Result<()> {
         let spec = WorkerSpec::from_json(argv.get(1).ok_or_else(|| anyhow!("no worker spec"))?)?;
         return rt.block_on(scenarios::worker_main(spec));
     }
-    let args = parse_args(&argv)?;
-    let clean = rt.block_on(run(args))?;
+    let mut args = parse_args(&argv)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    args.cluster.quick = args.quick;
+    args.cluster.relay = args.relay.clone();
+    args.cluster.root = workspace();
+    args.cluster.started_utc = utc(now);
+    // The full run includes the cluster test, unless told otherwise or it has no redis.
+    let with_cluster = !args.no_cluster
+        && !args.fairness_only
+        && args
+            .servers
+            .as_ref()
+            .is_none_or(|s| s.contains(&Proto::Redis));
+    let mut cluster_args = args.cluster.clone();
+    cluster_args.update_md = args.update_md.clone();
+    let clean = if args.cluster_only {
+        sys::raise_nofile_limit();
+        rt.block_on(cluster::run_cluster(cluster_args))?
+    } else {
+        let clean = rt.block_on(run(args))?;
+        let cluster_clean = !with_cluster || rt.block_on(cluster::run_cluster(cluster_args))?;
+        clean && cluster_clean
+    };
     // Leave at once: nothing left to flush, and tasks of closed connections need no wait.
     rt.shutdown_background();
     std::process::exit(if clean { 0 } else { 1 });

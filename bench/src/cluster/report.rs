@@ -1,0 +1,408 @@
+//! The cluster scenario's outputs: the text table, the two targets (PASS/MISS), the JSON
+//! document and the generated Markdown section of `BENCHMARKS.md`.
+//!
+//! With several rounds, the targets compare medians over the rounds (each figure its own
+//! median), so that one noisy run on the shared machine does not decide a verdict alone.
+
+use super::{ClusterConfig, ClusterResults, Setup, SetupRun};
+use crate::report::Target;
+use crate::scenarios::round;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+
+/// Start marker of the generated section in `BENCHMARKS.md`.
+pub const MD_START: &str = "<!-- bench:cluster:start -->";
+/// End marker of the generated section.
+pub const MD_END: &str = "<!-- bench:cluster:end -->";
+
+/// Slack the cross-relay p99 may have over the single relay's p99.
+const P99_SLACK_US: f64 = 1000.0;
+/// Share of the single relay's deliveries per CPU-second the cluster must keep.
+const CPU_SHARE: f64 = 0.5;
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// The median over `setup`'s rounds of one figure.
+fn med(res: &ClusterResults, setup: Setup, f: impl Fn(&SetupRun) -> Option<f64>) -> Option<f64> {
+    median(
+        res.runs
+            .iter()
+            .filter(|r| r.setup == setup)
+            .filter_map(f)
+            .collect(),
+    )
+}
+
+fn per_cpu(r: &SetupRun) -> Option<f64> {
+    r.figures.as_ref().and_then(|f| f.per_cpu_s)
+}
+
+fn p99(r: &SetupRun) -> Option<f64> {
+    r.figures
+        .as_ref()
+        .and_then(|f| f.latency.as_ref())
+        .map(|l| l.p99_us)
+}
+
+fn cross_p99(r: &SetupRun) -> Option<f64> {
+    r.cross.as_ref().map(|l| l.p99_us)
+}
+
+/// The two targets, and that nothing was lost or reordered.
+pub fn targets(res: &ClusterResults) -> Vec<Target> {
+    let mut out = Vec::new();
+    let single = med(res, Setup::Single, p99);
+    let cross = med(res, Setup::Cluster, cross_p99);
+    let v = cross.zip(single);
+    out.push(Target {
+        name: "cross-relay p99 at the fixed rate ≤ single relay's p99 + 1 ms".into(),
+        measured: v.map_or("not measured".into(), |(c, s)| {
+            format!(
+                "{:.2} ms vs {:.2} ms + 1 ms ({:+.2} ms)",
+                c / 1e3,
+                s / 1e3,
+                (c - s) / 1e3
+            )
+        }),
+        pass: v.map(|(c, s)| c <= s + P99_SLACK_US),
+    });
+    let v = med(res, Setup::Cluster, per_cpu).zip(med(res, Setup::Single, per_cpu));
+    out.push(Target {
+        name: "cluster deliveries per CPU-second (3 relays + redis) ≥ 0.5× single relay's".into(),
+        measured: v.map_or("not measured".into(), |(c, s)| {
+            format!("{:.2}× ({:.0} vs {:.0})", c / s, c, s)
+        }),
+        pass: v.map(|(c, s)| c >= CPU_SHARE * s),
+    });
+    let (lost, stale): (u64, u64) = res
+        .runs
+        .iter()
+        .fold((0, 0), |(l, s), r| (l + r.checks.lost, s + r.checks.stale));
+    out.push(Target {
+        name: "no delivery lost or reordered at the fixed rate (every setup)".into(),
+        measured: format!("lost {lost}, reordered or duplicated {stale}"),
+        pass: (!res.runs.is_empty()).then_some(lost == 0 && stale == 0),
+    });
+    out
+}
+
+/// Nothing lost, reordered or failed, and every setup run.
+pub fn clean(res: &ClusterResults) -> bool {
+    res.skipped.is_empty() && res.runs.iter().all(|r| r.checks.clean())
+}
+
+fn servers_of(cfg: &ClusterConfig, s: Setup) -> String {
+    match s {
+        Setup::Single => "1 relay".into(),
+        Setup::Redis => "redis-server".into(),
+        Setup::Cluster => format!("{} relays + redis", cfg.relays),
+    }
+}
+
+fn ms(us: Option<f64>) -> String {
+    us.map_or("-".into(), |u| format!("{:.2}", u / 1e3))
+}
+
+fn si(x: Option<f64>) -> String {
+    match x {
+        None => "-".into(),
+        Some(v) if v >= 1e6 => format!("{:.2}M", v / 1e6),
+        Some(v) if v >= 1e3 => format!("{:.1}k", v / 1e3),
+        Some(v) => format!("{v:.0}"),
+    }
+}
+
+fn row(s: &mut String, cfg: &ClusterConfig, label: &str, setup: Setup, r: RowFigures) {
+    let _ = writeln!(
+        s,
+        "{label:<16} {:<17}|{:>9} {:>9} {:>5} |{:>7} {:>7} {:>7} |{:>7} {:>7} |{:>8} |{:>5} {:>5}",
+        servers_of(cfg, setup),
+        si(r.rate),
+        si(r.per_cpu),
+        r.cpu_pct.map_or("-".into(), |c| format!("{c:.0}")),
+        ms(r.p50),
+        ms(r.p99),
+        ms(r.max),
+        ms(r.cross_p99),
+        ms(r.cross_max),
+        r.presence_ms.map_or("-".into(), |p| format!("{p:.0}")),
+        r.lost.map_or("-".into(), |l| l.to_string()),
+        r.stale.map_or("-".into(), |l| l.to_string()),
+    );
+}
+
+#[derive(Default)]
+struct RowFigures {
+    rate: Option<f64>,
+    per_cpu: Option<f64>,
+    cpu_pct: Option<f64>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    max: Option<f64>,
+    cross_p99: Option<f64>,
+    cross_max: Option<f64>,
+    presence_ms: Option<f64>,
+    lost: Option<u64>,
+    stale: Option<u64>,
+}
+
+fn figures_of(r: &SetupRun) -> RowFigures {
+    let f = r.figures.as_ref();
+    let l = f.and_then(|f| f.latency.as_ref());
+    RowFigures {
+        rate: f.map(|f| f.deliveries_per_s),
+        per_cpu: per_cpu(r),
+        cpu_pct: f.and_then(|f| f.server_cpu_s.map(|c| 100.0 * c / f.secs.max(1e-9))),
+        p50: l.map(|l| l.p50_us),
+        p99: l.map(|l| l.p99_us),
+        max: l.map(|l| l.max_us),
+        cross_p99: r.cross.as_ref().map(|l| l.p99_us),
+        cross_max: r.cross.as_ref().map(|l| l.max_us),
+        presence_ms: r.presence_ms,
+        lost: Some(r.checks.lost),
+        stale: Some(r.checks.stale),
+    }
+}
+
+/// The text table: one row per run, then the medians (with several rounds) and the
+/// cluster's CPU split per process.
+pub fn table(cfg: &ClusterConfig, res: &ClusterResults) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "cluster: {} rooms of {}, every member publishing {} B at {} msg/s ({:.0} msg/s in all), \
+         {} s measured per run, {} round{}",
+        cfg.rooms,
+        cfg.room_size,
+        cfg.payload,
+        cfg.rate_per_member,
+        cfg.total_rate(),
+        cfg.measure.as_secs(),
+        cfg.rounds,
+        if cfg.rounds == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        s,
+        "{:<16} {:<17}|{:>9} {:>9} {:>5} |{:>7} {:>7} {:>7} |{:>7} {:>7} |{:>8} |{:>5} {:>5}",
+        "setup",
+        "servers",
+        "deliv/s",
+        "deliv/CPUs",
+        "CPU%",
+        "p50",
+        "p99",
+        "max",
+        "x p99",
+        "x max",
+        "presence",
+        "lost",
+        "stale"
+    );
+    let _ = writeln!(
+        s,
+        "{:<16} {:<17}|{:>9} {:>9} {:>5} |{:>7} {:>7} {:>7} |{:>7} {:>7} |{:>8} |{:>5} {:>5}",
+        "", "", "", "(all srv)", "", "ms", "ms", "ms", "ms", "ms", "ms", "", ""
+    );
+    for r in &res.runs {
+        let label = format!("{} #{}", r.setup.label(), r.round);
+        row(&mut s, cfg, &label, r.setup, figures_of(r));
+    }
+    if cfg.rounds > 1 {
+        for setup in Setup::ALL {
+            let m = |f: fn(&RowFigures) -> Option<f64>| {
+                median(
+                    res.runs
+                        .iter()
+                        .filter(|r| r.setup == setup)
+                        .filter_map(|r| f(&figures_of(r)))
+                        .collect(),
+                )
+            };
+            let fig = RowFigures {
+                rate: m(|f| f.rate),
+                per_cpu: m(|f| f.per_cpu),
+                cpu_pct: m(|f| f.cpu_pct),
+                p50: m(|f| f.p50),
+                p99: m(|f| f.p99),
+                max: m(|f| f.max),
+                cross_p99: m(|f| f.cross_p99),
+                cross_max: m(|f| f.cross_max),
+                presence_ms: m(|f| f.presence_ms),
+                ..RowFigures::default()
+            };
+            row(&mut s, cfg, &format!("{} med", setup.label()), setup, fig);
+        }
+    }
+    for r in res.runs.iter().filter(|r| r.setup == Setup::Cluster) {
+        let secs = r.figures.as_ref().map_or(1.0, |f| f.secs.max(1e-9));
+        let parts: Vec<String> = r
+            .cpu_each
+            .iter()
+            .map(|(n, c)| format!("{n} {:.0}%", 100.0 * c / secs))
+            .collect();
+        let _ = writeln!(
+            s,
+            "cluster #{} CPU per process: {}",
+            r.round,
+            parts.join(", ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "x p99, x max: deliveries between members on different relays; presence: from the last \
+         join confirmed to every member knowing its room's {} others",
+        cfg.room_size - 1
+    );
+    for (setup, why) in &res.skipped {
+        let _ = writeln!(s, "{} not run: {why}", setup.label());
+    }
+    s
+}
+
+fn run_json(r: &SetupRun) -> Value {
+    json!({
+        "setup": r.setup.key(),
+        "round": r.round,
+        "fixed_rate": r.figures.as_ref().map(crate::scenarios::Figures::json),
+        "cross_relay_latency_us": r.cross.as_ref().map(crate::scenarios::Latency::json),
+        "server_cpu_s": r.cpu_each.iter().map(|(n, c)| (n.clone(), json!(round(*c, 3)))).collect::<serde_json::Map<_, _>>(),
+        "presence_ms": r.presence_ms.map(|p| round(p, 1)),
+        "checks": r.checks.json(),
+    })
+}
+
+/// The JSON document.
+pub fn to_json(
+    cfg: &ClusterConfig,
+    res: &ClusterResults,
+    meta: Value,
+    targets: &[Target],
+) -> Value {
+    let medians: serde_json::Map<String, Value> = Setup::ALL
+        .iter()
+        .map(|&s| {
+            (
+                s.key().to_owned(),
+                json!({
+                    "deliveries_per_cpu_s": med(res, s, per_cpu).map(f64::round),
+                    "p99_us": med(res, s, p99).map(|v| round(v, 1)),
+                    "cross_relay_p99_us": med(res, s, cross_p99).map(|v| round(v, 1)),
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "meta": meta,
+        "config": {
+            "quick": cfg.quick,
+            "relays": cfg.relays,
+            "rooms": cfg.rooms,
+            "room_size": cfg.room_size,
+            "connections": cfg.rooms * cfg.room_size,
+            "payload": cfg.payload,
+            "msgs_per_s_per_member": cfg.rate_per_member,
+            "msgs_per_s": cfg.total_rate(),
+            "warmup_s": cfg.warmup.as_secs_f64(),
+            "measure_s": cfg.measure.as_secs_f64(),
+            "rounds": cfg.rounds,
+            "window": cfg.window,
+        },
+        "runs": res.runs.iter().map(run_json).collect::<Vec<_>>(),
+        "medians": medians,
+        "skipped": res.skipped.iter().map(|(s, why)| json!({"setup": s.key(), "why": why})).collect::<Vec<_>>(),
+        "targets": targets.iter().map(|t| json!({
+            "target": t.name, "measured": t.measured, "pass": t.pass,
+        })).collect::<Vec<_>>(),
+        "clean": clean(res),
+    })
+}
+
+/// The generated section: when and where, the targets, the table.
+pub fn markdown(meta: &Value, table: &str, targets: &[Target], command: &str) -> String {
+    let mut s = String::new();
+    let load = |k: &str| {
+        meta[k].as_array().map_or(String::new(), |a| {
+            a.iter()
+                .map(|x| x.as_f64().map_or("?".into(), |v| format!("{v:.2}")))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        })
+    };
+    let _ = writeln!(
+        s,
+        "Run: `{command}`, {} UTC, commit `{}`, took {:.0} s.  ",
+        meta["started_utc"].as_str().unwrap_or("?"),
+        meta["commit"].as_str().unwrap_or("?"),
+        meta["duration_s"].as_f64().unwrap_or(0.0)
+    );
+    let m = &meta["machine"];
+    let _ = writeln!(
+        s,
+        "Machine: {}, {} cores, {} GiB, Linux {}. Load average (1/5/15 min) before: {}, after: {}.  ",
+        m["cpu"].as_str().unwrap_or("?"),
+        m["cores"],
+        m["mem_gib"],
+        m["kernel"].as_str().unwrap_or("?"),
+        load("load_before"),
+        load("load_after")
+    );
+    let _ = writeln!(
+        s,
+        "Servers: ghost-sync {} (`examples/relay.rs`; the cluster's built with `--features redis`); {}.\n",
+        env!("CARGO_PKG_VERSION"),
+        meta["versions"]["redis"].as_str().unwrap_or("?"),
+    );
+    if meta["load_before"][0].as_f64().unwrap_or(0.0) > 0.5 {
+        s.push_str(
+            "**Preliminary:** the machine was not quiet at the start (load average above 0.5).\n\n",
+        );
+    }
+    s.push_str("| verdict | target | measured |\n|---|---|---|\n");
+    for t in targets {
+        let _ = writeln!(s, "| {} | {} | {} |", t.verdict(), t.name, t.measured);
+    }
+    let _ = writeln!(s, "\n```text\n{table}```");
+    s
+}
+
+/// Replaces the generated section of `doc` (between [`MD_START`] and [`MD_END`]).
+pub fn splice(doc: &str, section: &str) -> Option<String> {
+    let a = doc.find(MD_START)? + MD_START.len();
+    let b = doc.find(MD_END)?;
+    (a <= b).then(|| format!("{}\n{}\n{}", &doc[..a], section.trim_end(), &doc[b..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0]), Some(2.5));
+    }
+
+    #[test]
+    fn nothing_measured_is_not_a_pass() {
+        let res = ClusterResults::default();
+        assert!(targets(&res).iter().all(|t| t.pass.is_none()));
+        let doc = format!("a\n{MD_START}\nold\n{MD_END}\nb\n");
+        assert_eq!(
+            splice(&doc, "new").unwrap(),
+            format!("a\n{MD_START}\nnew\n{MD_END}\nb\n")
+        );
+    }
+}
