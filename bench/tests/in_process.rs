@@ -141,3 +141,47 @@ async fn frames_dropped_by_the_relay_are_caught() {
     assert_eq!(totals.received + totals.lost, 3 * totals.sent);
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spread_swarm_times_cross_server_deliveries_apart() {
+    // The same relay under two addresses: members 0 and 2 count as on "server 0", 1 and 3 on
+    // "server 1", so 2 of each message's 3 deliveries cross.
+    let (handle, addr) = relay(2, 1024).await;
+    let mut swarm = Swarm::connect_spread(topo(addr), &[addr, addr])
+        .await
+        .unwrap();
+    swarm.wait_presence(Duration::from_secs(5)).await.unwrap();
+    let r = swarm
+        .run(Pacing::Window(64), &RUN, None, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let totals = swarm.finish().await;
+    assert!(totals.clean(), "{totals:?}");
+    // About two thirds: a read batch being recorded as the phase ends may have reached one
+    // histogram and not yet the other.
+    let (cross, all) = (r[0].cross_hist.len() as f64, r[0].hist.len() as f64);
+    assert!(
+        all > 0.0 && (cross / all - 2.0 / 3.0).abs() < 0.02,
+        "{cross} of {all}"
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_unconnected_relays_never_meet() {
+    // Two relays that know nothing of each other: each member sees only the half of its room
+    // on its own relay, so waiting for presence fails instead of measuring a split room.
+    let (a, addr_a) = relay(2, 1024).await;
+    let (b, addr_b) = relay(2, 1024).await;
+    let swarm = Swarm::connect_spread(topo(addr_a), &[addr_a, addr_b])
+        .await
+        .unwrap();
+    let err = swarm
+        .wait_presence(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("8 members"), "{err}");
+    let _ = swarm.finish().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
