@@ -124,22 +124,46 @@ fn si(x: Option<f64>) -> String {
     }
 }
 
+/// Column widths of the table; a `|` goes before the columns listed in `BARS`.
+const WIDTHS: [usize; 14] = [17, 16, 8, 10, 4, 4, 6, 6, 6, 6, 6, 8, 4, 5];
+const BARS: [usize; 5] = [2, 6, 9, 11, 12];
+
+fn line(s: &mut String, cells: &[String]) {
+    for (i, (c, w)) in cells.iter().zip(WIDTHS).enumerate() {
+        if BARS.contains(&i) {
+            s.push_str("| ");
+        }
+        if i < 2 {
+            let _ = write!(s, "{c:<w$} ");
+        } else {
+            let _ = write!(s, "{c:>w$} ");
+        }
+    }
+    let trimmed = s.trim_end().len();
+    s.truncate(trimmed);
+    s.push('\n');
+}
+
 fn row(s: &mut String, cfg: &ClusterConfig, label: &str, setup: Setup, r: RowFigures) {
-    let _ = writeln!(
+    let pct = |x: Option<f64>| x.map_or("-".into(), |c| format!("{c:.0}"));
+    line(
         s,
-        "{label:<16} {:<17}|{:>9} {:>9} {:>5} |{:>7} {:>7} {:>7} |{:>7} {:>7} |{:>8} |{:>5} {:>5}",
-        servers_of(cfg, setup),
-        si(r.rate),
-        si(r.per_cpu),
-        r.cpu_pct.map_or("-".into(), |c| format!("{c:.0}")),
-        ms(r.p50),
-        ms(r.p99),
-        ms(r.max),
-        ms(r.cross_p99),
-        ms(r.cross_max),
-        r.presence_ms.map_or("-".into(), |p| format!("{p:.0}")),
-        r.lost.map_or("-".into(), |l| l.to_string()),
-        r.stale.map_or("-".into(), |l| l.to_string()),
+        &[
+            label.to_owned(),
+            servers_of(cfg, setup),
+            si(r.rate),
+            si(r.per_cpu),
+            pct(r.cpu_pct),
+            pct(r.gen_pct),
+            ms(r.p50),
+            ms(r.p99),
+            ms(r.max),
+            ms(r.cross_p99),
+            ms(r.cross_max),
+            pct(r.presence_ms),
+            r.lost.map_or("-".into(), |l| l.to_string()),
+            r.stale.map_or("-".into(), |l| l.to_string()),
+        ],
     );
 }
 
@@ -148,6 +172,7 @@ struct RowFigures {
     rate: Option<f64>,
     per_cpu: Option<f64>,
     cpu_pct: Option<f64>,
+    gen_pct: Option<f64>,
     p50: Option<f64>,
     p99: Option<f64>,
     max: Option<f64>,
@@ -165,6 +190,7 @@ fn figures_of(r: &SetupRun) -> RowFigures {
         rate: f.map(|f| f.deliveries_per_s),
         per_cpu: per_cpu(r),
         cpu_pct: f.and_then(|f| f.server_cpu_s.map(|c| 100.0 * c / f.secs.max(1e-9))),
+        gen_pct: f.map(|f| 100.0 * f.harness_cpu_s / f.secs.max(1e-9)),
         p50: l.map(|l| l.p50_us),
         p99: l.map(|l| l.p99_us),
         max: l.map(|l| l.max_us),
@@ -193,27 +219,44 @@ pub fn table(cfg: &ClusterConfig, res: &ClusterResults) -> String {
         cfg.rounds,
         if cfg.rounds == 1 { "" } else { "s" }
     );
-    let _ = writeln!(
-        s,
-        "{:<16} {:<17}|{:>9} {:>9} {:>5} |{:>7} {:>7} {:>7} |{:>7} {:>7} |{:>8} |{:>5} {:>5}",
-        "setup",
-        "servers",
-        "deliv/s",
-        "deliv/CPUs",
-        "CPU%",
-        "p50",
-        "p99",
-        "max",
-        "x p99",
-        "x max",
-        "presence",
-        "lost",
-        "stale"
+    let words = |w: &[&str]| w.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    line(
+        &mut s,
+        &words(&[
+            "setup",
+            "servers",
+            "deliv/s",
+            "deliv/CPUs",
+            "CPU%",
+            "gen%",
+            "p50",
+            "p99",
+            "max",
+            "x p99",
+            "x max",
+            "presence",
+            "lost",
+            "stale",
+        ]),
     );
-    let _ = writeln!(
-        s,
-        "{:<16} {:<17}|{:>9} {:>9} {:>5} |{:>7} {:>7} {:>7} |{:>7} {:>7} |{:>8} |{:>5} {:>5}",
-        "", "", "", "(all srv)", "", "ms", "ms", "ms", "ms", "ms", "ms", "", ""
+    line(
+        &mut s,
+        &words(&[
+            "",
+            "",
+            "",
+            "(all srv)",
+            "",
+            "",
+            "ms",
+            "ms",
+            "ms",
+            "ms",
+            "ms",
+            "ms",
+            "",
+            "",
+        ]),
     );
     for r in &res.runs {
         let label = format!("{} #{}", r.setup.label(), r.round);
@@ -234,6 +277,7 @@ pub fn table(cfg: &ClusterConfig, res: &ClusterResults) -> String {
                 rate: m(|f| f.rate),
                 per_cpu: m(|f| f.per_cpu),
                 cpu_pct: m(|f| f.cpu_pct),
+                gen_pct: m(|f| f.gen_pct),
                 p50: m(|f| f.p50),
                 p99: m(|f| f.p99),
                 max: m(|f| f.max),
@@ -261,8 +305,11 @@ pub fn table(cfg: &ClusterConfig, res: &ClusterResults) -> String {
     }
     let _ = writeln!(
         s,
-        "x p99, x max: deliveries between members on different relays; presence: from the last \
-         join confirmed to every member knowing its room's {} others",
+        "CPU%: every server process of the setup together; gen%: the load generator\n\
+         x p99, x max: deliveries between members on different relays\n\
+         presence: from the last join confirmed to every member knowing its room's {} others\n\
+         redis: each member also gets its own messages back (no echo suppression), counted as \
+         deliveries",
         cfg.room_size - 1
     );
     for (setup, why) in &res.skipped {
