@@ -44,6 +44,9 @@ pub enum SyncError {
     Backpressure(uuid::Uuid),
     /// The relay closed the connection for a reason this version does not know.
     Disconnected(String),
+    /// The broker that relays share rooms through (see `ServerBuilder::redis`) could not be
+    /// reached, or did not answer; what went wrong.
+    Broker(String),
     /// The listening socket could not be bound.
     Bind(io::Error),
     /// Another I/O error.
@@ -93,6 +96,7 @@ impl fmt::Display for SyncError {
             Self::ClientNotFound(id) => write!(f, "client not found: {id}"),
             Self::Backpressure(id) => write!(f, "write queue of client {id} is full"),
             Self::Disconnected(why) => write!(f, "disconnected: {why}"),
+            Self::Broker(e) => write!(f, "broker: {e}"),
             Self::Bind(e) => write!(f, "cannot bind: {e}"),
             Self::Io(e) => write!(f, "i/o error: {e}"),
         }

@@ -47,6 +47,11 @@
 
 pub mod auth;
 mod client;
+#[cfg(feature = "redis")]
+pub mod cluster;
+#[cfg(not(feature = "redis"))]
+#[path = "cluster/disabled.rs"]
+mod cluster;
 mod directory;
 mod disconnect;
 mod error;

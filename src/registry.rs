@@ -33,6 +33,40 @@ impl Registry {
         Some(room)
     }
 
+    /// The room with this id, created (with `options`) if there is none; `true` with it if
+    /// it was created. A backplane mirrors rooms created on other relays through it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn get_or_create(&self, id: &str, options: RoomOptions) -> (Arc<Room>, bool) {
+        let mut rooms = write(&self.rooms);
+        if let Some(room) = rooms.get(id) {
+            return (Arc::clone(room), false);
+        }
+        let room = Arc::new(Room::new(id, options));
+        rooms.insert(Arc::clone(room.id()), Arc::clone(&room));
+        (room, true)
+    }
+
+    /// Deletes the room with this id if it is `room` itself (not a later room with the same
+    /// id), as [`delete`](Registry::delete) does.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn delete_this(&self, room: &Arc<Room>) -> bool {
+        let mut rooms = write(&self.rooms);
+        match rooms.get(room.id().as_ref()) {
+            Some(current) if Arc::ptr_eq(current, room) => {
+                rooms.remove(room.id().as_ref());
+                room.mark_deleted();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Every live room.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn all(&self) -> Vec<Arc<Room>> {
+        read(&self.rooms).values().cloned().collect()
+    }
+
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Room>> {
         read(&self.rooms).get(id).cloned()
     }

@@ -10,7 +10,7 @@ use crate::protocol::{encode_into, encode_members, ServerFrame};
 use crate::sync::{lock, read, write};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use uuid::Uuid;
 
@@ -63,6 +63,19 @@ pub(crate) struct Room {
     /// follows it are atomic. It guards no data and no handle method takes it, so a hook that
     /// calls back into the handle cannot deadlock on it.
     turnstile: Arc<tokio::sync::Mutex<()>>,
+    /// With a backplane: the members on other relays (ids only; their frames reach them
+    /// through the broker), and their number, which the broadcast path reads without a lock
+    /// to decide whether a frame must be published at all.
+    remote: RwLock<Vec<Uuid>>,
+    remote_len: AtomicUsize,
+    /// With a backplane: the generation the broker gave this room when it was created (0
+    /// until it is known), which tells this room from a later one with the same id.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    generation: AtomicU64,
+    /// With a backplane: the sequence number of the last frame this relay published to the
+    /// room, so that receivers notice frames the broker lost.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    published: AtomicU64,
 }
 
 impl Room {
@@ -74,6 +87,10 @@ impl Room {
             meta: Mutex::new(HashMap::new()),
             deleted: AtomicBool::new(false),
             turnstile: Arc::new(tokio::sync::Mutex::new(())),
+            remote: RwLock::new(Vec::new()),
+            remote_len: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            published: AtomicU64::new(0),
         }
     }
 
@@ -93,12 +110,42 @@ impl Room {
         Arc::clone(&self.turnstile)
     }
 
+    /// Members on this relay and, with a backplane, on the others.
     pub(crate) fn len(&self) -> usize {
-        read(&self.members).len()
+        read(&self.members).len() + self.remote_len.load(Ordering::Acquire)
+    }
+
+    /// Whether some member sits on another relay: the broadcast path publishes only then.
+    pub(crate) fn has_remote(&self) -> bool {
+        self.remote_len.load(Ordering::Acquire) > 0
+    }
+
+    /// Members on other relays.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn remote_len(&self) -> usize {
+        self.remote_len.load(Ordering::Acquire)
     }
 
     pub(crate) fn member_ids(&self) -> Vec<Uuid> {
-        read(&self.members).iter().map(|m| m.id).collect()
+        let mut ids: Vec<Uuid> = read(&self.members).iter().map(|m| m.id).collect();
+        ids.extend(read(&self.remote).iter().copied());
+        ids
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn set_generation(&self, generation: u64) {
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// The sequence number of the next frame this relay publishes to the room.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn next_published(&self) -> u64 {
+        self.published.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     pub(crate) fn options(&self) -> &RoomOptions {
@@ -115,16 +162,40 @@ impl Room {
         announce: &Bytes,
         max_payload: usize,
     ) -> Result<Dropped, JoinRefused> {
+        self.admit(member, announce, max_payload, true)
+    }
+
+    /// Adds `member` as [`join`](Room::join) does, but without checking the capacity: the
+    /// broker already gave it a seat, counting the members of every relay.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn join_seated(
+        &self,
+        member: Member,
+        announce: &Bytes,
+        max_payload: usize,
+    ) -> Result<Dropped, JoinRefused> {
+        self.admit(member, announce, max_payload, false)
+    }
+
+    fn admit(
+        &self,
+        member: Member,
+        announce: &Bytes,
+        max_payload: usize,
+        check_capacity: bool,
+    ) -> Result<Dropped, JoinRefused> {
         let mut members = write(&self.members);
         // Checked under the write lock: a delete that raced this join either happened before
         // (refused here) or after (the member is in the room like any other when it was deleted).
         if self.is_deleted() {
             return Err(JoinRefused::Deleted);
         }
-        if self
-            .options
-            .max_clients
-            .is_some_and(|max| members.len() >= max)
+        let remote = self.remote_len.load(Ordering::Acquire);
+        if check_capacity
+            && self
+                .options
+                .max_clients
+                .is_some_and(|max| members.len() + remote >= max)
         {
             return Err(JoinRefused::Full);
         }
@@ -156,6 +227,7 @@ impl Room {
         let others: Vec<Uuid> = members
             .iter()
             .map(|m| m.id)
+            .chain(read(&self.remote).iter().copied())
             .filter(|&id| id != joiner)
             .collect();
         encode_members(&self.id, &others, max_payload, &mut out);
@@ -172,6 +244,42 @@ impl Room {
             return Some(Dropped::new());
         }
         Some(relay(&members, id, announce))
+    }
+
+    /// Records a member on another relay and tells the members here with `announce` (an
+    /// encoded `PlayerJoined`); `None` if it was already known.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn add_remote(&self, id: Uuid, announce: &Bytes) -> Option<Dropped> {
+        // The local members' lock first, as everywhere: a confirmation built under it reads
+        // the remote list too.
+        let members = read(&self.members);
+        let mut remote = write(&self.remote);
+        if remote.contains(&id) {
+            return None;
+        }
+        remote.push(id);
+        self.remote_len.store(remote.len(), Ordering::Release);
+        drop(remote);
+        Some(relay(&members, id, announce))
+    }
+
+    /// Forgets a member on another relay and tells the members here with `announce` (an
+    /// encoded `PlayerLeft`); `None` if it was not known.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn remove_remote(&self, id: Uuid, announce: &Bytes) -> Option<Dropped> {
+        let members = read(&self.members);
+        let mut remote = write(&self.remote);
+        let at = remote.iter().position(|&m| m == id)?;
+        remote.swap_remove(at);
+        self.remote_len.store(remote.len(), Ordering::Release);
+        drop(remote);
+        Some(relay(&members, id, announce))
+    }
+
+    /// Ids of the members on other relays.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn remote_ids(&self) -> Vec<Uuid> {
+        read(&self.remote).clone()
     }
 
     /// Relays `frame` to every member but `from`.
@@ -193,6 +301,15 @@ impl Room {
 
     pub(crate) fn get_meta(&self, key: &str) -> Option<String> {
         lock(&self.meta).get(key).cloned()
+    }
+
+    /// Every metadata entry, for a backplane writing this room back to its broker.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn meta_all(&self) -> Vec<(String, String)> {
+        lock(&self.meta)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 

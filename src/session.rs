@@ -5,6 +5,7 @@
 //! never contended.
 
 use crate::auth::Identity;
+use crate::cluster::Cluster;
 use crate::disconnect::DisconnectReason;
 use crate::handler::{guarded, ServerHandler};
 use crate::outbox::Outbox;
@@ -43,6 +44,8 @@ pub(crate) struct Session {
     /// A ping was sent and no pong has come back yet.
     awaiting_pong: AtomicBool,
     room: Mutex<Option<Arc<Room>>>,
+    /// The backplane, told of this client's leaves; `None`: the relay is alone.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Session {
@@ -64,7 +67,14 @@ impl Session {
             authenticated: AtomicBool::new(false),
             awaiting_pong: AtomicBool::new(false),
             room: Mutex::new(None),
+            cluster: None,
         }
+    }
+
+    /// This session on a relay that shares its rooms through `cluster`.
+    pub(crate) fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     pub(crate) fn member(&self) -> Member {
@@ -165,6 +175,10 @@ impl Session {
             Bytes::new()
         };
         if let Some(dropped) = room.leave(self.client_id, &announce) {
+            // The other relays learn of it even at shutdown: their members stay.
+            if let Some(cluster) = &self.cluster {
+                cluster.left(&room, self.client_id);
+            }
             guarded("on_leave", || handler.on_leave(self.client_id, room.id()));
             report_backpressure(handler, counters, &dropped, room.id());
         }

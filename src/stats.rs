@@ -43,6 +43,11 @@ impl Counters {
                 .iter()
                 .map(|&kind| (kind, self.disconnects[kind.index()].load(Relaxed)))
                 .collect(),
+            broker_published: 0,
+            broker_received: 0,
+            broker_dropped: 0,
+            broker_lost: 0,
+            broker_disconnects: 0,
         }
     }
 }
@@ -75,6 +80,19 @@ pub struct Stats {
     pub frames_dropped: u64,
     /// Connections ended, by reason, in the order of [`DisconnectKind::ALL`].
     pub disconnects: Vec<(DisconnectKind, u64)>,
+    /// With a broker: frames published to it for members on other relays (one per frame
+    /// and room, however many members).
+    pub broker_published: u64,
+    /// With a broker: frames received from other relays.
+    pub broker_received: u64,
+    /// With a broker: frames not published, because the broker was away or its queue full
+    /// (each is also logged by the link while it happens).
+    pub broker_dropped: u64,
+    /// With a broker: frames and registry messages from other relays lost on the way (gaps
+    /// in their numbering), including messages dropped because this relay fell behind.
+    pub broker_lost: u64,
+    /// With a broker: times the connection to it was lost.
+    pub broker_disconnects: u64,
 }
 
 impl Stats {

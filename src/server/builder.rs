@@ -188,6 +188,31 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Shares this relay's rooms with every relay using the same Redis and key prefix
+    /// (feature `redis`; default: none, the relay is alone). A client may then join a room
+    /// on any relay and sees the members of every relay as if they shared one.
+    /// [`Server::run`] connects first and fails with [`SyncError::Broker`] if the broker
+    /// does not answer within 5 s. CLUSTER.md tells the guarantees and the failure modes.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), ghost_sync::SyncError> {
+    /// use ghost_sync::{cluster::RedisOptions, Server};
+    ///
+    /// let handle = Server::builder()
+    ///     .redis(RedisOptions::new("redis://127.0.0.1:6379").relay_name("eu-1"))
+    ///     .build()
+    ///     .run()
+    ///     .await?;
+    /// handle.ensure_room("lobby")?; // every relay runs this at startup: all succeed
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, options: crate::cluster::RedisOptions) -> Self {
+        self.config.redis = Some(options);
+        self
+    }
+
     /// The policy hooks (default [`NoopHandler`]).
     pub fn handler(mut self, handler: impl ServerHandler) -> Self {
         let handler: Arc<dyn ServerHandler> = Arc::new(handler);
@@ -319,8 +344,11 @@ impl<L> Server<L> {
     }
 
     /// Binds the listen address, starts serving in the background and returns a handle.
+    /// With a broker ([`ServerBuilder::redis`]), it first connects to it and loads the
+    /// cluster's rooms, so the handle it returns already sees them.
     ///
-    /// Fails with [`SyncError::Bind`] if the address cannot be bound.
+    /// Fails with [`SyncError::Bind`] if the address cannot be bound, and with
+    /// [`SyncError::Broker`] if the broker cannot be reached within 5 s.
     pub async fn run(self) -> Result<ServerHandle, SyncError>
     where
         L: Layer<CoreService> + Send + Sync + 'static,
@@ -328,6 +356,19 @@ impl<L> Server<L> {
         <L::Service as Service<FrameRequest>>::Error: Into<BoxError>,
         <L::Service as Service<FrameRequest>>::Future: Send,
     {
+        #[cfg(feature = "redis")]
+        if let Some(options) = &self.shared.config.redis {
+            match crate::cluster::Cluster::start(&self.shared, options).await {
+                Ok(cluster) => {
+                    let _ = self.shared.cluster.set(cluster);
+                }
+                Err(err) => {
+                    // Stops the link and dispatcher tasks it may have started.
+                    self.shared.shutdown.cancel();
+                    return Err(SyncError::Broker(err));
+                }
+            }
+        }
         let listener = TcpListener::bind(self.shared.config.bind.as_str())
             .await
             .map_err(SyncError::Bind)?;

@@ -25,6 +25,9 @@ pub(crate) struct Config {
     pub(crate) rate_limit: Option<ClientRateLimitLayer>,
     /// The room-name policy; `None`: any name up to `max_payload`.
     pub(crate) room_names: Option<RoomNamePolicyLayer>,
+    /// The broker this relay shares its rooms through; `None`: it is alone.
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<crate::cluster::RedisOptions>,
 }
 
 /// Default listen address.
@@ -61,6 +64,8 @@ impl Default for Config {
             max_connections_per_ip: None,
             rate_limit: None,
             room_names: Some(RoomNamePolicyLayer::new()),
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 }

@@ -90,14 +90,46 @@ impl ServerHandle {
     ///
     /// Fails with [`SyncError::RoomAlreadyExists`] if a room with this id exists.
     pub fn create_room_with(&self, room_id: &str, options: RoomOptions) -> Result<(), SyncError> {
+        let max_clients = options.max_clients;
         if !self.shared.registry.create(room_id, options) {
             return Err(SyncError::RoomAlreadyExists(room_id.to_owned()));
+        }
+        if let Some(cluster) = self.shared.cluster() {
+            cluster.room_created(room_id, max_clients, None);
         }
         tracing::debug!(room_id, "room created");
         if let Some(handler) = self.shared.handler() {
             guarded("on_room_create", || handler.on_room_create(room_id));
         }
         Ok(())
+    }
+
+    /// Creates the room unless one with this id exists already with the same options:
+    /// `Ok(true)` if it was created here, `Ok(false)` if it was there. The startup call of
+    /// a relay that shares its rooms with others, since every relay runs the same program
+    /// and all but the first find the room there.
+    ///
+    /// Fails with [`SyncError::RoomAlreadyExists`] if the existing room has other options.
+    pub fn ensure_room(&self, room_id: &str) -> Result<bool, SyncError> {
+        self.ensure_room_with(room_id, RoomOptions::default())
+    }
+
+    /// [`ensure_room`](ServerHandle::ensure_room) with options.
+    pub fn ensure_room_with(&self, room_id: &str, options: RoomOptions) -> Result<bool, SyncError> {
+        loop {
+            if let Some(room) = self.shared.registry.get(room_id) {
+                if *room.options() != options {
+                    return Err(SyncError::RoomAlreadyExists(room_id.to_owned()));
+                }
+                return Ok(false);
+            }
+            match self.create_room_with(room_id, options.clone()) {
+                Ok(()) => return Ok(true),
+                // Created meanwhile by another caller: compare with that one.
+                Err(SyncError::RoomAlreadyExists(_)) => continue,
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Soft-deletes a room; fires `on_room_delete` (unless the server has stopped). Returns
@@ -108,6 +140,9 @@ impl ServerHandle {
     pub fn delete_room(&self, room_id: &str) -> bool {
         if self.shared.registry.delete(room_id).is_none() {
             return false;
+        }
+        if let Some(cluster) = self.shared.cluster() {
+            cluster.room_deleted(room_id, None);
         }
         tracing::debug!(room_id, "room deleted");
         if let Some(handler) = self.shared.handler() {
@@ -158,7 +193,11 @@ impl ServerHandle {
             .registry
             .get(room_id)
             .ok_or_else(|| SyncError::RoomNotFound(room_id.to_owned()))?;
-        room.set_meta(key, value.into());
+        let value = value.into();
+        if let Some(cluster) = self.shared.cluster() {
+            cluster.meta_set(room_id, key, &value);
+        }
+        room.set_meta(key, value);
         Ok(())
     }
 
@@ -181,11 +220,13 @@ impl ServerHandle {
     ///
     /// Fails with [`SyncError::ClientNotFound`] if no such client is connected.
     pub fn kick(&self, client_id: Uuid, reason: &str) -> Result<(), SyncError> {
-        let session = self
-            .shared
-            .directory
-            .get(client_id)
-            .ok_or(SyncError::ClientNotFound(client_id))?;
+        let Some(session) = self.shared.directory.get(client_id) else {
+            // On another relay: that relay kicks it.
+            return match self.shared.cluster() {
+                Some(cluster) if cluster.kick(client_id, reason) => Ok(()),
+                _ => Err(SyncError::ClientNotFound(client_id)),
+            };
+        };
         tracing::debug!(%client_id, reason, "kick");
         session.end_with(crate::DisconnectReason::Kicked(reason.to_owned()));
         Ok(())
@@ -198,11 +239,15 @@ impl ServerHandle {
     /// `max_payload`, which clients refuse), or [`SyncError::Backpressure`] when the
     /// client's queue is full (the message is dropped and `on_backpressure` fires).
     pub fn send_to(&self, client_id: Uuid, data: &[u8]) -> Result<(), SyncError> {
-        let session = self
-            .shared
-            .directory
-            .get(client_id)
-            .ok_or(SyncError::ClientNotFound(client_id))?;
+        let Some(session) = self.shared.directory.get(client_id) else {
+            // On another relay: that relay queues it (and reports its backpressure).
+            let cluster = self.shared.cluster();
+            let frame = self.server_message(data)?;
+            return match cluster {
+                Some(cluster) if cluster.send_to(client_id, frame) => Ok(()),
+                _ => Err(SyncError::ClientNotFound(client_id)),
+            };
+        };
         let frame = self.server_message(data)?;
         match session.outbox.try_send(frame) {
             Ok(()) => Ok(()),
@@ -233,7 +278,13 @@ impl ServerHandle {
             .get(room_id)
             .ok_or_else(|| SyncError::RoomNotFound(room_id.to_owned()))?;
         let frame = self.server_message(data)?;
-        let (delivered, dropped) = room.broadcast_all(&frame);
+        let (mut delivered, dropped) = room.broadcast_all(&frame);
+        if room.has_remote() {
+            if let Some(cluster) = self.shared.cluster() {
+                cluster.publish(&room, &frame);
+                delivered += room.remote_len();
+            }
+        }
         if let Some(handler) = self.shared.handler() {
             report_backpressure(&*handler, &self.shared.counters, &dropped, room.id());
         }
@@ -252,32 +303,61 @@ impl ServerHandle {
 
     /// What the relay knows about a connected client; `None` if it is not connected.
     pub fn client_info(&self, client_id: Uuid) -> Option<ClientInfo> {
-        self.shared
-            .directory
-            .get(client_id)
-            .map(|session| ClientInfo::of(&session))
+        match self.shared.directory.get(client_id) {
+            Some(session) => Some(ClientInfo::of(&session)),
+            None => self.shared.cluster()?.remote_info(client_id),
+        }
     }
 
-    /// Every connected client, in no particular order.
+    /// Every connected client, in no particular order (with a broker: on every relay).
     pub fn clients(&self) -> Vec<ClientInfo> {
-        self.shared
+        let mut all: Vec<ClientInfo> = self
+            .shared
             .directory
             .all()
             .iter()
             .map(|session| ClientInfo::of(session))
-            .collect()
+            .collect();
+        if let Some(cluster) = self.shared.cluster() {
+            all.extend(cluster.remote_infos());
+        }
+        all
     }
 
-    /// Number of connected clients (handshake completed).
+    /// Number of connected clients (handshake completed; with a broker: on every relay).
     pub fn client_count(&self) -> usize {
-        self.shared.directory.len()
+        self.shared.directory.len() + self.shared.cluster().map_or(0, |c| c.remote_count())
+    }
+
+    /// The exact, asynchronous variants of the room calls, which ask the broker; `None` on
+    /// a relay that shares its rooms with no other (no [`ServerBuilder::redis`], or before
+    /// [`Server::run`]).
+    ///
+    /// [`ServerBuilder::redis`]: crate::ServerBuilder::redis
+    /// [`Server::run`]: crate::Server::run
+    #[cfg(feature = "redis")]
+    pub fn cluster(&self) -> Option<crate::cluster::ClusterHandle> {
+        Some(crate::cluster::ClusterHandle {
+            shared: Arc::clone(&self.shared),
+            cluster: Arc::clone(self.shared.cluster()?),
+        })
     }
 
     /// A snapshot of the server's counters. Cheap: a few atomic loads and two map sizes.
     pub fn stats(&self) -> Stats {
-        self.shared
+        let mut stats = self
+            .shared
             .counters
-            .snapshot(self.shared.directory.len(), self.shared.registry.count())
+            .snapshot(self.shared.directory.len(), self.shared.registry.count());
+        if let Some(cluster) = self.shared.cluster() {
+            let [published, received, dropped, lost, disconnects] = cluster.stats();
+            stats.broker_published = published;
+            stats.broker_received = received;
+            stats.broker_dropped = dropped;
+            stats.broker_lost = lost;
+            stats.broker_disconnects = disconnects;
+        }
+        stats
     }
 
     /// The address the server is listening on (with the real port when bound to port 0);

@@ -2,6 +2,7 @@
 
 use super::config::Config;
 use crate::auth::Validator;
+use crate::cluster::Cluster;
 use crate::directory::Directory;
 use crate::handler::{ServerHandler, SharedHandler};
 use crate::registry::Registry;
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     /// Every task of the server, so that `shutdown()` can wait for them.
     pub(crate) tasks: TaskTracker,
     pub(crate) local_addr: OnceLock<SocketAddr>,
+    /// The backplane, once `run()` connected it; unset: this relay is alone.
+    pub(crate) cluster: OnceLock<std::sync::Arc<Cluster>>,
 }
 
 impl Shared {
@@ -52,6 +55,7 @@ impl Shared {
             abort: CancellationToken::new(),
             tasks: TaskTracker::new(),
             local_addr: OnceLock::new(),
+            cluster: OnceLock::new(),
         }
     }
 
@@ -81,6 +85,11 @@ impl Shared {
             _ = self.abort.cancelled() => None,
             done = tokio::time::timeout(self.farewell_patience(), work) => done.ok(),
         }
+    }
+
+    /// The backplane, if this relay shares its rooms with others.
+    pub(crate) fn cluster(&self) -> Option<&std::sync::Arc<Cluster>> {
+        self.cluster.get()
     }
 
     /// The handler, unless the server has stopped (or was dropped without running).

@@ -80,10 +80,15 @@ pub(crate) async fn serve<R, W, L>(
         };
         let config = &shared.config;
         let (outbox, queue) = outbox(config.channel_capacity, config.max_queued_bytes);
-        let session = Arc::new(Session::new(client_id, peer, identity, outbox));
+        let session = Arc::new(
+            Session::new(client_id, peer, identity, outbox).with_cluster(shared.cluster().cloned()),
+        );
         // The handshake checked the credentials (or the relay is open).
         session.set_authenticated();
         shared.directory.insert(Arc::clone(&session));
+        if let Some(cluster) = shared.cluster() {
+            cluster.client_connected(&session);
+        }
         shared
             .counters
             .connections_total
@@ -193,6 +198,9 @@ struct DisconnectOnDrop {
 impl Drop for DisconnectOnDrop {
     fn drop(&mut self) {
         self.shared.directory.remove(self.client_id);
+        if let Some(cluster) = self.shared.cluster() {
+            cluster.client_disconnected(self.client_id);
+        }
         self.shared.counters.disconnected(self.reason.kind());
         guarded("on_disconnect", || {
             self.handler.on_disconnect(self.client_id, &self.reason)

@@ -1,0 +1,202 @@
+//! The seam between the relay and a broker: what the relay asks of it ([`Op`]) and what it
+//! hears back ([`Inbound`]), in terms of rooms and clients, never of a broker's commands.
+//!
+//! A backplane carries two kinds of traffic:
+//! - a **message bus**: frames published to a room's channel (received by the relays that
+//!   subscribed to it, because they hold members of it) and to one relay's control channel;
+//! - an **atomic registry**: rooms, their metadata, members, capacity and relay leases, each
+//!   change applied atomically and announced to every relay, in one global order, as a
+//!   [`StateEvent`].
+//!
+//! The Redis backplane does both over one connection. A NATS bus could take over
+//! `Publish`, `Control`, `Subscribe` and `Unsubscribe` while Redis keeps the registry: the
+//! relay's side ([`Cluster`](super::Cluster)) would not change.
+
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// Why the broker could not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BrokerError(pub(crate) String);
+
+impl std::fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The answer to an [`Op`] that wants one.
+pub(crate) type Answer<T> = oneshot::Sender<Result<T, BrokerError>>;
+
+/// What the broker said about a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seat {
+    /// The member is in; its [`StateEvent::Joined`] follows on the feed.
+    Taken,
+    /// The room holds `max_clients` members across every relay.
+    Full,
+    /// The room does not exist (any more).
+    NoRoom,
+}
+
+/// A client as the other relays see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientRecord {
+    pub(crate) relay: Arc<str>,
+    pub(crate) addr: std::net::SocketAddr,
+    /// Milliseconds since the Unix epoch.
+    pub(crate) connected_ms: u64,
+    pub(crate) user_id: Option<Arc<str>>,
+}
+
+/// One room of a [`Snapshot`] or of a relay's [`LocalState`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RoomRecord {
+    pub(crate) id: String,
+    pub(crate) generation: u64,
+    pub(crate) max_clients: Option<usize>,
+    pub(crate) meta: Vec<(String, String)>,
+    /// Member → the relay it is on (empty in a `LocalState`).
+    pub(crate) members: Vec<(Uuid, Arc<str>)>,
+}
+
+/// The whole registry at one point of the feed's order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    /// The sequence number of the last state event included.
+    pub(crate) seq: u64,
+    pub(crate) rooms: Vec<RoomRecord>,
+    pub(crate) clients: Vec<(Uuid, ClientRecord)>,
+}
+
+/// What one relay holds, to be written back after the broker lost it (a restart) or
+/// declared this relay dead (a partition): its rooms as it knows them, and its own clients
+/// with their rooms.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LocalState {
+    pub(crate) rooms: Vec<RoomRecord>,
+    pub(crate) clients: Vec<(Uuid, ClientRecord, Option<String>)>,
+}
+
+/// A request to the backplane. None waits: it is queued, and the ones with an [`Answer`]
+/// answer later.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// An encoded bus message (see [`bus_frame`](super::bus_frame)) for a room's members
+    /// on other relays.
+    Publish {
+        room: Arc<str>,
+        message: Bytes,
+    },
+    /// A control message for one relay.
+    Control {
+        relay: Arc<str>,
+        message: Bytes,
+    },
+    /// Start receiving a room's bus; queued before the join that needs it.
+    Subscribe(Arc<str>),
+    Unsubscribe(Arc<str>),
+    /// Create a room; answers `false` if the id is taken.
+    CreateRoom {
+        room: Arc<str>,
+        max_clients: Option<usize>,
+        answer: Option<Answer<bool>>,
+    },
+    /// Delete a room; answers `false` if there was none.
+    DeleteRoom {
+        room: Arc<str>,
+        answer: Option<Answer<bool>>,
+    },
+    SetMeta {
+        room: Arc<str>,
+        key: String,
+        value: String,
+    },
+    /// Take a seat for a client of this relay.
+    Join {
+        room: Arc<str>,
+        client: Uuid,
+        answer: Answer<Seat>,
+    },
+    Leave {
+        room: Arc<str>,
+        client: Uuid,
+    },
+    ClientConnected {
+        client: Uuid,
+        record: ClientRecord,
+    },
+    ClientDisconnected {
+        client: Uuid,
+    },
+    /// The exact number of members of a room across every relay; `None`: no such room.
+    CountMembers {
+        room: Arc<str>,
+        answer: Answer<Option<usize>>,
+    },
+    /// Write this relay's state back; answers the clients that found no seat any more.
+    Restore {
+        state: LocalState,
+        answer: Answer<Vec<Uuid>>,
+    },
+    Snapshot {
+        answer: Answer<Snapshot>,
+    },
+}
+
+/// One change of the registry, in the feed's global order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StateEvent {
+    RoomCreated {
+        room: String,
+        generation: u64,
+        max_clients: Option<usize>,
+    },
+    RoomDeleted {
+        room: String,
+        generation: u64,
+    },
+    MetaSet {
+        room: String,
+        generation: u64,
+        key: String,
+        value: String,
+    },
+    Joined {
+        room: String,
+        generation: u64,
+        client: Uuid,
+        relay: String,
+    },
+    Left {
+        room: String,
+        client: Uuid,
+    },
+    ClientConnected {
+        client: Uuid,
+        record: ClientRecord,
+    },
+    ClientDisconnected {
+        client: Uuid,
+    },
+}
+
+/// What a relay hears from the backplane.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// A registry change, numbered in the feed's order.
+    State { seq: u64, event: StateEvent },
+    /// A bus message on a room's channel.
+    Room { room: Bytes, message: Bytes },
+    /// A control message for this relay.
+    Control(Bytes),
+}
+
+/// A broker connection, as the relay uses it.
+pub(crate) trait Backplane: Send + Sync + 'static {
+    /// Queues `op`; `false` if it was dropped (the queue is full, or the broker is away),
+    /// in which case an `Answer` it carried is dropped too.
+    fn submit(&self, op: Op) -> bool;
+}

@@ -1,0 +1,400 @@
+//! The dispatcher task: applies what the broker says, one message at a time and in the
+//! broker's order, to this relay's rooms and to its mirror of the cluster.
+//!
+//! - A state event (a room created or deleted, metadata, a join, a leave, a client that
+//!   connected or went) updates the mirror, and a join or leave of another relay's client
+//!   becomes `PlayerJoined` / `PlayerLeft` for the members here.
+//! - A room frame from another relay is fanned out to the members here as it came: one
+//!   shared buffer, no re-encoding.
+//! - A control message kicks or writes to a client of this relay.
+//! - A resync (after a (re)connection, a missed feed message, or a lost lease) writes this
+//!   relay's state back to the broker and reloads the mirror from a snapshot, telling the
+//!   members here whoever came or went meanwhile.
+//!
+//! It yields to the runtime between messages, so a flood from the broker never holds a
+//! worker away from the connections.
+
+use super::backplane::{BrokerError, Inbound, LocalState, Op, RoomRecord, Snapshot, StateEvent};
+use super::bus_message::{parse_room_message, Control};
+use super::{answer, Cluster, RemoteClient};
+use crate::outbox::Refused;
+use crate::protocol::{encode, ServerFrame};
+use crate::room::{Room, RoomOptions};
+use crate::server::Shared;
+use crate::session::report_backpressure;
+use crate::sync::write;
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Notify};
+use uuid::Uuid;
+
+/// Senders tracked for gaps, at most (then the table starts afresh).
+const MAX_TRACKED_SENDERS: usize = 65_536;
+
+struct Dispatcher {
+    shared: Arc<Shared>,
+    cluster: Arc<Cluster>,
+    /// The feed's sequence number applied last.
+    seq: u64,
+    /// The last sequence number received from each (room, relay).
+    seen: HashMap<(Bytes, u64), u64>,
+    resync: Arc<Notify>,
+    ready: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    cluster: Arc<Cluster>,
+    mut inbound: mpsc::Receiver<Inbound>,
+    resync: Arc<Notify>,
+    ready: oneshot::Sender<Result<(), String>>,
+) {
+    let shutdown = shared.shutdown.clone();
+    let mut d = Dispatcher {
+        shared,
+        cluster,
+        seq: 0,
+        seen: HashMap::new(),
+        resync: Arc::clone(&resync),
+        ready: Some(ready),
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = resync.notified() => d.resync().await,
+            message = inbound.recv() => match message {
+                Some(message) => d.handle(message),
+                None => return,
+            },
+        }
+        tokio::task::coop::consume_budget().await;
+    }
+}
+
+impl Dispatcher {
+    fn handle(&mut self, message: Inbound) {
+        match message {
+            Inbound::State { seq, event } => {
+                if seq <= self.seq {
+                    return; // In the snapshot already.
+                }
+                if seq != self.seq + 1 {
+                    // Feed messages were lost: what they said is only in a snapshot now.
+                    self.cluster
+                        .counters
+                        .lost
+                        .fetch_add(seq - self.seq - 1, Relaxed);
+                    tracing::warn!(
+                        missed = seq - self.seq - 1,
+                        "missed feed messages: resyncing"
+                    );
+                    self.resync.notify_one();
+                }
+                self.seq = seq;
+                self.apply(event);
+            }
+            Inbound::Room { room, message } => self.room_frame(room, message),
+            Inbound::Control(message) => self.control(message),
+        }
+    }
+
+    fn announce(&self, room: &Room, dropped: &[Uuid]) {
+        if let Some(handler) = self.shared.handler() {
+            report_backpressure(&*handler, &self.shared.counters, dropped, room.id());
+        } else {
+            crate::stats::Counters::add(&self.shared.counters.frames_dropped, dropped.len() as u64);
+        }
+    }
+
+    /// The live room with this id, if it is the one of `generation` (or not yet told its
+    /// generation).
+    fn room(&self, id: &str, generation: u64) -> Option<Arc<Room>> {
+        let room = self.shared.registry.get(id)?;
+        (room.generation() == 0 || room.generation() == generation).then_some(room)
+    }
+
+    /// The room of `id` as the broker knows it: created if missing, replaced if the one
+    /// here is an older room of the same id.
+    fn mirror_room(&self, id: &str, generation: u64, max_clients: Option<usize>) -> Arc<Room> {
+        let options = RoomOptions { max_clients };
+        let (mut room, created) = self.shared.registry.get_or_create(id, options.clone());
+        if !created && room.generation() != 0 && room.generation() != generation {
+            self.shared.registry.delete_this(&room);
+            room = self.shared.registry.get_or_create(id, options).0;
+        }
+        room.set_generation(generation);
+        room
+    }
+
+    fn apply(&mut self, event: StateEvent) {
+        match event {
+            StateEvent::RoomCreated {
+                room,
+                generation,
+                max_clients,
+            } => {
+                self.mirror_room(&room, generation, max_clients);
+            }
+            StateEvent::RoomDeleted { room, generation } => {
+                if let Some(room) = self.shared.registry.get(&room) {
+                    if room.generation() == generation {
+                        self.shared.registry.delete_this(&room);
+                    }
+                }
+            }
+            StateEvent::MetaSet {
+                room,
+                generation,
+                key,
+                value,
+            } => {
+                if let Some(room) = self.room(&room, generation) {
+                    room.set_meta(&key, value);
+                }
+            }
+            StateEvent::Joined {
+                room,
+                generation,
+                client,
+                relay,
+            } => {
+                if let Some(remote) = write(&self.cluster.remote_clients).get_mut(&client) {
+                    remote.room = Some(Arc::from(room.as_str()));
+                }
+                if *relay == *self.cluster.relay {
+                    if let Some((room, dropped)) =
+                        self.cluster.complete_join(&self.shared, &room, client)
+                    {
+                        self.announce(&room, &dropped);
+                    }
+                    return;
+                }
+                let Some(room) = self.room(&room, generation) else {
+                    return;
+                };
+                let announce = encode(&ServerFrame::PlayerJoined { client_id: client });
+                if let Some(dropped) = room.add_remote(client, &announce) {
+                    self.announce(&room, &dropped);
+                }
+            }
+            StateEvent::Left { room, client } => {
+                if let Some(remote) = write(&self.cluster.remote_clients).get_mut(&client) {
+                    if remote.room.as_deref() == Some(room.as_str()) {
+                        remote.room = None;
+                    }
+                }
+                let Some(room) = self.shared.registry.get(&room) else {
+                    return;
+                };
+                let announce = encode(&ServerFrame::PlayerLeft { client_id: client });
+                if let Some(dropped) = room.remove_remote(client, &announce) {
+                    self.announce(&room, &dropped);
+                }
+            }
+            StateEvent::ClientConnected { client, record } => {
+                if record.relay != self.cluster.relay {
+                    write(&self.cluster.remote_clients)
+                        .insert(client, RemoteClient { record, room: None });
+                }
+            }
+            StateEvent::ClientDisconnected { client } => {
+                write(&self.cluster.remote_clients).remove(&client);
+            }
+        }
+    }
+
+    fn room_frame(&mut self, room: Bytes, message: Bytes) {
+        let Some((origin, seq, frame)) = parse_room_message(&message) else {
+            return;
+        };
+        if origin == self.cluster.origin {
+            return; // Our own, delivered here when it was sent.
+        }
+        if self.seen.len() >= MAX_TRACKED_SENDERS {
+            self.seen.clear();
+        }
+        let last = self.seen.entry((room.clone(), origin)).or_insert(0);
+        if *last != 0 && seq > *last + 1 {
+            self.cluster
+                .counters
+                .lost
+                .fetch_add(seq - *last - 1, Relaxed);
+        }
+        *last = (*last).max(seq);
+        let Some(room) = std::str::from_utf8(&room)
+            .ok()
+            .and_then(|id| self.shared.registry.get(id))
+        else {
+            return;
+        };
+        self.cluster.counters.received.fetch_add(1, Relaxed);
+        let (_, dropped) = room.broadcast_all(&frame);
+        self.announce(&room, &dropped);
+    }
+
+    fn control(&self, message: Bytes) {
+        match Control::decode(&message) {
+            Some(Control::Kick { client, reason }) => {
+                if let Some(session) = self.shared.directory.get(client) {
+                    session.end_with(crate::DisconnectReason::Kicked(reason));
+                }
+            }
+            Some(Control::Send { client, frame }) => {
+                let Some(session) = self.shared.directory.get(client) else {
+                    return;
+                };
+                if let Err(Refused::Full) = session.outbox.try_send(frame) {
+                    let room = session.current_room();
+                    let room_id = room.as_ref().map_or("", |r| r.id());
+                    if let Some(handler) = self.shared.handler() {
+                        report_backpressure(&*handler, &self.shared.counters, &[client], room_id);
+                    }
+                }
+            }
+            None => tracing::warn!("unreadable control message from the broker"),
+        }
+    }
+
+    /// Writes this relay's state back, then reloads the mirror. Retried shortly if the
+    /// broker does not answer.
+    async fn resync(&mut self) {
+        self.cluster.counters.resyncs.fetch_add(1, Relaxed);
+        match self.try_resync().await {
+            Ok(()) => {
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "resync with the broker failed: retrying");
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Err(format!("the broker refused this relay: {err}")));
+                    return;
+                }
+                let resync = Arc::clone(&self.resync);
+                let shutdown = self.shared.shutdown.clone();
+                self.shared.tasks.spawn(async move {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => resync.notify_one(),
+                    }
+                });
+            }
+        }
+    }
+
+    async fn try_resync(&mut self) -> Result<(), BrokerError> {
+        let (tx, rx) = oneshot::channel();
+        self.cluster.submit(Op::Restore {
+            state: self.local_state(),
+            answer: tx,
+        });
+        let refused = answer(rx).await?;
+        for client in refused {
+            if let Some(session) = self.shared.directory.get(client) {
+                session.end_with(crate::DisconnectReason::Kicked(
+                    "the room filled up or went while this relay was cut off from the broker"
+                        .into(),
+                ));
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.cluster.submit(Op::Snapshot { answer: tx });
+        let snapshot = answer(rx).await?;
+        self.apply_snapshot(snapshot);
+        Ok(())
+    }
+
+    fn local_state(&self) -> LocalState {
+        let rooms = self
+            .shared
+            .registry
+            .all()
+            .iter()
+            .map(|room| RoomRecord {
+                id: room.id().to_string(),
+                generation: room.generation(),
+                max_clients: room.options().max_clients,
+                meta: room.meta_all(),
+                members: Vec::new(),
+            })
+            .collect();
+        let clients = self
+            .shared
+            .directory
+            .all()
+            .iter()
+            .map(|session| {
+                let room = session
+                    .current_room()
+                    .filter(|room| !room.is_deleted())
+                    .map(|room| room.id().to_string());
+                (session.client_id, self.cluster.record_of(session), room)
+            })
+            .collect();
+        LocalState { rooms, clients }
+    }
+
+    /// Makes the mirror the snapshot, telling the members here who came and went.
+    fn apply_snapshot(&mut self, snapshot: Snapshot) {
+        let me = &*self.cluster.relay;
+        let mut live = HashSet::new();
+        let mut rooms_of = HashMap::new();
+        for record in snapshot.rooms {
+            let room = self.mirror_room(&record.id, record.generation, record.max_clients);
+            for (key, value) in record.meta {
+                room.set_meta(&key, value);
+            }
+            let mut wanted = HashSet::new();
+            for (client, relay) in &record.members {
+                rooms_of.insert(*client, Arc::clone(room.id()));
+                if **relay == *me {
+                    // A join of ours the snapshot already holds: its feed event is skipped.
+                    if let Some((room, dropped)) =
+                        self.cluster
+                            .complete_join(&self.shared, &record.id, *client)
+                    {
+                        self.announce(&room, &dropped);
+                    }
+                } else {
+                    wanted.insert(*client);
+                }
+            }
+            let have: HashSet<Uuid> = room.remote_ids().into_iter().collect();
+            for &client in wanted.difference(&have) {
+                let announce = encode(&ServerFrame::PlayerJoined { client_id: client });
+                if let Some(dropped) = room.add_remote(client, &announce) {
+                    self.announce(&room, &dropped);
+                }
+            }
+            for &client in have.difference(&wanted) {
+                let announce = encode(&ServerFrame::PlayerLeft { client_id: client });
+                if let Some(dropped) = room.remove_remote(client, &announce) {
+                    self.announce(&room, &dropped);
+                }
+            }
+            live.insert(Arc::clone(room.id()));
+        }
+        for room in self.shared.registry.all() {
+            // A room created here but not yet written to the broker has no generation.
+            if room.generation() != 0 && !live.contains(room.id()) {
+                self.shared.registry.delete_this(&room);
+            }
+        }
+        let clients = snapshot
+            .clients
+            .into_iter()
+            .filter(|(_, record)| *record.relay != *me)
+            .map(|(client, record)| {
+                let room = rooms_of.get(&client).cloned();
+                (client, RemoteClient { record, room })
+            })
+            .collect();
+        *write(&self.cluster.remote_clients) = clients;
+        self.seq = snapshot.seq;
+    }
+}

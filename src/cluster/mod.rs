@@ -1,0 +1,410 @@
+//! Rooms across several relays (feature `redis`): the [`backplane`] seam to a broker, the
+//! relay's side of it ([`Cluster`]: what the router, the sessions and the handle call), the
+//! [`dispatcher`] that applies what the broker says to the local mirror of the cluster's
+//! rooms and clients, and the [`redis`] backplane.
+//!
+//! The handle stays synchronous: it reads the mirror, which follows the broker's feed one
+//! pub/sub hop behind, and its writes apply here at once and reach the broker through a
+//! bounded queue. [`ClusterHandle`] has the exact, asynchronous variants. CLUSTER.md tells
+//! the whole design, its guarantees and its failure modes.
+
+pub(crate) mod backplane;
+mod bus_message;
+mod dispatcher;
+mod handle;
+mod redis;
+
+pub use self::redis::RedisOptions;
+pub use handle::ClusterHandle;
+
+use self::redis::LinkCounters;
+use crate::directory::ClientInfo;
+use crate::protocol::{encode, ServerFrame};
+use crate::room::{Dropped, JoinRefused, Member, Room};
+use crate::server::Shared;
+use crate::session::Session;
+use crate::sync::lock;
+use backplane::{Answer, Backplane, BrokerError, ClientRecord, Op, Seat};
+use bus_message::Control;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// How long a join waits for the broker's seat and for the feed to confirm it.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a join through the broker failed.
+#[derive(Debug)]
+pub(crate) enum JoinFailure {
+    Full,
+    NoRoom,
+    Broker(String),
+}
+
+/// A join the broker seated, waiting for its event on the feed: the dispatcher adds the
+/// member when that event comes, in the feed's order, so that the member list it gets and
+/// the presence events after it never miss or repeat anyone.
+struct PendingJoin {
+    room: Arc<Room>,
+    member: Member,
+    done: oneshot::Sender<Result<Dropped, JoinRefused>>,
+}
+
+/// A client on another relay, as this relay's mirror knows it.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteClient {
+    pub(crate) record: ClientRecord,
+    pub(crate) room: Option<Arc<str>>,
+}
+
+/// The relay's side of the backplane.
+pub(crate) struct Cluster {
+    backplane: Box<dyn Backplane>,
+    /// This relay's name, as the registry knows it.
+    pub(crate) relay: Arc<str>,
+    /// This run of the relay: tells its own bus messages from the others'.
+    pub(crate) origin: u64,
+    pending: Mutex<HashMap<Uuid, PendingJoin>>,
+    /// Members this relay has in each room: its bus is subscribed while it is not zero.
+    listeners: Mutex<HashMap<Arc<str>, usize>>,
+    /// Clients on the other relays.
+    pub(crate) remote_clients: RwLock<HashMap<Uuid, RemoteClient>>,
+    pub(crate) counters: ClusterCounters,
+    link: Arc<LinkCounters>,
+}
+
+/// What the cluster counts for `stats()`.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterCounters {
+    pub(crate) published: AtomicU64,
+    pub(crate) received: AtomicU64,
+    /// Frames the broker lost on the way here (gaps in a sender relay's sequence), and
+    /// feed messages missed (each one forces a resync).
+    pub(crate) lost: AtomicU64,
+    pub(crate) resyncs: AtomicU64,
+}
+
+impl Cluster {
+    /// Connects to the broker, starts the link and the dispatcher, and returns once this
+    /// relay's mirror holds the cluster's rooms.
+    pub(crate) async fn start(
+        shared: &Arc<Shared>,
+        options: &RedisOptions,
+    ) -> Result<Arc<Self>, String> {
+        let relay: Arc<str> = Arc::from(options.name());
+        let origin = rand_u64();
+        let connected = self::redis::connect(
+            options,
+            Arc::clone(&relay),
+            origin,
+            shared.shutdown.clone(),
+            &shared.tasks,
+        )
+        .await?;
+        let link = Arc::clone(&connected.backplane.counters);
+        let cluster = Arc::new(Self {
+            backplane: Box::new(connected.backplane),
+            relay,
+            origin,
+            pending: Mutex::new(HashMap::new()),
+            listeners: Mutex::new(HashMap::new()),
+            remote_clients: RwLock::new(HashMap::new()),
+            counters: ClusterCounters::default(),
+            link,
+        });
+        let (ready_tx, ready_rx) = oneshot::channel();
+        shared.tasks.spawn(dispatcher::run(
+            Arc::clone(shared),
+            Arc::clone(&cluster),
+            connected.inbound,
+            connected.resync,
+            ready_tx,
+        ));
+        match tokio::time::timeout(self::redis::CONNECT_TIMEOUT, ready_rx).await {
+            Ok(Ok(Ok(()))) => Ok(cluster),
+            Ok(Ok(Err(err))) => Err(err),
+            _ => Err("the broker did not send this relay the cluster's state in time".into()),
+        }
+    }
+
+    fn submit(&self, op: Op) -> bool {
+        self.backplane.submit(op)
+    }
+
+    /// Relays an encoded `Broadcast` frame to the room's members on other relays: one
+    /// publish for all of them.
+    pub(crate) fn publish(&self, room: &Room, frame: &Bytes) {
+        let message = bus_message::room_message(self.origin, room.next_published(), frame);
+        if self.submit(Op::Publish {
+            room: Arc::clone(room.id()),
+            message,
+        }) {
+            self.counters.published.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Joins `member` to `room` through the broker, which checks the capacity across every
+    /// relay. Leaves `room` subscribed if it worked.
+    pub(crate) async fn join(
+        &self,
+        room: Arc<Room>,
+        member: Member,
+    ) -> Result<Dropped, JoinFailure> {
+        let client = member.id;
+        self.listen(room.id());
+        let (seat_tx, seat_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        lock(&self.pending).insert(
+            client,
+            PendingJoin {
+                room: Arc::clone(&room),
+                member,
+                done: done_tx,
+            },
+        );
+        let asked = self.submit(Op::Join {
+            room: Arc::clone(room.id()),
+            client,
+            answer: seat_tx,
+        });
+        let seat = if asked {
+            answer(seat_rx).await
+        } else {
+            Err(BrokerError("the broker is unavailable".into()))
+        };
+        let failure = match seat {
+            Ok(Seat::Taken) => match tokio::time::timeout(JOIN_TIMEOUT, done_rx).await {
+                Ok(Ok(Ok(dropped))) => return Ok(dropped),
+                Ok(Ok(Err(JoinRefused::Deleted))) => JoinFailure::NoRoom,
+                Ok(Ok(Err(JoinRefused::Full))) => JoinFailure::Full,
+                _ => {
+                    // Seated by the broker, but its confirmation never came: give the seat back.
+                    self.submit(Op::Leave {
+                        room: Arc::clone(room.id()),
+                        client,
+                    });
+                    JoinFailure::Broker("the broker's confirmation did not come in time".into())
+                }
+            },
+            Ok(Seat::Full) => JoinFailure::Full,
+            Ok(Seat::NoRoom) => JoinFailure::NoRoom,
+            Err(err) => JoinFailure::Broker(err.0),
+        };
+        lock(&self.pending).remove(&client);
+        self.unlisten(room.id());
+        Err(failure)
+    }
+
+    /// The dispatcher's half of a join: the feed confirmed it.
+    fn complete_join(
+        &self,
+        shared: &Shared,
+        room: &str,
+        client: Uuid,
+    ) -> Option<(Arc<Room>, Dropped)> {
+        let pending = {
+            let mut pending = lock(&self.pending);
+            // Seated in this room: a confirmation of an earlier join is not this one's.
+            if pending.get(&client).is_none_or(|p| &**p.room.id() != room) {
+                return None;
+            }
+            pending.remove(&client)?
+        };
+        let announce = encode(&ServerFrame::PlayerJoined { client_id: client });
+        let result = pending
+            .room
+            .join_seated(pending.member, &announce, shared.config.max_payload);
+        let added = result.as_ref().ok().cloned();
+        if pending.done.send(result).is_err() {
+            // The joiner went away meanwhile: undo, as its own leave would have.
+            if added.is_some() {
+                let left = encode(&ServerFrame::PlayerLeft { client_id: client });
+                pending.room.leave(client, &left);
+                self.left(&pending.room, client);
+            }
+            return None;
+        }
+        added.map(|dropped| (pending.room, dropped))
+    }
+
+    /// A member of this relay left `room` (its local leave is done).
+    pub(crate) fn left(&self, room: &Arc<Room>, client: Uuid) {
+        self.submit(Op::Leave {
+            room: Arc::clone(room.id()),
+            client,
+        });
+        self.unlisten(room.id());
+    }
+
+    fn listen(&self, room: &Arc<str>) {
+        let mut listeners = lock(&self.listeners);
+        let count = listeners.entry(Arc::clone(room)).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.submit(Op::Subscribe(Arc::clone(room)));
+        }
+    }
+
+    fn unlisten(&self, room: &Arc<str>) {
+        let mut listeners = lock(&self.listeners);
+        if let Some(count) = listeners.get_mut(room) {
+            *count -= 1;
+            if *count == 0 {
+                listeners.remove(room);
+                self.submit(Op::Unsubscribe(Arc::clone(room)));
+            }
+        }
+    }
+
+    pub(crate) fn client_connected(&self, session: &Session) {
+        self.submit(Op::ClientConnected {
+            client: session.client_id,
+            record: self.record_of(session),
+        });
+    }
+
+    pub(crate) fn client_disconnected(&self, client: Uuid) {
+        self.submit(Op::ClientDisconnected { client });
+    }
+
+    fn record_of(&self, session: &Session) -> ClientRecord {
+        ClientRecord {
+            relay: Arc::clone(&self.relay),
+            addr: session.peer,
+            connected_ms: millis(session.connected_at),
+            user_id: session.identity.as_ref().map(|id| Arc::from(id.user_id())),
+        }
+    }
+
+    pub(crate) fn room_created(
+        &self,
+        room: &str,
+        max_clients: Option<usize>,
+        answer: Option<Answer<bool>>,
+    ) {
+        self.submit(Op::CreateRoom {
+            room: Arc::from(room),
+            max_clients,
+            answer,
+        });
+    }
+
+    pub(crate) fn room_deleted(&self, room: &str, answer: Option<Answer<bool>>) {
+        self.submit(Op::DeleteRoom {
+            room: Arc::from(room),
+            answer,
+        });
+    }
+
+    pub(crate) fn meta_set(&self, room: &str, key: &str, value: &str) {
+        self.submit(Op::SetMeta {
+            room: Arc::from(room),
+            key: key.to_owned(),
+            value: value.to_owned(),
+        });
+    }
+
+    /// Asks the relay that holds `client` to kick it; `false` if no relay holds it.
+    pub(crate) fn kick(&self, client: Uuid, reason: &str) -> bool {
+        self.control(
+            client,
+            Control::Kick {
+                client,
+                reason: reason.to_owned(),
+            },
+        )
+    }
+
+    /// Asks the relay that holds `client` to queue `frame` for it; `false` if no relay holds it.
+    pub(crate) fn send_to(&self, client: Uuid, frame: Bytes) -> bool {
+        self.control(client, Control::Send { client, frame })
+    }
+
+    fn control(&self, client: Uuid, control: Control) -> bool {
+        let Some(relay) = self.remote_client(client).map(|c| c.record.relay) else {
+            return false;
+        };
+        self.submit(Op::Control {
+            relay,
+            message: control.encode(),
+        });
+        true
+    }
+
+    fn remote_client(&self, client: Uuid) -> Option<RemoteClient> {
+        crate::sync::read(&self.remote_clients)
+            .get(&client)
+            .cloned()
+    }
+
+    /// What the mirror knows of a client on another relay.
+    pub(crate) fn remote_info(&self, client: Uuid) -> Option<ClientInfo> {
+        self.remote_client(client).map(|c| c.info(client))
+    }
+
+    pub(crate) fn remote_infos(&self) -> Vec<ClientInfo> {
+        crate::sync::read(&self.remote_clients)
+            .iter()
+            .map(|(&id, client)| client.info(id))
+            .collect()
+    }
+
+    pub(crate) fn remote_count(&self) -> usize {
+        crate::sync::read(&self.remote_clients).len()
+    }
+
+    /// `stats()`'s cluster counters: published, received, dropped, lost, broker disconnects.
+    pub(crate) fn stats(&self) -> [u64; 5] {
+        [
+            self.counters.published.load(Relaxed),
+            self.counters.received.load(Relaxed),
+            self.link.publish_dropped.load(Relaxed),
+            self.counters.lost.load(Relaxed) + self.link.inbound_dropped.load(Relaxed),
+            self.link.disconnects.load(Relaxed),
+        ]
+    }
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("relay", &self.relay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteClient {
+    pub(crate) fn info(&self, id: Uuid) -> ClientInfo {
+        ClientInfo {
+            id,
+            addr: self.record.addr,
+            identity: self.record.user_id.as_deref().map(crate::Identity::new),
+            room: self.room.as_deref().map(str::to_owned),
+            connected_since: UNIX_EPOCH + Duration::from_millis(self.record.connected_ms),
+            // Not known here: it is the other relay's.
+            queue_depth: 0,
+        }
+    }
+}
+
+async fn answer<T>(rx: oneshot::Receiver<Result<T, BrokerError>>) -> Result<T, BrokerError> {
+    match tokio::time::timeout(JOIN_TIMEOUT, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(BrokerError("the broker is unavailable".into())),
+        Err(_) => Err(BrokerError("the broker did not answer in time".into())),
+    }
+}
+
+fn millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A random id for this run of the relay (no `rand` dependency: a v4 UUID is random).
+fn rand_u64() -> u64 {
+    Uuid::new_v4().as_u64_pair().0
+}

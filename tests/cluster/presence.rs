@@ -1,0 +1,84 @@
+//! Presence across relays: `Joined`, the member list of every relay, then each arrival and
+//! departure exactly once, wherever the member is.
+
+use crate::broker::{prefix, Broker};
+use crate::relays::*;
+use ghost_sync::{Client, ServerEvent, SERVER_ID};
+
+/// Sends a marker through the room and reads up to it: every event before it is returned,
+/// so a test sees exactly what arrived, with nothing left unread.
+async fn events_until_marker(
+    client: &mut Client,
+    handle: &ghost_sync::ServerHandle,
+    room: &str,
+) -> Vec<ServerEvent> {
+    let marker = format!("marker-{}", client.client_id());
+    handle
+        .send_to(client.client_id(), marker.as_bytes())
+        .unwrap();
+    let _ = room;
+    let mut seen = Vec::new();
+    loop {
+        match next_event(client).await {
+            ServerEvent::Broadcast { sender_id, data }
+                if sender_id == SERVER_ID && data == marker.as_bytes() =>
+            {
+                return seen
+            }
+            other => seen.push(other),
+        }
+    }
+}
+
+#[tokio::test]
+async fn joins_list_every_relay_s_members_and_presence_comes_once() {
+    let broker = Broker::start();
+    let relays = relays(&broker.url(), &prefix("presence"), 3).await;
+    relays[0].handle.create_room("lobby").unwrap();
+    for relay in &relays {
+        eventually("the room is known", || relay.handle.room_exists("lobby")).await;
+    }
+    let mut a = connect(relays[0].addr).await;
+    assert!(join(&mut a, "lobby").await.is_empty());
+    let mut b = connect(relays[1].addr).await;
+    assert_eq!(join(&mut b, "lobby").await, [a.client_id()]);
+    let mut c = connect(relays[2].addr).await;
+    let mut listed = join(&mut c, "lobby").await;
+    listed.sort();
+    let mut expected = vec![a.client_id(), b.client_id()];
+    expected.sort();
+    assert_eq!(
+        listed, expected,
+        "the list holds the members of every relay"
+    );
+
+    let joined = |id| ServerEvent::PlayerJoined { client_id: id };
+    // Once each: waiting for a marker sent after them shows there is no second copy.
+    assert_eq!(
+        events_until_marker(&mut a, &relays[0].handle, "lobby").await,
+        [joined(b.client_id()), joined(c.client_id())]
+    );
+    assert_eq!(
+        events_until_marker(&mut b, &relays[1].handle, "lobby").await,
+        [joined(c.client_id())]
+    );
+    assert!(events_until_marker(&mut c, &relays[2].handle, "lobby")
+        .await
+        .is_empty());
+
+    let c_id = c.client_id();
+    c.leave().await.unwrap();
+    assert!(matches!(next_event(&mut c).await, ServerEvent::Left { .. }));
+    let left = ServerEvent::PlayerLeft { client_id: c_id };
+    for (client, relay) in [(&mut a, &relays[0]), (&mut b, &relays[1])] {
+        eventually("the leave is counted", || {
+            relay.handle.room_client_count("lobby") == Some(2)
+        })
+        .await;
+        assert_eq!(
+            events_until_marker(client, &relay.handle, "lobby").await,
+            [left.clone()]
+        );
+    }
+    stop(relays).await;
+}
