@@ -273,9 +273,12 @@ async fn start(cfg: &ClusterConfig, setup: Setup) -> Result<Vec<(String, ServerP
                     .iter()
                     .map(|s| (*s).to_owned())
                     .collect();
-                    let p = servers::start_relay(&o, &extra, &format!("cluster-{name}.log"))
+                    let log = format!("cluster-{name}.log");
+                    let p = servers::start_relay(&o, &extra, &log)
                         .await
-                        .with_context(|| format!("starting {name}"))?;
+                        .with_context(|| {
+                            format!("starting {name} (log: {})", o.log_dir.join(&log).display())
+                        })?;
                     procs.push((name, p));
                 }
                 Ok::<_, anyhow::Error>(())

@@ -197,8 +197,9 @@ fn figures_of(r: &SetupRun) -> RowFigures {
         cross_p99: r.cross.as_ref().map(|l| l.p99_us),
         cross_max: r.cross.as_ref().map(|l| l.max_us),
         presence_ms: r.presence_ms,
-        lost: Some(r.checks.lost),
-        stale: Some(r.checks.stale),
+        // A run that failed before its measurement has nothing to show as zero.
+        lost: f.map(|_| r.checks.lost),
+        stale: f.map(|_| r.checks.stale),
     }
 }
 
@@ -289,7 +290,11 @@ pub fn table(cfg: &ClusterConfig, res: &ClusterResults) -> String {
             row(&mut s, cfg, &format!("{} med", setup.label()), setup, fig);
         }
     }
-    for r in res.runs.iter().filter(|r| r.setup == Setup::Cluster) {
+    for r in res
+        .runs
+        .iter()
+        .filter(|r| r.setup == Setup::Cluster && !r.cpu_each.is_empty())
+    {
         let secs = r.figures.as_ref().map_or(1.0, |f| f.secs.max(1e-9));
         let parts: Vec<String> = r
             .cpu_each
