@@ -30,6 +30,7 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 pub struct Relay {
     pub handle: ServerHandle,
     pub addr: SocketAddr,
+    pub prefix: String,
 }
 
 pub fn options(url: &str, prefix: &str, name: &str) -> RedisOptions {
@@ -51,7 +52,11 @@ pub async fn relay_with(url: &str, prefix: &str, name: &str, handler: impl Serve
         .await
         .expect("the relay starts");
     let addr = handle.local_addr().expect("bound");
-    Relay { handle, addr }
+    Relay {
+        handle,
+        addr,
+        prefix: prefix.to_owned(),
+    }
 }
 
 /// `n` relays named `r0`, `r1`, …

@@ -1,0 +1,176 @@
+//! A relay that dies without a goodbye (SIGKILL): its members leave everywhere within the
+//! lease's bound, each leave exactly once although every surviving relay sweeps, and its
+//! seats in capped rooms come back.
+
+use crate::broker::{prefix, Broker};
+use crate::relays::*;
+use ghost_sync::{Client, RoomOptions, ServerEvent, ServerHandle, SERVER_ID};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Instant;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The relay example, built with the `redis` feature, once for the whole test binary.
+fn relay_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = std::process::Command::new(cargo);
+        build
+            .args([
+                "build",
+                "--quiet",
+                "--features",
+                "redis",
+                "--example",
+                "relay",
+            ])
+            .args(["--message-format", "json"])
+            .arg("--manifest-path")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let out = build.output().expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building the relay example failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "relay")
+            .and_then(|v| v["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reports the relay executable")
+    })
+    .clone()
+}
+
+/// A relay in a process of its own, to be killed.
+async fn spawn_relay(url: &str, prefix: &str, name: &str) -> (Child, std::net::SocketAddr) {
+    let bin = tokio::task::spawn_blocking(relay_bin).await.unwrap();
+    let mut child = Command::new(bin)
+        .args(["--bind", "127.0.0.1:0", "--rooms", "0", "--redis", url])
+        .args(["--key-prefix", prefix, "--relay-name", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the relay starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = within("READY", lines.next_line())
+        .await
+        .unwrap()
+        .expect("a READY line");
+    let addr = ready
+        .strip_prefix("READY ")
+        .expect("READY <addr>")
+        .parse()
+        .unwrap();
+    // Keep reading, so that the relay never blocks on a full stdout.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+/// Reads up to a marker sent after everything else: what came before it.
+async fn events_until_marker(client: &mut Client, handle: &ServerHandle) -> Vec<ServerEvent> {
+    let marker = format!("marker-{}", client.client_id());
+    handle
+        .send_to(client.client_id(), marker.as_bytes())
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match next_event(client).await {
+            ServerEvent::Broadcast { sender_id, data }
+                if sender_id == SERVER_ID && data == marker.as_bytes() =>
+            {
+                return seen
+            }
+            other => seen.push(other),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_killed_relay_s_members_leave_everywhere_once_and_free_their_seats() {
+    let broker = Broker::start();
+    let prefix = prefix("sigkill");
+    let survivors = relays(&broker.url(), &prefix, 2).await;
+    let arena = RoomOptions {
+        max_clients: Some(3),
+    };
+    survivors[0]
+        .handle
+        .create_room_with("arena", arena)
+        .unwrap();
+    let (mut doomed, doomed_addr) = spawn_relay(&broker.url(), &prefix, "doomed").await;
+
+    // One member on each survivor, two on the relay about to die: the room is full.
+    let mut watchers = Vec::new();
+    for relay in &survivors {
+        eventually("the room is known", || relay.handle.room_exists("arena")).await;
+        let mut client = connect(relay.addr).await;
+        join(&mut client, "arena").await;
+        watchers.push(client);
+    }
+    // One member on the relay about to die fills the room; a second client there is in no
+    // room, and must vanish from the cluster's clients all the same.
+    let mut member = connect(doomed_addr).await;
+    join(&mut member, "arena").await;
+    let idle = connect(doomed_addr).await;
+    let (doomed_member, idle_id) = (member.client_id(), idle.client_id());
+    for relay in &survivors {
+        eventually("the room is full everywhere", || {
+            relay.handle.room_client_count("arena") == Some(3)
+        })
+        .await;
+        eventually("the idle client is known", || {
+            relay.handle.client_info(idle_id).is_some()
+        })
+        .await;
+    }
+    // Settle the presence the watchers saw so far.
+    for (client, relay) in watchers.iter_mut().zip(&survivors) {
+        events_until_marker(client, &relay.handle).await;
+    }
+
+    doomed.start_kill().unwrap();
+    let killed = Instant::now();
+    doomed.wait().await.unwrap();
+    for relay in &survivors {
+        eventually("the dead relay's member leaves", || {
+            relay.handle.room_client_count("arena") == Some(2)
+        })
+        .await;
+        eventually("its clients vanish", || {
+            relay.handle.client_info(doomed_member).is_none()
+                && relay.handle.client_info(idle_id).is_none()
+        })
+        .await;
+    }
+    // The bound is documented (CLUSTER.md); a test only reports how long it took.
+    eprintln!(
+        "the dead relay's members left {:?} after the kill",
+        killed.elapsed()
+    );
+    // Both survivors sweep; each watcher still hears the leave exactly once.
+    let left = ServerEvent::PlayerLeft {
+        client_id: doomed_member,
+    };
+    for (client, relay) in watchers.iter_mut().zip(&survivors) {
+        assert_eq!(
+            events_until_marker(client, &relay.handle).await,
+            [left.clone()]
+        );
+    }
+    // The seat is free again.
+    let mut late = connect(survivors[1].addr).await;
+    join(&mut late, "arena").await;
+    drop((member, idle));
+    stop(survivors).await;
+}
