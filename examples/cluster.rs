@@ -66,9 +66,9 @@ async fn main() -> anyhow::Result<()> {
         println!("{name} sees both other players");
     }
 
-    for i in 0..players.len() {
-        let line = format!("hello from {}", players[i].0);
-        players[i].1.broadcast(line.as_bytes()).await?;
+    for (name, client) in &mut players {
+        let line = format!("hello from {name}");
+        client.broadcast(line.as_bytes()).await?;
     }
     for (name, client) in &mut players {
         for _ in 0..2 {

@@ -107,6 +107,26 @@ pub async fn next_error(client: &mut Client) -> SyncError {
     }
 }
 
+/// Sends `client` a marker from its own relay and reads up to it: every event before the
+/// marker, so that a test sees exactly what arrived (a second copy of anything included).
+pub async fn events_until_marker(client: &mut Client, handle: &ServerHandle) -> Vec<ServerEvent> {
+    let marker = format!("marker-{}", client.client_id());
+    handle
+        .send_to(client.client_id(), marker.as_bytes())
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match next_event(client).await {
+            ServerEvent::Broadcast { sender_id, data }
+                if sender_id == ghost_sync::SERVER_ID && data == marker.as_bytes() =>
+            {
+                return seen
+            }
+            other => seen.push(other),
+        }
+    }
+}
+
 /// Stops every relay.
 pub async fn stop(relays: Vec<Relay>) {
     for relay in relays {
