@@ -43,6 +43,10 @@ struct Dispatcher {
     seen: HashMap<(Bytes, u64), u64>,
     resync: Arc<Notify>,
     ready: Option<oneshot::Sender<Result<(), String>>>,
+    /// The registry's epoch at the last restore.
+    epoch: Option<String>,
+    /// Bytes an encoded `Broadcast` adds to its data.
+    broadcast_overhead: usize,
 }
 
 pub(super) async fn run(
@@ -60,6 +64,12 @@ pub(super) async fn run(
         seen: HashMap::new(),
         resync: Arc::clone(&resync),
         ready: Some(ready),
+        epoch: None,
+        broadcast_overhead: encode(&ServerFrame::Broadcast {
+            sender_id: Uuid::nil(),
+            data: &[],
+        })
+        .len(),
     };
     loop {
         tokio::select! {
@@ -224,7 +234,19 @@ impl Dispatcher {
                 .lost
                 .fetch_add(seq - *last - 1, Relaxed);
         }
-        *last = (*last).max(seq);
+        // Lower than before: the sender's room was deleted and created again, and counts
+        // from the start.
+        *last = seq;
+        if frame.len().saturating_sub(self.broadcast_overhead) > self.shared.config.max_payload {
+            // From a relay with a larger `max_payload`: this relay's clients would refuse it
+            // (every relay of a cluster should use the same limit).
+            self.cluster.counters.lost.fetch_add(1, Relaxed);
+            tracing::warn!(
+                len = frame.len(),
+                "a frame from another relay exceeds max_payload: dropped"
+            );
+            return;
+        }
         let Some(room) = std::str::from_utf8(&room)
             .ok()
             .and_then(|id| self.shared.registry.get(id))
@@ -293,12 +315,12 @@ impl Dispatcher {
             state: self.local_state(),
             answer: tx,
         });
-        let refused = answer(rx).await?;
-        for client in refused {
+        let restored = answer(rx).await?;
+        self.epoch = Some(restored.epoch);
+        for client in restored.full {
             if let Some(session) = self.shared.directory.get(client) {
                 session.end_with(crate::DisconnectReason::Kicked(
-                    "the room filled up or went while this relay was cut off from the broker"
-                        .into(),
+                    "the room filled up while this relay was cut off from the broker".into(),
                 ));
             }
         }
@@ -336,7 +358,11 @@ impl Dispatcher {
                 (session.client_id, self.cluster.record_of(session), room)
             })
             .collect();
-        LocalState { rooms, clients }
+        LocalState {
+            epoch: self.epoch.clone(),
+            rooms,
+            clients,
+        }
     }
 
     /// Makes the mirror the snapshot, telling the members here who came and went.

@@ -54,6 +54,34 @@ struct PendingJoin {
     done: oneshot::Sender<Result<Dropped, JoinRefused>>,
 }
 
+/// A join under way; dropped before it finished (failed, or given up on by its caller), it
+/// gives back whatever the join took: the broker's seat, the room's subscription, and the
+/// local membership if the feed's confirmation came meanwhile.
+struct JoinAttempt<'a> {
+    cluster: &'a Cluster,
+    room: Arc<Room>,
+    client: Uuid,
+    done: oneshot::Receiver<Result<Dropped, JoinRefused>>,
+    finished: bool,
+}
+
+impl Drop for JoinAttempt<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let still_pending = lock(&self.cluster.pending).remove(&self.client).is_some();
+        if !still_pending && matches!(self.done.try_recv(), Ok(Ok(_))) {
+            let left = encode(&ServerFrame::PlayerLeft {
+                client_id: self.client,
+            });
+            self.room.leave(self.client, &left);
+        }
+        // A seat the broker gave (or is about to give) goes back; harmless if there is none.
+        self.cluster.left(&self.room, self.client);
+    }
+}
+
 /// A client on another relay, as this relay's mirror knows it.
 #[derive(Debug, Clone)]
 pub(crate) struct RemoteClient {
@@ -148,7 +176,8 @@ impl Cluster {
     }
 
     /// Joins `member` to `room` through the broker, which checks the capacity across every
-    /// relay. Leaves `room` subscribed if it worked.
+    /// relay. Leaves `room` subscribed if it worked; undoes everything otherwise, also when
+    /// the caller gives up on it (the client went away).
     pub(crate) async fn join(
         &self,
         room: Arc<Room>,
@@ -166,6 +195,13 @@ impl Cluster {
                 done: done_tx,
             },
         );
+        let mut attempt = JoinAttempt {
+            cluster: self,
+            room: Arc::clone(&room),
+            client,
+            done: done_rx,
+            finished: false,
+        };
         let asked = self.submit(Op::Join {
             room: Arc::clone(room.id()),
             client,
@@ -176,27 +212,23 @@ impl Cluster {
         } else {
             Err(BrokerError("the broker is unavailable".into()))
         };
-        let failure = match seat {
-            Ok(Seat::Taken) => match tokio::time::timeout(JOIN_TIMEOUT, done_rx).await {
-                Ok(Ok(Ok(dropped))) => return Ok(dropped),
-                Ok(Ok(Err(JoinRefused::Deleted))) => JoinFailure::NoRoom,
-                Ok(Ok(Err(JoinRefused::Full))) => JoinFailure::Full,
-                _ => {
-                    // Seated by the broker, but its confirmation never came: give the seat back.
-                    self.submit(Op::Leave {
-                        room: Arc::clone(room.id()),
-                        client,
-                    });
-                    JoinFailure::Broker("the broker's confirmation did not come in time".into())
-                }
-            },
-            Ok(Seat::Full) => JoinFailure::Full,
-            Ok(Seat::NoRoom) => JoinFailure::NoRoom,
-            Err(err) => JoinFailure::Broker(err.0),
-        };
-        lock(&self.pending).remove(&client);
-        self.unlisten(room.id());
-        Err(failure)
+        match seat {
+            Ok(Seat::Taken) => {}
+            Ok(Seat::Full) => return Err(JoinFailure::Full),
+            Ok(Seat::NoRoom) => return Err(JoinFailure::NoRoom),
+            Err(err) => return Err(JoinFailure::Broker(err.0)),
+        }
+        match tokio::time::timeout(JOIN_TIMEOUT, &mut attempt.done).await {
+            Ok(Ok(Ok(dropped))) => {
+                attempt.finished = true;
+                Ok(dropped)
+            }
+            Ok(Ok(Err(JoinRefused::Deleted))) => Err(JoinFailure::NoRoom),
+            Ok(Ok(Err(JoinRefused::Full))) => Err(JoinFailure::Full),
+            _ => Err(JoinFailure::Broker(
+                "the broker's confirmation did not come in time".into(),
+            )),
+        }
     }
 
     /// The dispatcher's half of a join: the feed confirmed it.
@@ -206,28 +238,21 @@ impl Cluster {
         room: &str,
         client: Uuid,
     ) -> Option<(Arc<Room>, Dropped)> {
-        let pending = {
-            let mut pending = lock(&self.pending);
-            // Seated in this room: a confirmation of an earlier join is not this one's.
-            if pending.get(&client).is_none_or(|p| &**p.room.id() != room) {
-                return None;
-            }
-            pending.remove(&client)?
-        };
         let announce = encode(&ServerFrame::PlayerJoined { client_id: client });
+        // Held while the member is added and told: a join given up on meanwhile (see
+        // `JoinAttempt`) then either finds it still pending or finds its result.
+        let mut pending = lock(&self.pending);
+        // Seated in this room: a confirmation of an earlier join is not this one's.
+        if pending.get(&client).is_none_or(|p| &**p.room.id() != room) {
+            return None;
+        }
+        let pending = pending.remove(&client)?;
         let result = pending
             .room
             .join_seated(pending.member, &announce, shared.config.max_payload);
         let added = result.as_ref().ok().cloned();
-        if pending.done.send(result).is_err() {
-            // The joiner went away meanwhile: undo, as its own leave would have.
-            if added.is_some() {
-                let left = encode(&ServerFrame::PlayerLeft { client_id: client });
-                pending.room.leave(client, &left);
-                self.left(&pending.room, client);
-            }
-            return None;
-        }
+        // The receiver lives as long as its `JoinAttempt`, which looks for this result.
+        let _ = pending.done.send(result);
         added.map(|dropped| (pending.room, dropped))
     }
 

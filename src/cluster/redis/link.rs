@@ -8,7 +8,7 @@
 
 use super::events::{capacity_field, parse_event, parse_snapshot};
 use super::{into_bytes, room_channel, scripts, LinkCounters, LEASE_TTL, RENEW_EVERY};
-use crate::cluster::backplane::{BrokerError, Inbound, LocalState, Op, Seat};
+use crate::cluster::backplane::{BrokerError, Inbound, LocalState, Op, Restored, Seat};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind};
 use redis::{RedisError, Value};
@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Publishes sent in one pipeline, at most.
 const MAX_BATCH: usize = 512;
+/// How long a stopping relay waits for the broker to take its goodbye.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait between two reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -361,14 +363,15 @@ impl Link {
             Op::Restore { state, answer } => {
                 let mut invocation = scripts::RESTORE.prepare_invoke();
                 restore_args(&mut invocation, prefix, relay, &self.incarnation, &state);
-                let run = invocation.invoke_async::<Vec<String>>(conn).await;
+                let run = invocation.invoke_async::<(String, Vec<String>)>(conn).await;
                 let _ = answer.send(
                     run.as_ref()
-                        .map(|refused| {
-                            refused
+                        .map(|(epoch, full)| Restored {
+                            epoch: epoch.clone(),
+                            full: full
                                 .iter()
                                 .filter_map(|c| uuid::Uuid::parse_str(c).ok())
-                                .collect()
+                                .collect(),
                         })
                         .map_err(|e| BrokerError(e.to_string())),
                 );
@@ -500,8 +503,11 @@ impl Link {
         bye.arg(&self.prefix)
             .arg(&*self.relay)
             .arg(&self.incarnation);
-        if let Err(err) = bye.invoke_async::<u64>(conn).await {
-            tracing::warn!(%err, "could not say goodbye to the broker");
+        // A frozen broker must not hold up the shutdown: the lease runs out instead.
+        match tokio::time::timeout(GOODBYE_TIMEOUT, bye.invoke_async::<u64>(conn)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(%err, "could not say goodbye to the broker"),
+            Err(_) => tracing::warn!("the broker did not take the goodbye in time"),
         }
     }
 }
@@ -527,6 +533,7 @@ fn restore_args(
         .arg(relay)
         .arg(incarnation)
         .arg(LEASE_TTL.as_millis() as u64)
+        .arg(state.epoch.as_deref().unwrap_or(""))
         .arg(state.rooms.len());
     for room in &state.rooms {
         invocation
