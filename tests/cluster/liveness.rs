@@ -49,7 +49,7 @@ fn relay_bin() -> PathBuf {
     .clone()
 }
 
-/// A relay in a process of its own, to be killed.
+/// A relay in a process of its own, to be killed or frozen.
 async fn spawn_relay(url: &str, prefix: &str, name: &str) -> (Child, std::net::SocketAddr) {
     let bin = tokio::task::spawn_blocking(relay_bin).await.unwrap();
     let mut child = Command::new(bin)
@@ -153,5 +153,68 @@ async fn a_killed_relay_s_members_leave_everywhere_once_and_free_their_seats() {
     let mut late = connect(survivors[1].addr).await;
     join(&mut late, "arena").await;
     drop((member, idle));
+    stop(survivors).await;
+}
+
+#[tokio::test]
+async fn a_relay_declared_dead_after_a_long_pause_writes_its_members_back() {
+    let broker = Broker::start();
+    let prefix = prefix("fenced");
+    let survivors = relays(&broker.url(), &prefix, 1).await;
+    survivors[0].handle.create_room("lobby").unwrap();
+    let (mut frozen, frozen_addr) = spawn_relay(&broker.url(), &prefix, "frozen").await;
+    let mut watcher = connect(survivors[0].addr).await;
+    join(&mut watcher, "lobby").await;
+    let mut sleeper = connect(frozen_addr).await;
+    join(&mut sleeper, "lobby").await;
+    let sleeper_id = sleeper.client_id();
+    let handle = &survivors[0].handle;
+    eventually("both members counted", || {
+        handle.room_client_count("lobby") == Some(2)
+    })
+    .await;
+    events_until_marker(&mut watcher, handle).await;
+
+    // A pause longer than the lease (a stop-the-world stall, a partition): the others
+    // declare the relay dead and its member gone.
+    let pid = frozen.id().expect("running").to_string();
+    let signal = |which: &str| {
+        let status = std::process::Command::new("kill")
+            .args([which, &pid])
+            .status();
+        assert!(status.expect("kill runs").success());
+    };
+    signal("-STOP");
+    eventually("the frozen relay's member is reaped", || {
+        handle.room_client_count("lobby") == Some(1)
+    })
+    .await;
+    assert_eq!(
+        events_until_marker(&mut watcher, handle).await,
+        [ServerEvent::PlayerLeft {
+            client_id: sleeper_id
+        }]
+    );
+    // Awake, it finds its lease gone and writes its state back: its member is there again,
+    // and its frames flow as before.
+    signal("-CONT");
+    eventually("the member is back", || {
+        handle.room_client_count("lobby") == Some(2)
+    })
+    .await;
+    assert_eq!(
+        events_until_marker(&mut watcher, handle).await,
+        [ServerEvent::PlayerJoined {
+            client_id: sleeper_id
+        }]
+    );
+    sleeper.broadcast(b"still here").await.unwrap();
+    match next_event(&mut watcher).await {
+        ServerEvent::Broadcast { sender_id, data } => {
+            assert_eq!((sender_id, &data[..]), (sleeper_id, &b"still here"[..]));
+        }
+        other => panic!("expected the woken member's frame, got {other:?}"),
+    }
+    frozen.start_kill().unwrap();
     stop(survivors).await;
 }
