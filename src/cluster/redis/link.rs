@@ -214,7 +214,16 @@ impl Link {
             Op::Unsubscribe(room) => {
                 self.subscribed.remove(&room);
             }
-            Op::CreateRoom { answer, .. } | Op::DeleteRoom { answer, .. } => {
+            Op::CreateRoom { answer, .. } => {
+                // Written back by the restore that follows the reconnection.
+                if let Some(answer) = answer {
+                    let _ = answer.send(unavailable());
+                }
+            }
+            Op::DeleteRoom { room, answer } => {
+                if answer.is_none() {
+                    tracing::warn!(room_id = %room, "the broker is away: this delete is undone when it comes back");
+                }
                 if let Some(answer) = answer {
                     let _ = answer.send(unavailable());
                 }
@@ -231,11 +240,12 @@ impl Link {
             Op::Snapshot { answer } => {
                 let _ = answer.send(unavailable());
             }
-            // Written back by the restore that follows the reconnection.
-            Op::SetMeta { .. }
-            | Op::Leave { .. }
-            | Op::ClientConnected { .. }
-            | Op::ClientDisconnected { .. } => {}
+            // Clients and memberships are written back by the restore that follows the
+            // reconnection; metadata is not (the broker's copy, if it kept one, wins).
+            Op::SetMeta { room, key, .. } => {
+                tracing::warn!(room_id = %room, key, "the broker is away: metadata change not shared");
+            }
+            Op::Leave { .. } | Op::ClientConnected { .. } | Op::ClientDisconnected { .. } => {}
         }
     }
 
