@@ -102,6 +102,13 @@ impl Link {
                     .arg(capacity_field(max_clients))
                     .invoke_async::<u64>(conn)
                     .await;
+                if answer.is_none() && matches!(run, Ok(0)) {
+                    // The handle's create said yes before the broker knew of another's.
+                    tracing::warn!(
+                        room_id = %room,
+                        "room created on another relay at the same time: the broker keeps that one"
+                    );
+                }
                 answer_with(answer, run.as_ref().map(|&generation| generation != 0));
                 run.map(drop)
             }
