@@ -7,46 +7,16 @@ use crate::relays::*;
 use ghost_sync::{RoomOptions, ServerEvent};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The relay example, built with the `redis` feature, once for the whole test binary.
+#[path = "../support/relay_bin.rs"]
+mod support;
+
+/// The relay example, built with the `redis` feature.
 fn relay_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut build = std::process::Command::new(cargo);
-        build
-            .args([
-                "build",
-                "--quiet",
-                "--features",
-                "redis",
-                "--example",
-                "relay",
-            ])
-            .args(["--message-format", "json"])
-            .arg("--manifest-path")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        let out = build.output().expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "building the relay example failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .find(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "relay")
-            .and_then(|v| v["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the relay executable")
-    })
-    .clone()
+    support::relay_bin(&["redis"])
 }
 
 /// A relay in a process of its own, to be killed or frozen.

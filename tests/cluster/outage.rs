@@ -23,25 +23,31 @@ async fn got(client: &mut Client, data: &[u8], wait: Duration) -> bool {
     .unwrap_or(false)
 }
 
-#[tokio::test]
-async fn local_rooms_survive_a_broker_restart_and_cross_relay_traffic_resumes() {
-    let mut broker = Broker::start();
-    let relays = relays(&broker.url(), &prefix("outage"), 3).await;
+/// "lobby" with two members on r0 (`a`, `b`) and one on r1 (`far`), seen by r0.
+async fn two_here_one_there(relays: &[Relay]) -> [Client; 3] {
     relays[0].handle.create_room("lobby").unwrap();
-    for relay in &relays {
-        eventually("the room is known", || relay.handle.room_exists("lobby")).await;
+    eventually("the room is known", || {
+        relays[1].handle.room_exists("lobby")
+    })
+    .await;
+    let mut clients = Vec::new();
+    for relay in [&relays[0], &relays[0], &relays[1]] {
+        let mut client = connect(relay.addr).await;
+        join(&mut client, "lobby").await;
+        clients.push(client);
     }
-    // Two members on r0, one on r1.
-    let mut a = connect(relays[0].addr).await;
-    join(&mut a, "lobby").await;
-    let mut b = connect(relays[0].addr).await;
-    join(&mut b, "lobby").await;
-    let mut far = connect(relays[1].addr).await;
-    join(&mut far, "lobby").await;
     eventually("r0 sees the far member", || {
         relays[0].handle.room_client_count("lobby") == Some(3)
     })
     .await;
+    clients.try_into().unwrap_or_else(|_| unreachable!())
+}
+
+#[tokio::test]
+async fn local_rooms_survive_a_broker_restart_and_cross_relay_traffic_resumes() {
+    let mut broker = Broker::start();
+    let relays = relays(&broker.url(), &prefix("outage"), 3).await;
+    let [mut a, mut b, mut far] = two_here_one_there(&relays).await;
     a.broadcast(b"before").await.unwrap();
     assert!(got(&mut far, b"before", PATIENCE).await);
 
@@ -92,21 +98,7 @@ fn relays_prefix(relay: &Relay) -> String {
 async fn a_stalled_broker_never_stalls_local_delivery() {
     let broker = Broker::start();
     let relays = relays(&broker.url(), &prefix("stall"), 2).await;
-    relays[0].handle.create_room("lobby").unwrap();
-    eventually("the room is known", || {
-        relays[1].handle.room_exists("lobby")
-    })
-    .await;
-    let mut a = connect(relays[0].addr).await;
-    join(&mut a, "lobby").await;
-    let mut b = connect(relays[0].addr).await;
-    join(&mut b, "lobby").await;
-    let mut far = connect(relays[1].addr).await;
-    join(&mut far, "lobby").await;
-    eventually("r0 sees the far member", || {
-        relays[0].handle.room_client_count("lobby") == Some(3)
-    })
-    .await;
+    let [a, mut b, _far] = two_here_one_there(&relays).await;
 
     // Frozen, not gone: its socket stays open and answers nothing. Every frame for the far
     // member now waits in r0's queue toward the broker, which must not grow without bound.
