@@ -5,6 +5,8 @@
 //! ```text
 //! cargo run --release --example relay -- [--bind ADDR] [--rooms N] [--room-prefix P]
 //!                                         [--max-clients N] [--channel-capacity N]
+//! cargo run --release --features redis --example relay -- --redis URL
+//!                                         [--key-prefix P] [--relay-name NAME] [...]
 //! ```
 //!
 //! - `--bind` (default `127.0.0.1:0`, a free port): the listen address.
@@ -12,12 +14,16 @@
 //!   `room-`), created before the READY line.
 //! - `--max-clients`, `--channel-capacity`: the builder options of the same name; left at the
 //!   library defaults unless given.
+//! - `--redis URL` (needs the `redis` feature): share rooms with every relay using this Redis
+//!   and key prefix (`--key-prefix`, default `ghost-sync`), under the name `--relay-name`
+//!   (default: generated). `--rooms N` then creates the rooms that are missing and takes
+//!   the ones another relay created already, so every relay can be started the same way.
 //!
 //! Prints `READY <addr>` on stdout once it listens with every room created. It then runs
 //! until its standard input closes (how the harness stops it), Ctrl-C (SIGINT) or SIGTERM,
 //! whichever comes first; then it sends every client its shutdown farewell and exits.
 
-use ghost_sync::Server;
+use ghost_sync::{Server, ServerBuilder};
 use std::io::Read;
 use tokio::sync::oneshot;
 
@@ -27,6 +33,9 @@ struct Args {
     room_prefix: String,
     max_clients: Option<usize>,
     channel_capacity: Option<usize>,
+    redis: Option<String>,
+    key_prefix: Option<String>,
+    relay_name: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -36,6 +45,9 @@ fn parse_args() -> anyhow::Result<Args> {
         room_prefix: "room-".to_owned(),
         max_clients: None,
         channel_capacity: None,
+        redis: None,
+        key_prefix: None,
+        relay_name: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,10 +61,13 @@ fn parse_args() -> anyhow::Result<Args> {
             "--room-prefix" => args.room_prefix = value()?,
             "--max-clients" => args.max_clients = Some(value()?.parse()?),
             "--channel-capacity" => args.channel_capacity = Some(value()?.parse()?),
+            "--redis" => args.redis = Some(value()?),
+            "--key-prefix" => args.key_prefix = Some(value()?),
+            "--relay-name" => args.relay_name = Some(value()?),
             "-h" | "--help" => {
                 println!(
                     "relay [--bind ADDR] [--rooms N] [--room-prefix P] [--max-clients N] \
-                     [--channel-capacity N]"
+                     [--channel-capacity N] [--redis URL [--key-prefix P] [--relay-name NAME]]"
                 );
                 std::process::exit(0);
             }
@@ -93,9 +108,21 @@ async fn serve() -> anyhow::Result<()> {
     if let Some(n) = args.channel_capacity {
         builder = builder.channel_capacity(n);
     }
+    let clustered = args.redis.is_some();
+    if let Some(url) = &args.redis {
+        builder = with_redis(builder, url, &args)?;
+    } else if args.key_prefix.is_some() || args.relay_name.is_some() {
+        anyhow::bail!("--key-prefix and --relay-name go with --redis");
+    }
     let handle = builder.build().run().await?;
     for i in 0..args.rooms {
-        handle.create_room(&format!("{}{i}", args.room_prefix))?;
+        let id = format!("{}{i}", args.room_prefix);
+        if clustered {
+            // Every relay of the cluster runs this: the first creates, the others find it.
+            handle.ensure_room(&id)?;
+        } else {
+            handle.create_room(&id)?;
+        }
     }
     let addr = handle
         .local_addr()
@@ -111,6 +138,23 @@ async fn serve() -> anyhow::Result<()> {
     }
     handle.shutdown().await;
     Ok(())
+}
+
+#[cfg(feature = "redis")]
+fn with_redis(builder: ServerBuilder, url: &str, args: &Args) -> anyhow::Result<ServerBuilder> {
+    let mut options = ghost_sync::cluster::RedisOptions::new(url);
+    if let Some(prefix) = &args.key_prefix {
+        options = options.key_prefix(prefix);
+    }
+    if let Some(name) = &args.relay_name {
+        options = options.relay_name(name);
+    }
+    Ok(builder.redis(options))
+}
+
+#[cfg(not(feature = "redis"))]
+fn with_redis(_: ServerBuilder, _: &str, _: &Args) -> anyhow::Result<ServerBuilder> {
+    anyhow::bail!("--redis needs the relay built with the redis feature (cargo run --features redis --example relay)")
 }
 
 /// Resolves when standard input reaches its end (or fails).

@@ -13,7 +13,6 @@
 use ghost_sync::{Client, ServerEvent, SyncError};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -21,35 +20,11 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 /// Long enough for a loaded machine; a relay that hangs never gets there.
 const GENEROUS: Duration = Duration::from_secs(30);
 
-/// The relay example's binary, built once for all the tests of this file.
+#[path = "support/relay_bin.rs"]
+mod support;
+
 fn relay_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut build = std::process::Command::new(cargo);
-        build
-            .args(["build", "--quiet", "--example", "relay"])
-            .args(["--message-format", "json"])
-            .arg("--manifest-path")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-        // Build in the profile these tests were built in, whose dependencies are up to date.
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        let out = build.output().expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "building the relay example failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .find(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "relay")
-            .and_then(|v| v["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the relay executable")
-    })
-    .clone()
+    support::relay_bin(&[])
 }
 
 /// A relay process that has printed its READY line.

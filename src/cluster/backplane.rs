@@ -76,8 +76,20 @@ pub(crate) struct Snapshot {
 /// with their rooms.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LocalState {
+    /// The registry's epoch as this relay last saw it (`None` before its first restore):
+    /// a different one means the broker lost its data, and the rooms must be written back.
+    pub(crate) epoch: Option<String>,
     pub(crate) rooms: Vec<RoomRecord>,
     pub(crate) clients: Vec<(Uuid, ClientRecord, Option<String>)>,
+}
+
+/// What a restore found.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Restored {
+    /// The registry's epoch now.
+    pub(crate) epoch: String,
+    /// Clients of this relay whose room filled up while it was cut off.
+    pub(crate) full: Vec<Uuid>,
 }
 
 /// A request to the backplane. None waits: it is queued, and the ones with an [`Answer`]
@@ -136,10 +148,10 @@ pub(crate) enum Op {
         room: Arc<str>,
         answer: Answer<Option<usize>>,
     },
-    /// Write this relay's state back; answers the clients that found no seat any more.
+    /// Write this relay's state back.
     Restore {
         state: LocalState,
-        answer: Answer<Vec<Uuid>>,
+        answer: Answer<Restored>,
     },
     Snapshot {
         answer: Answer<Snapshot>,

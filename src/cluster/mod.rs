@@ -12,47 +12,29 @@ pub(crate) mod backplane;
 mod bus_message;
 mod dispatcher;
 mod handle;
+mod join;
 mod redis;
 
 pub use self::redis::RedisOptions;
 pub use handle::ClusterHandle;
+pub(crate) use join::JoinFailure;
 
 use self::redis::LinkCounters;
 use crate::directory::ClientInfo;
-use crate::protocol::{encode, ServerFrame};
-use crate::room::{Dropped, JoinRefused, Member, Room};
+use crate::room::Room;
 use crate::server::Shared;
 use crate::session::Session;
 use crate::sync::lock;
-use backplane::{Answer, Backplane, BrokerError, ClientRecord, Op, Seat};
+use backplane::{Answer, Backplane, BrokerError, ClientRecord, Op};
 use bus_message::Control;
 use bytes::Bytes;
+use join::PendingJoin;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use uuid::Uuid;
-
-/// How long a join waits for the broker's seat and for the feed to confirm it.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a join through the broker failed.
-#[derive(Debug)]
-pub(crate) enum JoinFailure {
-    Full,
-    NoRoom,
-    Broker(String),
-}
-
-/// A join the broker seated, waiting for its event on the feed: the dispatcher adds the
-/// member when that event comes, in the feed's order, so that the member list it gets and
-/// the presence events after it never miss or repeat anyone.
-struct PendingJoin {
-    room: Arc<Room>,
-    member: Member,
-    done: oneshot::Sender<Result<Dropped, JoinRefused>>,
-}
 
 /// A client on another relay, as this relay's mirror knows it.
 #[derive(Debug, Clone)]
@@ -145,90 +127,6 @@ impl Cluster {
         }) {
             self.counters.published.fetch_add(1, Relaxed);
         }
-    }
-
-    /// Joins `member` to `room` through the broker, which checks the capacity across every
-    /// relay. Leaves `room` subscribed if it worked.
-    pub(crate) async fn join(
-        &self,
-        room: Arc<Room>,
-        member: Member,
-    ) -> Result<Dropped, JoinFailure> {
-        let client = member.id;
-        self.listen(room.id());
-        let (seat_tx, seat_rx) = oneshot::channel();
-        let (done_tx, done_rx) = oneshot::channel();
-        lock(&self.pending).insert(
-            client,
-            PendingJoin {
-                room: Arc::clone(&room),
-                member,
-                done: done_tx,
-            },
-        );
-        let asked = self.submit(Op::Join {
-            room: Arc::clone(room.id()),
-            client,
-            answer: seat_tx,
-        });
-        let seat = if asked {
-            answer(seat_rx).await
-        } else {
-            Err(BrokerError("the broker is unavailable".into()))
-        };
-        let failure = match seat {
-            Ok(Seat::Taken) => match tokio::time::timeout(JOIN_TIMEOUT, done_rx).await {
-                Ok(Ok(Ok(dropped))) => return Ok(dropped),
-                Ok(Ok(Err(JoinRefused::Deleted))) => JoinFailure::NoRoom,
-                Ok(Ok(Err(JoinRefused::Full))) => JoinFailure::Full,
-                _ => {
-                    // Seated by the broker, but its confirmation never came: give the seat back.
-                    self.submit(Op::Leave {
-                        room: Arc::clone(room.id()),
-                        client,
-                    });
-                    JoinFailure::Broker("the broker's confirmation did not come in time".into())
-                }
-            },
-            Ok(Seat::Full) => JoinFailure::Full,
-            Ok(Seat::NoRoom) => JoinFailure::NoRoom,
-            Err(err) => JoinFailure::Broker(err.0),
-        };
-        lock(&self.pending).remove(&client);
-        self.unlisten(room.id());
-        Err(failure)
-    }
-
-    /// The dispatcher's half of a join: the feed confirmed it.
-    fn complete_join(
-        &self,
-        shared: &Shared,
-        room: &str,
-        client: Uuid,
-    ) -> Option<(Arc<Room>, Dropped)> {
-        let pending = {
-            let mut pending = lock(&self.pending);
-            // Seated in this room: a confirmation of an earlier join is not this one's.
-            if pending.get(&client).is_none_or(|p| &**p.room.id() != room) {
-                return None;
-            }
-            pending.remove(&client)?
-        };
-        let announce = encode(&ServerFrame::PlayerJoined { client_id: client });
-        let result = pending
-            .room
-            .join_seated(pending.member, &announce, shared.config.max_payload);
-        let added = result.as_ref().ok().cloned();
-        if pending.done.send(result).is_err() {
-            // The joiner went away meanwhile: undo, as its own leave would have.
-            if added.is_some() {
-                let left = encode(&ServerFrame::PlayerLeft { client_id: client });
-                pending.room.leave(client, &left);
-                self.left(&pending.room, client);
-            }
-            return None;
-        }
-        added.map(|dropped| (pending.room, dropped))
     }
 
     /// A member of this relay left `room` (its local leave is done).
@@ -391,8 +289,12 @@ impl RemoteClient {
     }
 }
 
+/// How long a request to the broker waits for its answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The broker's answer to a request, or why there is none.
 async fn answer<T>(rx: oneshot::Receiver<Result<T, BrokerError>>) -> Result<T, BrokerError> {
-    match tokio::time::timeout(JOIN_TIMEOUT, rx).await {
+    match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
         Ok(Ok(result)) => result,
         Ok(Err(_)) => Err(BrokerError("the broker is unavailable".into())),
         Err(_) => Err(BrokerError("the broker did not answer in time".into())),

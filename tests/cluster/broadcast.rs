@@ -89,6 +89,39 @@ async fn a_broadcast_reaches_every_other_member_on_every_relay_in_order_once() {
 }
 
 #[tokio::test]
+async fn one_publish_per_frame_and_only_relays_with_members_subscribe() {
+    let broker = Broker::start();
+    let relays = relays(&broker.url(), &prefix("subscriptions"), 3).await;
+    // Two members on r0, two on r1, none on r2.
+    let mut clients = members(&relays[..2], "lobby", 2).await;
+    let channel = format!("{}:bus:lobby", relays[0].prefix);
+    assert_eq!(
+        broker.subscribers(&channel),
+        2,
+        "r2 holds no member: it does not listen"
+    );
+    for _ in 0..10 {
+        clients[0].broadcast(b"x").await.unwrap();
+    }
+    for client in &mut clients[1..] {
+        for _ in 0..10 {
+            assert!(matches!(
+                next_event(client).await,
+                ServerEvent::Broadcast { .. }
+            ));
+        }
+    }
+    // Ten frames for two members elsewhere: ten publishes, not twenty.
+    assert_eq!(relays[0].handle.stats().broker_published, 10);
+    drop(clients);
+    eventually("no relay listens to an empty room", || {
+        broker.subscribers(&channel) == 0
+    })
+    .await;
+    stop(relays).await;
+}
+
+#[tokio::test]
 async fn broadcast_to_room_from_any_handle_reaches_every_member() {
     let broker = Broker::start();
     let relays = relays(&broker.url(), &prefix("server-broadcast"), 3).await;

@@ -76,6 +76,42 @@ impl Broker {
         }
     }
 
+    /// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`), asked over a
+    /// plain socket in RESP.
+    pub fn subscribers(&self, channel: &str) -> i64 {
+        use std::io::{BufRead, BufReader, Write};
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connects");
+        let command = format!(
+            "*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n${}\r\n{channel}\r\n",
+            channel.len()
+        );
+        socket.write_all(command.as_bytes()).expect("sends");
+        // The answer: *2, $<len>, the channel, :<count>.
+        let mut lines = BufReader::new(socket).lines();
+        let count = lines.nth(3).expect("an answer").expect("reads");
+        count.trim_start_matches(':').parse().expect("a count")
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([which, &child.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(status.success());
+        }
+    }
+
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
         self.kill();

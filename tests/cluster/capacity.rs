@@ -55,3 +55,43 @@ async fn concurrent_joins_on_every_relay_fill_a_capped_room_exactly() {
     join(&mut late, "arena").await;
     stop(relays).await;
 }
+
+#[tokio::test]
+async fn a_join_whose_client_goes_away_meanwhile_gives_its_seat_back() {
+    let broker = Broker::start();
+    let relays = relays(&broker.url(), &prefix("abandoned"), 2).await;
+    let duel = RoomOptions {
+        max_clients: Some(1),
+    };
+    relays[0].handle.create_room_with("duel", duel).unwrap();
+    eventually("the room is known", || relays[1].handle.room_exists("duel")).await;
+    // The broker holds the join (frozen) while its client disconnects.
+    let mut quitter = connect(relays[0].addr).await;
+    broker.pause();
+    quitter.join("duel").await.unwrap();
+    drop(quitter);
+    eventually("the quitter is gone", || {
+        relays[0].handle.client_count() == 0
+    })
+    .await;
+    broker.resume();
+    // Its seat, taken or not, is free again: a client of the other relay gets it.
+    let mut player = connect(relays[1].addr).await;
+    let mut joined = false;
+    for _ in 0..100 {
+        player.join("duel").await.unwrap();
+        match next_event(&mut player).await {
+            ServerEvent::Joined { .. } => {
+                joined = true;
+                break;
+            }
+            ServerEvent::Error(message) => assert_eq!(message, "room full: duel"),
+            other => panic!("expected Joined or room full, got {other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(joined, "the seat came back");
+    let exact = relays[0].handle.cluster().unwrap();
+    assert_eq!(exact.room_client_count("duel").await.unwrap(), Some(1));
+    stop(relays).await;
+}

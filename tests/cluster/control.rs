@@ -52,11 +52,14 @@ async fn kick_send_to_and_client_info_work_from_any_relay() {
     stop(relays).await;
 }
 
+/// A hook call: the relay it fired on, the hook, the client.
+type Call = (&'static str, &'static str, Uuid);
+
 /// Records the client hooks, with the relay they fired on.
 #[derive(Clone, Default)]
 struct Hooks {
     relay: &'static str,
-    calls: Arc<Mutex<Vec<(&'static str, &'static str, Uuid)>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
 }
 
 impl ServerHandler for Hooks {

@@ -10,5 +10,8 @@ mod relays;
 mod broadcast;
 mod capacity;
 mod control;
+mod liveness;
+mod outage;
 mod presence;
 mod rooms;
+mod startup;

@@ -30,6 +30,7 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 pub struct Relay {
     pub handle: ServerHandle,
     pub addr: SocketAddr,
+    pub prefix: String,
 }
 
 pub fn options(url: &str, prefix: &str, name: &str) -> RedisOptions {
@@ -51,7 +52,11 @@ pub async fn relay_with(url: &str, prefix: &str, name: &str, handler: impl Serve
         .await
         .expect("the relay starts");
     let addr = handle.local_addr().expect("bound");
-    Relay { handle, addr }
+    Relay {
+        handle,
+        addr,
+        prefix: prefix.to_owned(),
+    }
 }
 
 /// `n` relays named `r0`, `r1`, …
@@ -98,6 +103,26 @@ pub async fn next_error(client: &mut Client) -> SyncError {
             Ok(Some(_)) => continue,
             Ok(None) => return SyncError::ConnectionClosed,
             Err(err) => return err,
+        }
+    }
+}
+
+/// Sends `client` a marker from its own relay and reads up to it: every event before the
+/// marker, so that a test sees exactly what arrived (a second copy of anything included).
+pub async fn events_until_marker(client: &mut Client, handle: &ServerHandle) -> Vec<ServerEvent> {
+    let marker = format!("marker-{}", client.client_id());
+    handle
+        .send_to(client.client_id(), marker.as_bytes())
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match next_event(client).await {
+            ServerEvent::Broadcast { sender_id, data }
+                if sender_id == ghost_sync::SERVER_ID && data == marker.as_bytes() =>
+            {
+                return seen
+            }
+            other => seen.push(other),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod events;
 mod link;
+mod push;
 mod scripts;
 
 use super::backplane::{Backplane, Inbound, Op};

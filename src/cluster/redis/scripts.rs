@@ -216,29 +216,39 @@ return reap_one(relay)
     )
 });
 
-/// ARGV: P, relay, incarnation, ttl_ms, n_rooms, then per room: id, gen, max, n_meta,
-/// key, value, ...; then per client: id, record, room ('' for none).
+/// ARGV: P, relay, incarnation, ttl_ms, epoch ('' if unknown), n_rooms, then per room: id,
+/// gen, max, n_meta, key, value, ...; then per client: id, record, room ('' for none).
 ///
 /// Writes one relay's state back after the broker lost it or declared the relay dead:
 /// registers the lease (reaping an older incarnation of the same name), re-creates the rooms
-/// the broker no longer has (keeping their generation), removes this relay's clients that
-/// are gone, and re-adds the ones that are missing. Returns the clients that found their
-/// room full or gone.
+/// the broker lost, removes this relay's clients that are gone, and re-adds the ones that
+/// are missing. Returns `{epoch, full}`: the registry's epoch, and the clients whose room
+/// filled up meanwhile.
+///
+/// The epoch tells a room the broker lost from one another relay deleted: it is set once,
+/// when the registry is first written, so a different (or missing) epoch means the broker
+/// lost its data, and only then are missing rooms written back.
 pub(crate) static RESTORE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local relay, inc, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local relay, inc, ttl, known = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local old = redis.call('HGET', P .. ':incarnations', relay)
 if old and old ~= inc then reap_one(relay) end
 redis.call('HSET', P .. ':incarnations', relay, inc)
 redis.call('ZADD', P .. ':relays', now_ms() + ttl, relay)
-local i = 6
-for _ = 1, tonumber(ARGV[5]) do
+local epoch = redis.call('GET', P .. ':epoch')
+if not epoch then
+  epoch = relay .. '/' .. inc .. '/' .. now_ms()
+  redis.call('SET', P .. ':epoch', epoch)
+end
+local lost = known ~= '' and known ~= epoch
+local i = 7
+for _ = 1, tonumber(ARGV[6]) do
   local r, gen, max, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local fresh = redis.call('EXISTS', room_key(r)) == 0
+  -- A room created here while the broker was away has no generation yet.
+  local fresh = redis.call('EXISTS', room_key(r)) == 0 and (gen == '0' or lost)
   if fresh then
     if gen == '0' then
-      -- Created here while the broker was away: it gets its generation now.
       gen = redis.call('INCR', P .. ':gen')
     elseif tonumber(redis.call('GET', P .. ':gen') or '0') < tonumber(gen) then
       redis.call('SET', P .. ':gen', gen)
@@ -274,7 +284,9 @@ while i <= #ARGV do
     local st = redis.call('HMGET', room_key(r), 'gen', 'max')
     if redis.call('HEXISTS', mk, c) == 1 then
       redis.call('HSET', idx, c, r)
-    elseif not st[1] or (st[2] ~= '' and redis.call('HLEN', mk) >= tonumber(st[2])) then
+    elseif not st[1] then
+      -- Deleted meanwhile: the member stays in its (soft-deleted) room, as on one relay.
+    elseif st[2] ~= '' and redis.call('HLEN', mk) >= tonumber(st[2]) then
       table.insert(refused, c)
     else
       redis.call('HSET', mk, c, relay)
@@ -293,7 +305,7 @@ for k = 1, #entries, 2 do
     redis.call('HDEL', idx, c)
   end
 end
-return refused
+return {epoch, refused}
 "#,
     )
 });

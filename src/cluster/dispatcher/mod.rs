@@ -11,12 +11,16 @@
 //!   relay's state back to the broker and reloads the mirror from a snapshot, telling the
 //!   members here whoever came or went meanwhile.
 //!
+//! [`resync`] does the last.
+//!
 //! It yields to the runtime between messages, so a flood from the broker never holds a
 //! worker away from the connections.
 
-use super::backplane::{BrokerError, Inbound, LocalState, Op, RoomRecord, Snapshot, StateEvent};
+mod resync;
+
+use super::backplane::{Inbound, StateEvent};
 use super::bus_message::{parse_room_message, Control};
-use super::{answer, Cluster, RemoteClient};
+use super::{Cluster, RemoteClient};
 use crate::outbox::Refused;
 use crate::protocol::{encode, ServerFrame};
 use crate::room::{Room, RoomOptions};
@@ -24,10 +28,9 @@ use crate::server::Shared;
 use crate::session::report_backpressure;
 use crate::sync::write;
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
@@ -43,6 +46,10 @@ struct Dispatcher {
     seen: HashMap<(Bytes, u64), u64>,
     resync: Arc<Notify>,
     ready: Option<oneshot::Sender<Result<(), String>>>,
+    /// The registry's epoch at the last restore.
+    epoch: Option<String>,
+    /// Bytes an encoded `Broadcast` adds to its data.
+    broadcast_overhead: usize,
 }
 
 pub(super) async fn run(
@@ -60,6 +67,12 @@ pub(super) async fn run(
         seen: HashMap::new(),
         resync: Arc::clone(&resync),
         ready: Some(ready),
+        epoch: None,
+        broadcast_overhead: encode(&ServerFrame::Broadcast {
+            sender_id: Uuid::nil(),
+            data: &[],
+        })
+        .len(),
     };
     loop {
         tokio::select! {
@@ -224,7 +237,19 @@ impl Dispatcher {
                 .lost
                 .fetch_add(seq - *last - 1, Relaxed);
         }
-        *last = (*last).max(seq);
+        // Lower than before: the sender's room was deleted and created again, and counts
+        // from the start.
+        *last = seq;
+        if frame.len().saturating_sub(self.broadcast_overhead) > self.shared.config.max_payload {
+            // From a relay with a larger `max_payload`: this relay's clients would refuse it
+            // (every relay of a cluster should use the same limit).
+            self.cluster.counters.lost.fetch_add(1, Relaxed);
+            tracing::warn!(
+                len = frame.len(),
+                "a frame from another relay exceeds max_payload: dropped"
+            );
+            return;
+        }
         let Some(room) = std::str::from_utf8(&room)
             .ok()
             .and_then(|id| self.shared.registry.get(id))
@@ -257,144 +282,5 @@ impl Dispatcher {
             }
             None => tracing::warn!("unreadable control message from the broker"),
         }
-    }
-
-    /// Writes this relay's state back, then reloads the mirror. Retried shortly if the
-    /// broker does not answer.
-    async fn resync(&mut self) {
-        self.cluster.counters.resyncs.fetch_add(1, Relaxed);
-        match self.try_resync().await {
-            Ok(()) => {
-                if let Some(ready) = self.ready.take() {
-                    let _ = ready.send(Ok(()));
-                }
-            }
-            Err(err) => {
-                tracing::warn!(%err, "resync with the broker failed: retrying");
-                if let Some(ready) = self.ready.take() {
-                    let _ = ready.send(Err(format!("the broker refused this relay: {err}")));
-                    return;
-                }
-                let resync = Arc::clone(&self.resync);
-                let shutdown = self.shared.shutdown.clone();
-                self.shared.tasks.spawn(async move {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => resync.notify_one(),
-                    }
-                });
-            }
-        }
-    }
-
-    async fn try_resync(&mut self) -> Result<(), BrokerError> {
-        let (tx, rx) = oneshot::channel();
-        self.cluster.submit(Op::Restore {
-            state: self.local_state(),
-            answer: tx,
-        });
-        let refused = answer(rx).await?;
-        for client in refused {
-            if let Some(session) = self.shared.directory.get(client) {
-                session.end_with(crate::DisconnectReason::Kicked(
-                    "the room filled up or went while this relay was cut off from the broker"
-                        .into(),
-                ));
-            }
-        }
-        let (tx, rx) = oneshot::channel();
-        self.cluster.submit(Op::Snapshot { answer: tx });
-        let snapshot = answer(rx).await?;
-        self.apply_snapshot(snapshot);
-        Ok(())
-    }
-
-    fn local_state(&self) -> LocalState {
-        let rooms = self
-            .shared
-            .registry
-            .all()
-            .iter()
-            .map(|room| RoomRecord {
-                id: room.id().to_string(),
-                generation: room.generation(),
-                max_clients: room.options().max_clients,
-                meta: room.meta_all(),
-                members: Vec::new(),
-            })
-            .collect();
-        let clients = self
-            .shared
-            .directory
-            .all()
-            .iter()
-            .map(|session| {
-                let room = session
-                    .current_room()
-                    .filter(|room| !room.is_deleted())
-                    .map(|room| room.id().to_string());
-                (session.client_id, self.cluster.record_of(session), room)
-            })
-            .collect();
-        LocalState { rooms, clients }
-    }
-
-    /// Makes the mirror the snapshot, telling the members here who came and went.
-    fn apply_snapshot(&mut self, snapshot: Snapshot) {
-        let me = &*self.cluster.relay;
-        let mut live = HashSet::new();
-        let mut rooms_of = HashMap::new();
-        for record in snapshot.rooms {
-            let room = self.mirror_room(&record.id, record.generation, record.max_clients);
-            for (key, value) in record.meta {
-                room.set_meta(&key, value);
-            }
-            let mut wanted = HashSet::new();
-            for (client, relay) in &record.members {
-                rooms_of.insert(*client, Arc::clone(room.id()));
-                if **relay == *me {
-                    // A join of ours the snapshot already holds: its feed event is skipped.
-                    if let Some((room, dropped)) =
-                        self.cluster
-                            .complete_join(&self.shared, &record.id, *client)
-                    {
-                        self.announce(&room, &dropped);
-                    }
-                } else {
-                    wanted.insert(*client);
-                }
-            }
-            let have: HashSet<Uuid> = room.remote_ids().into_iter().collect();
-            for &client in wanted.difference(&have) {
-                let announce = encode(&ServerFrame::PlayerJoined { client_id: client });
-                if let Some(dropped) = room.add_remote(client, &announce) {
-                    self.announce(&room, &dropped);
-                }
-            }
-            for &client in have.difference(&wanted) {
-                let announce = encode(&ServerFrame::PlayerLeft { client_id: client });
-                if let Some(dropped) = room.remove_remote(client, &announce) {
-                    self.announce(&room, &dropped);
-                }
-            }
-            live.insert(Arc::clone(room.id()));
-        }
-        for room in self.shared.registry.all() {
-            // A room created here but not yet written to the broker has no generation.
-            if room.generation() != 0 && !live.contains(room.id()) {
-                self.shared.registry.delete_this(&room);
-            }
-        }
-        let clients = snapshot
-            .clients
-            .into_iter()
-            .filter(|(_, record)| *record.relay != *me)
-            .map(|(client, record)| {
-                let room = rooms_of.get(&client).cloned();
-                (client, RemoteClient { record, room })
-            })
-            .collect();
-        *write(&self.cluster.remote_clients) = clients;
-        self.seq = snapshot.seq;
     }
 }
