@@ -266,7 +266,7 @@ async fn start(cfg: &ClusterConfig, setup: Setup) -> Result<Vec<(String, ServerP
                         "--redis",
                         &url,
                         "--key-prefix",
-                        "ghost-sync-bench:",
+                        "ghost-sync-bench",
                         "--relay-name",
                         &name,
                     ]
