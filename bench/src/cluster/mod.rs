@@ -141,6 +141,8 @@ pub struct SetupRun {
     pub figures: Option<Figures>,
     /// Latency of the deliveries between members on different relays (cluster only).
     pub cross: Option<Latency>,
+    /// Latency of the deliveries between members on the same relay (cluster only).
+    pub same: Option<Latency>,
     /// Each server process and its CPU seconds during the measurement.
     pub cpu_each: Vec<(String, f64)>,
     /// From the last join to every member knowing all of its room's others, ms.
@@ -197,6 +199,7 @@ async fn run_setup(cfg: &ClusterConfig, setup: Setup, round: usize) -> SetupRun 
         round,
         figures: None,
         cross: None,
+        same: None,
         cpu_each: Vec::new(),
         presence_ms: None,
         checks: Checks::default(),
@@ -354,6 +357,13 @@ async fn load(
         run.figures = Some(Figures::of(m));
         if run.setup == Setup::Cluster {
             run.cross = Latency::of(&m.cross_hist);
+            // The rest of the deliveries. A read batch recorded as the phase ended may be in
+            // one histogram and not the other: then a bucket would go negative, and there is
+            // no same-relay figure rather than a wrong one.
+            let mut same = m.hist.clone();
+            if same.subtract(&m.cross_hist).is_ok() {
+                run.same = Latency::of(&same);
+            }
         }
         run.cpu_each = servers
             .iter()

@@ -301,9 +301,16 @@ pub fn table(cfg: &ClusterConfig, res: &ClusterResults) -> String {
             .iter()
             .map(|(n, c)| format!("{n} {:.0}%", 100.0 * c / secs))
             .collect();
+        let same = r.same.as_ref().map_or(String::new(), |l| {
+            format!(
+                "; same-relay p99 {:.2} ms, max {:.2} ms",
+                l.p99_us / 1e3,
+                l.max_us / 1e3
+            )
+        });
         let _ = writeln!(
             s,
-            "cluster #{} CPU per process: {}",
+            "cluster #{} CPU per process: {}{same}",
             r.round,
             parts.join(", ")
         );
@@ -329,6 +336,7 @@ fn run_json(r: &SetupRun) -> Value {
         "round": r.round,
         "fixed_rate": r.figures.as_ref().map(crate::scenarios::Figures::json),
         "cross_relay_latency_us": r.cross.as_ref().map(crate::scenarios::Latency::json),
+        "same_relay_latency_us": r.same.as_ref().map(crate::scenarios::Latency::json),
         "server_cpu_s": r.cpu_each.iter().map(|(n, c)| (n.clone(), json!(round(*c, 3)))).collect::<serde_json::Map<_, _>>(),
         "presence_ms": r.presence_ms.map(|p| round(p, 1)),
         "checks": r.checks.json(),
