@@ -33,6 +33,27 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((utime + stime) as f64 / clock_ticks())
 }
 
+/// The whole machine's CPU time so far, in seconds summed over its cores: busy (user, nice,
+/// system, irq, softirq) and stolen by the hypervisor, from the first line of `/proc/stat`.
+/// Busy time beyond the processes under test is other work sharing the machine.
+pub fn machine_cpu_seconds() -> Result<(f64, f64)> {
+    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat
+        .lines()
+        .next()
+        .filter(|l| l.starts_with("cpu "))
+        .ok_or_else(|| anyhow!("no cpu line in /proc/stat"))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal ...
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6);
+    Ok((busy as f64 / clock_ticks(), at(7) as f64 / clock_ticks()))
+}
+
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `RssAnon`, ...), in bytes.
 pub fn status_bytes(pid: u32, field: &str) -> Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))
@@ -211,5 +232,7 @@ mod tests {
         assert!(fd_count(pid).unwrap() >= 3);
         assert!(sockstat().is_ok());
         assert!(loadavg()[0] >= 0.0);
+        let (busy, steal) = machine_cpu_seconds().unwrap();
+        assert!(busy > 0.0 && steal >= 0.0);
     }
 }

@@ -21,6 +21,7 @@ use crate::load::{Pacing, Phase, PubMode, Swarm, Topology};
 use crate::proto::Proto;
 use crate::scenarios::{Checks, Figures, Latency};
 use crate::servers::{self, ServerOpts, ServerProc};
+use crate::sys;
 use anyhow::{anyhow, Context, Result};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -145,7 +146,10 @@ pub struct SetupRun {
     pub same: Option<Latency>,
     /// Each server process and its CPU seconds during the measurement.
     pub cpu_each: Vec<(String, f64)>,
-    /// From the last join to every member knowing all of its room's others, ms.
+    /// The whole machine's busy and stolen CPU seconds during the measurement (about: sampled
+    /// beside it), to tell other work on the machine from the setup's own.
+    pub machine_cpu: Option<(f64, f64)>,
+    /// From the last join confirmed to every member knowing all of its room's others, ms.
     pub presence_ms: Option<f64>,
     /// Loss, reordering, disconnects, failures.
     pub checks: Checks,
@@ -201,6 +205,7 @@ async fn run_setup(cfg: &ClusterConfig, setup: Setup, round: usize) -> SetupRun 
         cross: None,
         same: None,
         cpu_each: Vec::new(),
+        machine_cpu: None,
         presence_ms: None,
         checks: Checks::default(),
     };
@@ -350,9 +355,18 @@ async fn load(
             msgs_per_sec: cfg.total_rate(),
             window: cfg.window,
         };
+        let (warmup, measure) = (cfg.warmup, cfg.measure);
+        let sampler = tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            let a = sys::machine_cpu_seconds().ok()?;
+            tokio::time::sleep(measure).await;
+            let b = sys::machine_cpu_seconds().ok()?;
+            Some((b.0 - a.0, b.1 - a.1))
+        });
         let r = swarm
             .run_pids(pacing, &phases, &pids, Duration::from_secs(5))
             .await?;
+        run.machine_cpu = sampler.await.ok().flatten();
         let m = &r[1];
         run.figures = Some(Figures::of(m));
         if run.setup == Setup::Cluster {

@@ -125,8 +125,8 @@ fn si(x: Option<f64>) -> String {
 }
 
 /// Column widths of the table; a `|` goes before the columns listed in `BARS`.
-const WIDTHS: [usize; 14] = [17, 16, 8, 10, 4, 4, 6, 6, 6, 6, 6, 8, 4, 5];
-const BARS: [usize; 5] = [2, 6, 9, 11, 12];
+const WIDTHS: [usize; 17] = [17, 16, 8, 10, 4, 4, 5, 4, 6, 6, 6, 6, 6, 6, 8, 4, 5];
+const BARS: [usize; 5] = [2, 8, 12, 14, 15];
 
 fn line(s: &mut String, cells: &[String]) {
     for (i, (c, w)) in cells.iter().zip(WIDTHS).enumerate() {
@@ -155,9 +155,12 @@ fn row(s: &mut String, cfg: &ClusterConfig, label: &str, setup: Setup, r: RowFig
             si(r.per_cpu),
             pct(r.cpu_pct),
             pct(r.gen_pct),
+            pct(r.machine_pct),
+            pct(r.steal_pct),
             ms(r.p50),
             ms(r.p99),
             ms(r.max),
+            ms(r.lag),
             ms(r.cross_p99),
             ms(r.cross_max),
             pct(r.presence_ms),
@@ -173,6 +176,9 @@ struct RowFigures {
     per_cpu: Option<f64>,
     cpu_pct: Option<f64>,
     gen_pct: Option<f64>,
+    machine_pct: Option<f64>,
+    steal_pct: Option<f64>,
+    lag: Option<f64>,
     p50: Option<f64>,
     p99: Option<f64>,
     max: Option<f64>,
@@ -191,6 +197,13 @@ fn figures_of(r: &SetupRun) -> RowFigures {
         per_cpu: per_cpu(r),
         cpu_pct: f.and_then(|f| f.server_cpu_s.map(|c| 100.0 * c / f.secs.max(1e-9))),
         gen_pct: f.map(|f| 100.0 * f.harness_cpu_s / f.secs.max(1e-9)),
+        machine_pct: f
+            .zip(r.machine_cpu)
+            .map(|(f, (busy, _))| 100.0 * busy / f.secs.max(1e-9)),
+        steal_pct: f
+            .zip(r.machine_cpu)
+            .map(|(f, (_, steal))| 100.0 * steal / f.secs.max(1e-9)),
+        lag: f.map(|f| f.pub_lag_max_ms * 1e3),
         p50: l.map(|l| l.p50_us),
         p99: l.map(|l| l.p99_us),
         max: l.map(|l| l.max_us),
@@ -230,9 +243,12 @@ pub fn table(cfg: &ClusterConfig, res: &ClusterResults) -> String {
             "deliv/CPUs",
             "CPU%",
             "gen%",
+            "mach%",
+            "stl%",
             "p50",
             "p99",
             "max",
+            "lag",
             "x p99",
             "x max",
             "presence",
@@ -249,6 +265,9 @@ pub fn table(cfg: &ClusterConfig, res: &ClusterResults) -> String {
             "(all srv)",
             "",
             "",
+            "",
+            "",
+            "ms",
             "ms",
             "ms",
             "ms",
@@ -279,6 +298,9 @@ pub fn table(cfg: &ClusterConfig, res: &ClusterResults) -> String {
                 per_cpu: m(|f| f.per_cpu),
                 cpu_pct: m(|f| f.cpu_pct),
                 gen_pct: m(|f| f.gen_pct),
+                machine_pct: m(|f| f.machine_pct),
+                steal_pct: m(|f| f.steal_pct),
+                lag: m(|f| f.lag),
                 p50: m(|f| f.p50),
                 p99: m(|f| f.p99),
                 max: m(|f| f.max),
@@ -318,6 +340,10 @@ pub fn table(cfg: &ClusterConfig, res: &ClusterResults) -> String {
     let _ = writeln!(
         s,
         "CPU%: every server process of the setup together; gen%: the load generator\n\
+         mach%: the whole machine's busy time (of 200 % on 2 cores; above CPU% + gen%: other \
+         work); stl%: time the hypervisor gave the machine's cores to others\n\
+         lag: the paced publisher's largest delay behind its schedule (the load generator's own \
+         stall, which is in the latency too)\n\
          x p99, x max: deliveries between members on different relays\n\
          presence: from the last join confirmed to every member knowing its room's {} others\n\
          redis: each member also gets its own messages back (no echo suppression), counted as \
@@ -339,6 +365,7 @@ fn run_json(r: &SetupRun) -> Value {
         "same_relay_latency_us": r.same.as_ref().map(crate::scenarios::Latency::json),
         "server_cpu_s": r.cpu_each.iter().map(|(n, c)| (n.clone(), json!(round(*c, 3)))).collect::<serde_json::Map<_, _>>(),
         "presence_ms": r.presence_ms.map(|p| round(p, 1)),
+        "machine_cpu_s": r.machine_cpu.map(|(busy, steal)| json!({"busy": round(busy, 3), "steal": round(steal, 3)})),
         "checks": r.checks.json(),
     })
 }
