@@ -50,6 +50,8 @@ struct Dispatcher {
     epoch: Option<String>,
     /// Bytes an encoded `Broadcast` adds to its data.
     broadcast_overhead: usize,
+    /// The last resync failed; another is due.
+    retrying: bool,
 }
 
 pub(super) async fn run(
@@ -68,6 +70,7 @@ pub(super) async fn run(
         resync: Arc::clone(&resync),
         ready: Some(ready),
         epoch: None,
+        retrying: false,
         broadcast_overhead: encode(&ServerFrame::Broadcast {
             sender_id: Uuid::nil(),
             data: &[],
