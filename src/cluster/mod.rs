@@ -103,6 +103,7 @@ impl Cluster {
             Arc::clone(shared),
             Arc::clone(&cluster),
             connected.inbound,
+            connected.inflow,
             connected.resync,
             ready_tx,
         ));

@@ -16,10 +16,11 @@
 //! It yields to the runtime between messages, so a flood from the broker never holds a
 //! worker away from the connections.
 
+mod frames;
 mod resync;
 
-use super::backplane::{Inbound, StateEvent};
-use super::bus_message::{parse_room_message, Control};
+use super::backplane::{FrameSink, Inbound, Inflow, StateEvent};
+use super::bus_message::Control;
 use super::{Cluster, RemoteClient};
 use crate::outbox::Refused;
 use crate::protocol::{encode, ServerFrame};
@@ -28,51 +29,48 @@ use crate::server::Shared;
 use crate::session::report_backpressure;
 use crate::sync::write;
 use bytes::Bytes;
-use std::collections::HashMap;
+use frames::RoomFrames;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
-
-/// Senders tracked for gaps, at most (then the table starts afresh).
-const MAX_TRACKED_SENDERS: usize = 65_536;
 
 struct Dispatcher {
     shared: Arc<Shared>,
     cluster: Arc<Cluster>,
     /// The feed's sequence number applied last.
     seq: u64,
-    /// The last sequence number received from each (room, relay).
-    seen: HashMap<(Bytes, u64), u64>,
+    /// Where room frames go (this task's queued ones; the others go there directly).
+    frames: Arc<RoomFrames>,
     resync: Arc<Notify>,
     ready: Option<oneshot::Sender<Result<(), String>>>,
     /// The registry's epoch at the last restore.
     epoch: Option<String>,
-    /// Bytes an encoded `Broadcast` adds to its data.
-    broadcast_overhead: usize,
+    /// The last resync failed; another is due.
+    retrying: bool,
 }
 
 pub(super) async fn run(
     shared: Arc<Shared>,
     cluster: Arc<Cluster>,
     mut inbound: mpsc::Receiver<Inbound>,
+    inflow: Arc<Inflow>,
     resync: Arc<Notify>,
     ready: oneshot::Sender<Result<(), String>>,
 ) {
     let shutdown = shared.shutdown.clone();
+    let frames = Arc::new(RoomFrames::new(Arc::clone(&shared), Arc::clone(&cluster)));
+    let sink: Arc<dyn FrameSink> = Arc::clone(&frames) as Arc<dyn FrameSink>;
+    let _ = inflow.sink.set(sink);
     let mut d = Dispatcher {
         shared,
         cluster,
         seq: 0,
-        seen: HashMap::new(),
+        frames: Arc::clone(&frames),
         resync: Arc::clone(&resync),
         ready: Some(ready),
         epoch: None,
-        broadcast_overhead: encode(&ServerFrame::Broadcast {
-            sender_id: Uuid::nil(),
-            data: &[],
-        })
-        .len(),
+        retrying: false,
     };
     loop {
         tokio::select! {
@@ -80,7 +78,11 @@ pub(super) async fn run(
             _ = shutdown.cancelled() => return,
             _ = resync.notified() => d.resync().await,
             message = inbound.recv() => match message {
-                Some(message) => d.handle(message),
+                Some(message) => {
+                    d.handle(message);
+                    // Applied: a frame that comes next may skip the queue if it is empty.
+                    inflow.queued.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                }
                 None => return,
             },
         }
@@ -110,7 +112,7 @@ impl Dispatcher {
                 self.seq = seq;
                 self.apply(event);
             }
-            Inbound::Room { room, message } => self.room_frame(room, message),
+            Inbound::Room { room, message } => self.frames.deliver(&room, message),
             Inbound::Control(message) => self.control(message),
         }
     }
@@ -218,47 +220,6 @@ impl Dispatcher {
                 write(&self.cluster.remote_clients).remove(&client);
             }
         }
-    }
-
-    fn room_frame(&mut self, room: Bytes, message: Bytes) {
-        let Some((origin, seq, frame)) = parse_room_message(&message) else {
-            return;
-        };
-        if origin == self.cluster.origin {
-            return; // Our own, delivered here when it was sent.
-        }
-        if self.seen.len() >= MAX_TRACKED_SENDERS {
-            self.seen.clear();
-        }
-        let last = self.seen.entry((room.clone(), origin)).or_insert(0);
-        if *last != 0 && seq > *last + 1 {
-            self.cluster
-                .counters
-                .lost
-                .fetch_add(seq - *last - 1, Relaxed);
-        }
-        // Lower than before: the sender's room was deleted and created again, and counts
-        // from the start.
-        *last = seq;
-        if frame.len().saturating_sub(self.broadcast_overhead) > self.shared.config.max_payload {
-            // From a relay with a larger `max_payload`: this relay's clients would refuse it
-            // (every relay of a cluster should use the same limit).
-            self.cluster.counters.lost.fetch_add(1, Relaxed);
-            tracing::warn!(
-                len = frame.len(),
-                "a frame from another relay exceeds max_payload: dropped"
-            );
-            return;
-        }
-        let Some(room) = std::str::from_utf8(&room)
-            .ok()
-            .and_then(|id| self.shared.registry.get(id))
-        else {
-            return;
-        };
-        self.cluster.counters.received.fetch_add(1, Relaxed);
-        let (_, dropped) = room.broadcast_all(&frame);
-        self.announce(&room, &dropped);
     }
 
     fn control(&self, message: Bytes) {

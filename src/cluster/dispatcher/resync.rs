@@ -22,12 +22,20 @@ impl Dispatcher {
         self.cluster.counters.resyncs.fetch_add(1, Relaxed);
         match self.try_resync().await {
             Ok(()) => {
+                if self.retrying {
+                    tracing::info!("resynced with the broker");
+                }
+                self.retrying = false;
                 if let Some(ready) = self.ready.take() {
                     let _ = ready.send(Ok(()));
                 }
             }
             Err(err) => {
-                tracing::warn!(%err, "resync with the broker failed: retrying");
+                // Once per outage, not once per retry.
+                if !self.retrying {
+                    tracing::warn!(%err, "resync with the broker failed: retrying every 500 ms");
+                }
+                self.retrying = true;
                 if let Some(ready) = self.ready.take() {
                     let _ = ready.send(Err(format!("the broker refused this relay: {err}")));
                     return;

@@ -7,7 +7,7 @@ mod link;
 mod push;
 mod scripts;
 
-use super::backplane::{Backplane, Inbound, Op};
+use super::backplane::{Backplane, Inbound, Inflow, Op};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -102,6 +102,7 @@ pub(crate) struct RedisBackplane {
 pub(crate) struct Connected {
     pub(crate) backplane: RedisBackplane,
     pub(crate) inbound: mpsc::Receiver<Inbound>,
+    pub(crate) inflow: Arc<Inflow>,
     pub(crate) resync: Arc<Notify>,
 }
 
@@ -121,12 +122,14 @@ pub(crate) async fn connect(
     let up = Arc::new(AtomicBool::new(false));
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     let counters = Arc::new(LinkCounters::default());
+    let inflow = Arc::new(Inflow::default());
     let mut link = link::Link::new(
         options,
         relay,
         incarnation,
         link::Shared {
             inbound: inbound_tx,
+            inflow: Arc::clone(&inflow),
             resync: Arc::clone(&resync),
             up: Arc::clone(&up),
             queued_bytes: Arc::clone(&queued_bytes),
@@ -150,6 +153,7 @@ pub(crate) async fn connect(
             counters,
         },
         inbound,
+        inflow,
         resync,
     })
 }

@@ -5,16 +5,18 @@
 
 use super::events::parse_event;
 use super::{into_bytes, LinkCounters};
-use crate::cluster::backplane::Inbound;
+use crate::cluster::backplane::{Inbound, Inflow};
 use redis::{PushInfo, PushKind};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 
 /// What the connection does with each message Redis pushes: parse it and queue it for the
-/// dispatcher without waiting; a full queue drops it (and counts it).
+/// dispatcher without waiting (a full queue drops it, and counts it), or, for a room's
+/// frame with nothing queued before it, fan it out at once.
 pub(super) fn push_sender(
     inbound: mpsc::Sender<Inbound>,
+    inflow: Arc<Inflow>,
     lost: Arc<Notify>,
     counters: Arc<LinkCounters>,
     feed: String,
@@ -43,6 +45,12 @@ pub(super) fn push_sender(
                 } else if channel[..] == *control.as_bytes() {
                     Inbound::Control(payload)
                 } else if channel.starts_with(room_prefix.as_bytes()) {
+                    if inflow.queued.load(Ordering::Acquire) == 0 {
+                        if let Some(sink) = inflow.sink.get() {
+                            sink.deliver(&channel[room_prefix.len()..], payload);
+                            return Ok(());
+                        }
+                    }
                     Inbound::Room {
                         room: channel.slice(room_prefix.len()..),
                         message: payload,
@@ -57,7 +65,9 @@ pub(super) fn push_sender(
             }
             _ => return Ok(()),
         };
+        inflow.queued.fetch_add(1, Ordering::AcqRel);
         if inbound.try_send(message).is_err() {
+            inflow.queued.fetch_sub(1, Ordering::AcqRel);
             counters.inbound_dropped.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())

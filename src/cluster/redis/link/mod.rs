@@ -9,7 +9,7 @@ mod commands;
 
 use super::push::push_sender;
 use super::{room_channel, scripts, LinkCounters, LEASE_TTL, RENEW_EVERY};
-use crate::cluster::backplane::{Inbound, Op};
+use crate::cluster::backplane::{Inbound, Inflow, Op};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, RedisError};
 use std::collections::HashSet;
@@ -27,6 +27,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// What the link shares with the relay's side of the backplane.
 pub(super) struct Shared {
     pub(super) inbound: mpsc::Sender<Inbound>,
+    pub(super) inflow: Arc<Inflow>,
     pub(super) resync: Arc<Notify>,
     pub(super) up: Arc<AtomicBool>,
     pub(super) queued_bytes: Arc<AtomicUsize>,
@@ -100,6 +101,7 @@ impl Link {
         let lost = Arc::new(Notify::new());
         let sender = push_sender(
             self.shared.inbound.clone(),
+            Arc::clone(&self.shared.inflow),
             Arc::clone(&lost),
             Arc::clone(&self.shared.counters),
             self.feed.clone(),

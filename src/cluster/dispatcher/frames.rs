@@ -1,0 +1,115 @@
+//! [`RoomFrames`]: a room's frames from other relays, fanned out to the members here.
+//!
+//! It runs on the dispatcher's task for a frame queued behind other messages, and on the
+//! broker connection's own task otherwise (see [`Inflow`](crate::cluster::backplane::Inflow)),
+//! so it keeps its little state (the last sequence number seen from each sender relay) under
+//! a lock of its own, and fires `on_backpressure` only after releasing it.
+
+use crate::cluster::backplane::FrameSink;
+use crate::cluster::bus_message::parse_room_message;
+use crate::cluster::Cluster;
+use crate::protocol::{encode, ServerFrame};
+use crate::server::Shared;
+use crate::session::report_backpressure;
+use crate::stats::Counters;
+use crate::sync::lock;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// Sender relays (runs of a relay) tracked for gaps, at most.
+const MAX_TRACKED_RELAYS: usize = 1_024;
+/// Rooms tracked per sender relay, at most.
+const MAX_TRACKED_ROOMS: usize = 65_536;
+
+pub(crate) struct RoomFrames {
+    shared: Arc<Shared>,
+    cluster: Arc<Cluster>,
+    /// The last sequence number received from each sender relay, per room.
+    seen: Mutex<HashMap<u64, HashMap<Box<[u8]>, u64>>>,
+    /// Bytes an encoded `Broadcast` adds to its data.
+    broadcast_overhead: usize,
+}
+
+impl RoomFrames {
+    pub(crate) fn new(shared: Arc<Shared>, cluster: Arc<Cluster>) -> Self {
+        Self {
+            shared,
+            cluster,
+            seen: Mutex::new(HashMap::new()),
+            broadcast_overhead: encode(&ServerFrame::Broadcast {
+                sender_id: Uuid::nil(),
+                data: &[],
+            })
+            .len(),
+        }
+    }
+
+    /// Counts the frames missing between the last one from this sender and `seq`.
+    fn note(&self, room: &[u8], origin: u64, seq: u64) {
+        let mut seen = lock(&self.seen);
+        // Bounded: a table grown past its size (rooms and relays churn) starts afresh.
+        if seen.len() >= MAX_TRACKED_RELAYS {
+            seen.clear();
+        }
+        let rooms = seen.entry(origin).or_default();
+        if rooms.len() >= MAX_TRACKED_ROOMS {
+            rooms.clear();
+        }
+        // Looked up by the borrowed id: no allocation once a room is known.
+        let last = match rooms.get_mut(room) {
+            Some(last) => last,
+            None => rooms.entry(Box::from(room)).or_insert(0),
+        };
+        if *last != 0 && seq > *last + 1 {
+            self.cluster
+                .counters
+                .lost
+                .fetch_add(seq - *last - 1, Relaxed);
+        }
+        // Lower than before: the sender's room was deleted and created again, and counts
+        // from the start.
+        *last = seq;
+    }
+}
+
+impl FrameSink for RoomFrames {
+    fn deliver(&self, room: &[u8], message: Bytes) {
+        let Some((origin, seq, frame)) = parse_room_message(&message) else {
+            return;
+        };
+        if origin == self.cluster.origin {
+            return; // Our own, delivered here when it was sent.
+        }
+        self.note(room, origin, seq);
+        if frame.len().saturating_sub(self.broadcast_overhead) > self.shared.config.max_payload {
+            // From a relay with a larger `max_payload`: this relay's clients would refuse it
+            // (every relay of a cluster should use the same limit).
+            self.cluster.counters.lost.fetch_add(1, Relaxed);
+            tracing::warn!(
+                len = frame.len(),
+                "a frame from another relay exceeds max_payload: dropped"
+            );
+            return;
+        }
+        let Some(room) = std::str::from_utf8(room)
+            .ok()
+            .and_then(|id| self.shared.registry.get(id))
+        else {
+            return;
+        };
+        self.cluster.counters.received.fetch_add(1, Relaxed);
+        let (_, dropped) = room.broadcast_all(&frame);
+        if dropped.is_empty() {
+            return;
+        }
+        match self.shared.handler() {
+            Some(handler) => {
+                report_backpressure(&*handler, &self.shared.counters, &dropped, room.id())
+            }
+            None => Counters::add(&self.shared.counters.frames_dropped, dropped.len() as u64),
+        }
+    }
+}
