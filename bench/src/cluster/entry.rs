@@ -3,7 +3,7 @@
 //! `bench/results/cluster.json` (`cluster-quick.json` with `--quick`) and, if asked,
 //! rewrite the generated section of `BENCHMARKS.md`.
 
-use super::{report, ClusterConfig};
+use super::{report, table, ClusterConfig};
 use crate::{servers, sys};
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
@@ -97,7 +97,7 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<bool> {
     });
     let targets = report::targets(&res);
     let doc = report::to_json(&cfg, &res, meta.clone(), &targets);
-    let table = report::table(&cfg, &res);
+    let table = table::table(&cfg, &res);
     let out = args.out.clone().unwrap_or_else(|| {
         args.root.join(if cfg.quick {
             "bench/results/cluster-quick.json"

@@ -8,12 +8,13 @@
 //! member on another relay arrives one broker hop after its join. Reported per setup: the
 //! deliveries per CPU-second of *all* its server processes (the three relays and redis for
 //! the cluster), latency at the fixed rate (and, for the cluster, of the cross-relay
-//! deliveries alone), loss and reordering. [`report`] turns the runs into the table, the
-//! targets, the JSON document and the Markdown section; [`entry`] builds the relays and
-//! writes the results.
+//! deliveries alone), loss and reordering. [`table`] and [`report`] turn the runs into the
+//! table, the targets, the JSON document and the Markdown section; [`entry`] builds the
+//! relays and writes the results.
 
 pub mod entry;
 pub mod report;
+pub mod table;
 
 pub use entry::{run_cluster, ClusterArgs};
 
