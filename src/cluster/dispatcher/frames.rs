@@ -24,11 +24,15 @@ const MAX_TRACKED_RELAYS: usize = 1_024;
 /// Rooms tracked per sender relay, at most.
 const MAX_TRACKED_ROOMS: usize = 65_536;
 
+/// Room id → the last sequence number received in it, from one sender relay.
+type LastSeen = HashMap<Box<[u8]>, u64>;
+
+/// Fans out other relays' room frames here (see the module's docs).
 pub(crate) struct RoomFrames {
     shared: Arc<Shared>,
     cluster: Arc<Cluster>,
     /// The last sequence number received from each sender relay, per room.
-    seen: Mutex<HashMap<u64, HashMap<Box<[u8]>, u64>>>,
+    seen: Mutex<HashMap<u64, LastSeen>>,
     /// Bytes an encoded `Broadcast` adds to its data.
     broadcast_overhead: usize,
 }
