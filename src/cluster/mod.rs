@@ -81,6 +81,7 @@ impl Cluster {
         let origin = rand_u64();
         let connected = self::redis::connect(
             options,
+            shared.config.max_payload,
             Arc::clone(&relay),
             origin,
             shared.shutdown.clone(),

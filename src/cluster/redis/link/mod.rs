@@ -1,6 +1,7 @@
 //! The link task: owns the relay's one connection to Redis, runs the queued [`Op`]s on it in
-//! order (consecutive publishes as one pipeline), renews the lease and reaps dead relays,
-//! and reconnects (resubscribing) when the connection breaks.
+//! order, renews the lease and reaps dead relays, and reconnects (resubscribing) when the
+//! connection breaks. Room frames skip it: they go straight into the connection
+//! ([`Direct`](super::Direct)).
 //!
 //! [`commands`] turns each op into its Redis commands; [`push`](super::push) hands what
 //! Redis pushes to the dispatcher.
@@ -8,8 +9,9 @@
 mod commands;
 
 use super::push::push_sender;
-use super::{room_channel, scripts, LinkCounters, LEASE_TTL, RENEW_EVERY};
+use super::{room_channel, scripts, LinkCounters, CONNECT_TIMEOUT, LEASE_TTL, RENEW_EVERY};
 use crate::cluster::backplane::{Inbound, Inflow, Op};
+use crate::sync::lock;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, RedisError};
 use std::collections::HashSet;
@@ -19,6 +21,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+/// How long the link waits for any answer of the broker before it treats the connection as
+/// lost.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping relay waits for the broker to take its goodbye.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait between two reconnection attempts.
@@ -26,6 +31,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the link shares with the relay's side of the backplane.
 pub(super) struct Shared {
+    pub(super) direct: Arc<super::Direct>,
     pub(super) inbound: mpsc::Sender<Inbound>,
     pub(super) inflow: Arc<Inflow>,
     pub(super) resync: Arc<Notify>,
@@ -111,7 +117,10 @@ impl Link {
         let config = AsyncConnectionConfig::new()
             .set_push_sender(sender)
             .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(10)));
+            // The link puts its own deadline on what it waits for (`RESPONSE_TIMEOUT`): a
+            // publish, which waits for nothing, then needs no timer.
+            .set_response_timeout(None)
+            .set_pipeline_buffer_size(self.shared.direct.capacity);
         let failed = |e: RedisError| format!("the broker at {}: {e}", self.url);
         let mut conn = self
             .client
@@ -129,6 +138,7 @@ impl Link {
         if !rooms.is_empty() {
             conn.subscribe(&rooms).await.map_err(failed)?;
         }
+        *lock(&self.shared.direct.conn) = Some(conn.clone());
         self.conn = Some(conn);
         self.lost = lost;
         self.shared.up.store(true, Ordering::Release);
@@ -138,6 +148,7 @@ impl Link {
     }
 
     fn down(&mut self, why: &str) {
+        *lock(&self.shared.direct.conn) = None;
         if self.conn.take().is_some() {
             self.shared.up.store(false, Ordering::Release);
             self.shared
@@ -161,7 +172,7 @@ impl Link {
                         Some(op) => self.fail(op),
                         None => return,
                     },
-                    _ = tokio::time::sleep(backoff) => match self.connect().await {
+                    _ = tokio::time::sleep(backoff) => match self.connect_in_time().await {
                         Ok(()) => backoff = Duration::from_millis(50),
                         Err(err) => {
                             tracing::debug!(%err, "broker still unreachable");
@@ -172,7 +183,7 @@ impl Link {
                 continue;
             }
             if let Some(op) = self.stash.take() {
-                self.execute(op, &mut ops).await;
+                self.execute_in_time(op, &mut ops).await;
                 continue;
             }
             let lost = Arc::clone(&self.lost);
@@ -183,12 +194,34 @@ impl Link {
                     return;
                 }
                 _ = lost.notified() => self.down("connection closed"),
-                _ = lease.tick() => self.lease().await,
+                _ = lease.tick() => {
+                    if tokio::time::timeout(RESPONSE_TIMEOUT, self.lease()).await.is_err() {
+                        self.down("the broker did not answer the lease renewal in time");
+                    }
+                }
                 op = ops.recv() => match op {
-                    Some(op) => self.execute(op, &mut ops).await,
+                    Some(op) => self.execute_in_time(op, &mut ops).await,
                     None => return,
                 },
             }
+        }
+    }
+
+    /// [`connect`](Link::connect), given up on after [`CONNECT_TIMEOUT`].
+    async fn connect_in_time(&mut self) -> Result<(), String> {
+        tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+            .await
+            .unwrap_or_else(|_| Err("the broker did not answer in time".into()))
+    }
+
+    /// Runs an op, treating a broker that does not answer within [`RESPONSE_TIMEOUT`] as
+    /// lost (the op's answer, if it wanted one, then says the broker is unavailable).
+    async fn execute_in_time(&mut self, op: Op, ops: &mut mpsc::Receiver<Op>) {
+        if tokio::time::timeout(RESPONSE_TIMEOUT, self.execute(op, ops))
+            .await
+            .is_err()
+        {
+            self.down("the broker did not answer in time");
         }
     }
 
