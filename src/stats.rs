@@ -86,10 +86,11 @@ pub struct Stats {
     /// With a broker: frames received from other relays.
     pub broker_received: u64,
     /// With a broker: frames not published, because the broker was away or its queue full
-    /// (each is also logged by the link while it happens).
+    /// (also logged, at most every 2 s).
     pub broker_dropped: u64,
     /// With a broker: frames and registry messages from other relays lost on the way (gaps
-    /// in their numbering), including messages dropped because this relay fell behind.
+    /// in their numbering), including messages dropped because this relay fell behind (also
+    /// logged, at most every 2 s).
     pub broker_lost: u64,
     /// With a broker: times the connection to it was lost.
     pub broker_disconnects: u64,

@@ -27,12 +27,24 @@ const MAX_TRACKED_ROOMS: usize = 65_536;
 /// Room id → the last sequence number received in it, from one sender relay.
 type LastSeen = HashMap<Box<[u8]>, u64>;
 
+/// What the gap count needs.
+#[derive(Default)]
+struct Seen {
+    /// The last sequence number received from each sender relay, per room.
+    by_relay: HashMap<u64, LastSeen>,
+    /// Frames found missing since the last log line, and when that was.
+    unreported: u64,
+    reported_at: Option<std::time::Instant>,
+}
+
+/// How often at most lost frames are logged (they are counted in `stats()` at once).
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Fans out other relays' room frames here (see the module's docs).
 pub(crate) struct RoomFrames {
     shared: Arc<Shared>,
     cluster: Arc<Cluster>,
-    /// The last sequence number received from each sender relay, per room.
-    seen: Mutex<HashMap<u64, LastSeen>>,
+    seen: Mutex<Seen>,
     /// Bytes an encoded `Broadcast` adds to its data.
     broadcast_overhead: usize,
 }
@@ -42,7 +54,7 @@ impl RoomFrames {
         Self {
             shared,
             cluster,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Seen::default()),
             broadcast_overhead: encode(&ServerFrame::Broadcast {
                 sender_id: Uuid::nil(),
                 data: &[],
@@ -54,11 +66,12 @@ impl RoomFrames {
     /// Counts the frames missing between the last one from this sender and `seq`.
     fn note(&self, room: &[u8], origin: u64, seq: u64) {
         let mut seen = lock(&self.seen);
+        let seen = &mut *seen;
         // Bounded: a table grown past its size (rooms and relays churn) starts afresh.
-        if seen.len() >= MAX_TRACKED_RELAYS {
-            seen.clear();
+        if seen.by_relay.len() >= MAX_TRACKED_RELAYS {
+            seen.by_relay.clear();
         }
-        let rooms = seen.entry(origin).or_default();
+        let rooms = seen.by_relay.entry(origin).or_default();
         if rooms.len() >= MAX_TRACKED_ROOMS {
             rooms.clear();
         }
@@ -68,14 +81,25 @@ impl RoomFrames {
             None => rooms.entry(Box::from(room)).or_insert(0),
         };
         if *last != 0 && seq > *last + 1 {
-            self.cluster
-                .counters
-                .lost
-                .fetch_add(seq - *last - 1, Relaxed);
+            let missing = seq - *last - 1;
+            self.cluster.counters.lost.fetch_add(missing, Relaxed);
+            seen.unreported += missing;
         }
         // Lower than before: the sender's room was deleted and created again, and counts
         // from the start.
         *last = seq;
+        if seen.unreported == 0 {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if seen.reported_at.is_none_or(|at| now >= at + REPORT_EVERY) {
+            tracing::warn!(
+                frames = seen.unreported,
+                "frames from other relays lost on the way (the broker was away or behind)"
+            );
+            seen.unreported = 0;
+            seen.reported_at = Some(now);
+        }
     }
 }
 

@@ -21,6 +21,44 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+/// What was lost toward and from the broker, as last logged: losses are counted in
+/// `stats()` and, at most every [`REPORT_EVERY`], logged.
+#[derive(Default)]
+struct LossReport {
+    at: Option<tokio::time::Instant>,
+    publish_dropped: u64,
+    inbound_dropped: u64,
+}
+
+/// How often at most the link logs what was lost.
+const REPORT_EVERY: Duration = Duration::from_secs(2);
+
+impl LossReport {
+    fn log_news(&mut self, counters: &LinkCounters) {
+        let now = tokio::time::Instant::now();
+        if self.at.is_some_and(|at| now < at + REPORT_EVERY) {
+            return;
+        }
+        self.at = Some(now);
+        let publish = counters.publish_dropped.load(Ordering::Relaxed);
+        let inbound = counters.inbound_dropped.load(Ordering::Relaxed);
+        if publish > self.publish_dropped {
+            tracing::warn!(
+                frames = publish - self.publish_dropped,
+                "frames for other relays dropped (the broker away or behind)"
+            );
+        }
+        if inbound > self.inbound_dropped {
+            tracing::warn!(
+                messages = inbound - self.inbound_dropped,
+                "messages from the broker dropped (this relay fell behind)"
+            );
+        }
+        self.publish_dropped = publish;
+        self.inbound_dropped = inbound;
+    }
+}
+
 /// How long the link waits for any answer of the broker before it treats the connection as
 /// lost.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,7 +202,9 @@ impl Link {
             tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
         lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut backoff = Duration::from_millis(50);
+        let mut reported = LossReport::default();
         loop {
+            reported.log_news(&self.shared.counters);
             if self.conn.is_none() {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
