@@ -1,12 +1,15 @@
-//! Rooms across several relays (feature `redis`): the [`backplane`] seam to a broker, the
-//! relay's side of it ([`Cluster`]: what the router, the sessions and the handle call), the
-//! [`dispatcher`] that applies what the broker says to the local mirror of the cluster's
-//! rooms and clients, and the [`redis`] backplane.
+//! Rooms across several relays (feature `redis`): [`RedisOptions`], given to
+//! [`ServerBuilder::redis`](crate::ServerBuilder::redis), and [`ClusterHandle`], the exact
+//! calls of [`ServerHandle::cluster`](crate::ServerHandle::cluster).
+//!
+//! Inside: `backplane.rs`, the seam to a broker; this module, `join.rs` and `handle.rs`, the
+//! relay's side of it (what the router, the sessions and the handle call); `dispatcher/`,
+//! which applies what the broker says to the local mirror of the cluster's rooms and
+//! clients; `redis/`, the Redis backplane.
 //!
 //! The handle stays synchronous: it reads the mirror, which follows the broker's feed one
 //! pub/sub hop behind, and its writes apply here at once and reach the broker through a
-//! bounded queue. [`ClusterHandle`] has the exact, asynchronous variants. CLUSTER.md tells
-//! the whole design, its guarantees and its failure modes.
+//! bounded queue. CLUSTER.md tells the whole design, its guarantees and its failure modes.
 
 pub(crate) mod backplane;
 mod bus_message;

@@ -344,8 +344,8 @@ impl<L> Server<L> {
     }
 
     /// Binds the listen address, starts serving in the background and returns a handle.
-    /// With a broker ([`ServerBuilder::redis`]), it first connects to it and loads the
-    /// cluster's rooms, so the handle it returns already sees them.
+    /// With a broker (`ServerBuilder::redis`, feature `redis`), it first connects to it and
+    /// loads the cluster's rooms, so the handle it returns already sees them.
     ///
     /// Fails with [`SyncError::Bind`] if the address cannot be bound, and with
     /// [`SyncError::Broker`] if the broker cannot be reached within 5 s.
