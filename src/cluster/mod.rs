@@ -111,7 +111,9 @@ impl Cluster {
             connected.resync,
             ready_tx,
         ));
-        match tokio::time::timeout(self::redis::CONNECT_TIMEOUT, ready_rx).await {
+        // Connected already (or `connect` failed above, within its 5 s): loading the
+        // cluster's state is given longer, as a busy broker or machine may take a while.
+        match tokio::time::timeout(STATE_TIMEOUT, ready_rx).await {
             Ok(Ok(Ok(()))) => Ok(cluster),
             Ok(Ok(Err(err))) => Err(err),
             _ => Err("the broker did not send this relay the cluster's state in time".into()),
@@ -296,10 +298,20 @@ impl RemoteClient {
 
 /// How long a request to the broker waits for its answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a restore or a snapshot (the whole registry) may take to come back.
+const STATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The broker's answer to a request, or why there is none.
 async fn answer<T>(rx: oneshot::Receiver<Result<T, BrokerError>>) -> Result<T, BrokerError> {
-    match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
+    answer_within(ANSWER_TIMEOUT, rx).await
+}
+
+/// [`answer`], waiting up to `patience`.
+async fn answer_within<T>(
+    patience: Duration,
+    rx: oneshot::Receiver<Result<T, BrokerError>>,
+) -> Result<T, BrokerError> {
+    match tokio::time::timeout(patience, rx).await {
         Ok(Ok(result)) => result,
         Ok(Err(_)) => Err(BrokerError("the broker is unavailable".into())),
         Err(_) => Err(BrokerError("the broker did not answer in time".into())),

@@ -61,7 +61,7 @@ async fn a_killed_relay_s_members_leave_everywhere_once_and_free_their_seats() {
         .unwrap();
     let (mut doomed, doomed_addr) = spawn_relay(&broker.url(), &prefix, "doomed").await;
 
-    // One member on each survivor, two on the relay about to die: the room is full.
+    // One member on each survivor (the third, on the relay about to die, fills the room).
     let mut watchers = Vec::new();
     for relay in &survivors {
         eventually("the room is known", || relay.handle.room_exists("arena")).await;

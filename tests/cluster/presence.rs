@@ -27,6 +27,14 @@ async fn joins_list_every_relay_s_members_and_presence_comes_once() {
         "the list holds the members of every relay"
     );
 
+    // A relay announces a member when the broker's feed brings it there: once every relay
+    // counts three, every announcement is queued, and the markers below come after them.
+    for relay in &relays {
+        eventually("every relay counts the three", || {
+            relay.handle.room_client_count("lobby") == Some(3)
+        })
+        .await;
+    }
     let joined = |id| ServerEvent::PlayerJoined { client_id: id };
     // Once each: waiting for a marker sent after them shows there is no second copy.
     assert_eq!(

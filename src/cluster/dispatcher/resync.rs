@@ -3,9 +3,9 @@
 //! and tells the members here whoever came or went meanwhile.
 
 use super::Dispatcher;
-use crate::cluster::answer;
 use crate::cluster::backplane::{BrokerError, LocalState, Op, RoomRecord, Snapshot};
 use crate::cluster::RemoteClient;
+use crate::cluster::{answer_within, STATE_TIMEOUT};
 use crate::protocol::{encode, ServerFrame};
 use crate::sync::write;
 use std::collections::{HashMap, HashSet};
@@ -58,7 +58,7 @@ impl Dispatcher {
             state: self.local_state(),
             answer: tx,
         });
-        let restored = answer(rx).await?;
+        let restored = answer_within(STATE_TIMEOUT, rx).await?;
         self.epoch = Some(restored.epoch);
         for client in restored.full {
             if let Some(session) = self.shared.directory.get(client) {
@@ -69,7 +69,7 @@ impl Dispatcher {
         }
         let (tx, rx) = oneshot::channel();
         self.cluster.submit(Op::Snapshot { answer: tx });
-        let snapshot = answer(rx).await?;
+        let snapshot = answer_within(STATE_TIMEOUT, rx).await?;
         self.apply_snapshot(snapshot);
         Ok(())
     }
