@@ -178,3 +178,23 @@ async fn a_soft_delete_reaches_every_relay_and_a_new_room_of_that_id_starts_empt
     );
     stop(relays).await;
 }
+
+#[tokio::test]
+async fn a_change_made_just_before_shutdown_still_reaches_the_other_relays() {
+    let broker = Broker::start();
+    let mut relays = relays(&broker.url(), &prefix("last-words"), 2).await;
+    relays[0].handle.create_room("lobby").unwrap();
+    eventually("the room reaches r1", || {
+        relays[1].handle.room_exists("lobby")
+    })
+    .await;
+    let leaving = relays.remove(0);
+    // Queued toward the broker, then the relay stops at once.
+    assert!(leaving.handle.delete_room("lobby"));
+    within("shutdown", leaving.handle.shutdown()).await;
+    eventually("the delete reached the other relay", || {
+        !relays[0].handle.room_exists("lobby")
+    })
+    .await;
+    stop(relays).await;
+}

@@ -230,6 +230,12 @@ impl Link {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
+                    // What the handle did just before the shutdown (a room deleted, say)
+                    // still reaches the broker, within the goodbye's patience.
+                    let pending = self.finish_queued(&mut ops);
+                    if tokio::time::timeout(GOODBYE_TIMEOUT, pending).await.is_err() {
+                        tracing::warn!("the broker did not take the last changes in time");
+                    }
                     self.goodbye().await;
                     return;
                 }
@@ -243,6 +249,22 @@ impl Link {
                     Some(op) => self.execute_in_time(op, &mut ops).await,
                     None => return,
                 },
+            }
+        }
+    }
+
+    /// Runs the ops already queued, then returns.
+    async fn finish_queued(&mut self, ops: &mut mpsc::Receiver<Op>) {
+        if let Some(op) = self.stash.take() {
+            self.execute(op, ops).await;
+        }
+        while let Ok(op) = ops.try_recv() {
+            if self.conn.is_none() {
+                return;
+            }
+            self.execute(op, ops).await;
+            if let Some(op) = self.stash.take() {
+                self.execute(op, ops).await;
             }
         }
     }
