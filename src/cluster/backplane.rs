@@ -96,11 +96,14 @@ pub(crate) struct Restored {
 /// answer later.
 #[derive(Debug)]
 pub(crate) enum Op {
-    /// An encoded bus message (see [`bus_frame`](super::bus_frame)) for a room's members
-    /// on other relays.
+    /// An encoded `Broadcast` frame for a room's members on other relays, this relay's
+    /// `seq`-th in the room (the backplane adds its origin, see
+    /// [`bus_message`](super::bus_message)). Shared, not copied: the same `Bytes` the
+    /// members here got.
     Publish {
         room: Arc<str>,
-        message: Bytes,
+        seq: u64,
+        frame: Bytes,
     },
     /// A control message for one relay.
     Control {

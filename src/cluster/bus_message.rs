@@ -13,13 +13,17 @@ use uuid::Uuid;
 
 const HEADER: usize = 16;
 
-/// A room message: `frame`, from relay `origin`, its `seq`-th in this room.
-pub(crate) fn room_message(origin: u64, seq: u64, frame: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(HEADER + frame.len());
-    out.put_u64_le(origin);
-    out.put_u64_le(seq);
-    out.put_slice(frame);
-    out.freeze()
+/// Writes a room message: `frame`, from relay `origin`, its `seq`-th in this room. A
+/// backplane writes it straight into its outgoing command, with no buffer of its own.
+pub(crate) fn write_room_message(
+    out: &mut impl std::io::Write,
+    origin: u64,
+    seq: u64,
+    frame: &[u8],
+) -> std::io::Result<()> {
+    out.write_all(&origin.to_le_bytes())?;
+    out.write_all(&seq.to_le_bytes())?;
+    out.write_all(frame)
 }
 
 /// `(origin, seq, frame)` of a room message; `None` if it is too short to be one.
@@ -83,7 +87,9 @@ mod tests {
 
     #[test]
     fn a_room_message_gives_back_its_frame_without_a_copy() {
-        let message = room_message(7, 9, b"frame");
+        let mut written = Vec::new();
+        write_room_message(&mut written, 7, 9, b"frame").unwrap();
+        let message = Bytes::from(written);
         let (origin, seq, frame) = parse_room_message(&message).unwrap();
         assert_eq!((origin, seq, &frame[..]), (7, 9, &b"frame"[..]));
         assert_eq!(frame.as_ptr(), message[HEADER..].as_ptr());

@@ -127,10 +127,10 @@ impl Cluster {
     /// Relays an encoded `Broadcast` frame to the room's members on other relays: one
     /// publish for all of them.
     pub(crate) fn publish(&self, room: &Room, frame: &Bytes) {
-        let message = bus_message::room_message(self.origin, room.next_published(), frame);
         if self.submit(Op::Publish {
             room: Arc::clone(room.id()),
-            message,
+            seq: room.next_published(),
+            frame: frame.clone(),
         }) {
             self.counters.published.fetch_add(1, Relaxed);
         }

@@ -2,6 +2,7 @@
 //! (`PUBLISH` / `SUBSCRIBE`, one channel per room) and the registry (Lua scripts, see
 //! [`scripts`]), in one order; [`link`] keeps it up.
 
+mod direct;
 mod events;
 mod link;
 mod push;
@@ -9,6 +10,7 @@ mod scripts;
 
 use super::backplane::{Backplane, Inbound, Inflow, Op};
 use bytes::Bytes;
+pub(crate) use direct::Direct;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,7 +128,7 @@ pub(crate) async fn connect(
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     let counters = Arc::new(LinkCounters::default());
     let inflow = Arc::new(Inflow::default());
-    let direct = Arc::new(Direct::new(&options.key_prefix, max_payload));
+    let direct = Arc::new(Direct::new(&options.key_prefix, incarnation, max_payload));
     let mut link = link::Link::new(
         options,
         relay,
@@ -166,8 +168,8 @@ pub(crate) async fn connect(
 
 impl Backplane for RedisBackplane {
     fn submit(&self, op: Op) -> bool {
-        if let Op::Publish { room, message } = &op {
-            let sent = self.direct.publish(room, message);
+        if let Op::Publish { room, seq, frame } = &op {
+            let sent = self.direct.publish(room, *seq, frame);
             if !sent {
                 self.counters
                     .publish_dropped
@@ -215,53 +217,6 @@ impl Backplane for RedisBackplane {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
-    }
-}
-
-/// The publish path: a room's frame is handed to the connection's own writer at once, from
-/// the task that relayed it, with no answer awaited (`PUBLISH`'s reply is read and dropped
-/// by the connection). No task hop, no reply to wake anyone: at a game's tick rate each of
-/// those is a thread wake-up per frame. Its order with the link's ops holds, since a frame
-/// only ever enters the connection before the ops submitted after it.
-pub(crate) struct Direct {
-    /// The connection while it is up.
-    conn: std::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
-    /// Requests the connection may hold unwritten: 64 MiB of the largest frames (at least 64,
-    /// at most 65,536); past it, frames are dropped and counted.
-    capacity: usize,
-    prefix: String,
-}
-
-impl Direct {
-    fn new(prefix: &str, max_payload: usize) -> Self {
-        Self {
-            conn: std::sync::Mutex::new(None),
-            capacity: (MAX_QUEUED_BYTES / (max_payload + 64)).clamp(64, MAX_QUEUED_OPS),
-            prefix: prefix.to_owned(),
-        }
-    }
-
-    /// Hands `message` to the connection; `false` if it is down or full.
-    fn publish(&self, room: &str, message: &[u8]) -> bool {
-        let mut publish = redis::cmd("PUBLISH");
-        publish
-            .arg(room_channel(&self.prefix, room))
-            .arg(message)
-            .set_no_response(true);
-        let mut conn = crate::sync::lock(&self.conn);
-        let Some(conn) = conn.as_mut() else {
-            return false;
-        };
-        // Without an awaited answer the send completes at its first poll, unless the
-        // connection's queue is full: then it is dropped unsent, as a full queue drops.
-        // Unconstrained: the relaying task may have spent its cooperative budget, which
-        // would make the queue's semaphore answer "not yet" however empty it is.
-        let mut send = std::pin::pin!(tokio::task::unconstrained(
-            conn.send_packed_command(&publish)
-        ));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let polled = std::future::Future::poll(send.as_mut(), &mut cx);
-        matches!(polled, std::task::Poll::Ready(Ok(_)))
     }
 }
 

@@ -1,5 +1,5 @@
-//! The link's ops as Redis commands: each registry change is one Lua script, consecutive
-//! publishes are one pipeline, and an op that comes while the broker is away fails fast.
+//! The link's ops as Redis commands: each registry change is one Lua script, a control
+//! message one `PUBLISH`, and an op that comes while the broker is away fails fast.
 
 use super::{broken, Link};
 use crate::cluster::backplane::{Answer, BrokerError, LocalState, Op, Restored, Seat};
@@ -7,10 +7,6 @@ use crate::cluster::redis::events::{capacity_field, parse_snapshot};
 use crate::cluster::redis::{room_channel, scripts, LEASE_TTL};
 use redis::{RedisError, Value};
 use std::sync::atomic::Ordering;
-use tokio::sync::mpsc;
-
-/// Publishes sent in one pipeline, at most.
-const MAX_BATCH: usize = 512;
 
 impl Link {
     /// An op that arrived while the broker is away: traffic is dropped and counted, answers
@@ -20,7 +16,14 @@ impl Link {
             Err(BrokerError("the broker is unavailable".into()))
         }
         match op {
-            Op::Publish { message, .. } | Op::Control { message, .. } => {
+            // (Frames never come here: the backplane hands them to the connection.)
+            Op::Publish { .. } => {
+                self.shared
+                    .counters
+                    .publish_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Op::Control { message, .. } => {
                 self.shared
                     .queued_bytes
                     .fetch_sub(message.len(), Ordering::AcqRel);
@@ -70,9 +73,9 @@ impl Link {
         }
     }
 
-    pub(super) async fn execute(&mut self, op: Op, ops: &mut mpsc::Receiver<Op>) {
-        if matches!(op, Op::Publish { .. } | Op::Control { .. }) {
-            return self.publish(op, ops).await;
+    pub(super) async fn execute(&mut self, op: Op) {
+        if matches!(op, Op::Publish { .. }) {
+            return self.fail(op);
         }
         let Some(conn) = self.conn.as_mut() else {
             return self.fail(op);
@@ -229,65 +232,31 @@ impl Link {
                 });
                 run.map(drop)
             }
-            Op::Publish { .. } | Op::Control { .. } => Ok(()),
+            Op::Control { relay, message } => {
+                self.shared
+                    .queued_bytes
+                    .fetch_sub(message.len(), Ordering::AcqRel);
+                let channel = format!("{prefix}:ctl:{relay}");
+                let sent = redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(&message[..])
+                    .query_async::<()>(conn)
+                    .await;
+                if sent.is_err() {
+                    self.shared
+                        .counters
+                        .publish_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                sent
+            }
+            Op::Publish { .. } => Ok(()),
         };
         if let Err(err) = result {
             if broken(&err) {
                 self.down(&err.to_string());
             } else {
                 tracing::error!(%err, "the broker refused a registry change");
-            }
-        }
-    }
-
-    /// Sends `first` and the publishes queued right behind it as one pipeline: one write,
-    /// one round trip, however many frames.
-    async fn publish(&mut self, first: Op, ops: &mut mpsc::Receiver<Op>) {
-        let mut pipe = redis::pipe();
-        let mut bytes = 0;
-        let mut count = 0;
-        let mut next = Some(first);
-        while let Some(op) = next.take() {
-            match op {
-                Op::Publish { room, message } => {
-                    bytes += message.len();
-                    pipe.cmd("PUBLISH")
-                        .arg(room_channel(&self.prefix, &room))
-                        .arg(&message[..])
-                        .ignore();
-                }
-                Op::Control { relay, message } => {
-                    bytes += message.len();
-                    pipe.cmd("PUBLISH")
-                        .arg(format!("{}:ctl:{relay}", self.prefix))
-                        .arg(&message[..])
-                        .ignore();
-                }
-                other => {
-                    self.stash = Some(other);
-                    break;
-                }
-            }
-            count += 1;
-            if count < MAX_BATCH {
-                next = ops.try_recv().ok();
-            }
-        }
-        self.shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-        let Some(conn) = self.conn.as_mut() else {
-            self.shared
-                .counters
-                .publish_dropped
-                .fetch_add(count as u64, Ordering::Relaxed);
-            return;
-        };
-        if let Err(err) = pipe.query_async::<()>(conn).await {
-            self.shared
-                .counters
-                .publish_dropped
-                .fetch_add(count as u64, Ordering::Relaxed);
-            if broken(&err) {
-                self.down(&err.to_string());
             }
         }
     }

@@ -91,8 +91,6 @@ pub(super) struct Link {
     conn: Option<MultiplexedConnection>,
     /// Notified by the connection's push sender when the connection closes.
     lost: Arc<Notify>,
-    /// An op taken from the queue while gathering a batch of publishes.
-    stash: Option<Op>,
     shared: Shared,
 }
 
@@ -134,7 +132,6 @@ impl Link {
             subscribed: HashSet::new(),
             conn: None,
             lost: Arc::new(Notify::new()),
-            stash: None,
             shared,
         })
     }
@@ -222,10 +219,6 @@ impl Link {
                 }
                 continue;
             }
-            if let Some(op) = self.stash.take() {
-                self.execute_in_time(op, &mut ops).await;
-                continue;
-            }
             let lost = Arc::clone(&self.lost);
             tokio::select! {
                 biased;
@@ -246,7 +239,7 @@ impl Link {
                     }
                 }
                 op = ops.recv() => match op {
-                    Some(op) => self.execute_in_time(op, &mut ops).await,
+                    Some(op) => self.execute_in_time(op).await,
                     None => return,
                 },
             }
@@ -255,17 +248,11 @@ impl Link {
 
     /// Runs the ops already queued, then returns.
     async fn finish_queued(&mut self, ops: &mut mpsc::Receiver<Op>) {
-        if let Some(op) = self.stash.take() {
-            self.execute(op, ops).await;
-        }
         while let Ok(op) = ops.try_recv() {
             if self.conn.is_none() {
                 return;
             }
-            self.execute(op, ops).await;
-            if let Some(op) = self.stash.take() {
-                self.execute(op, ops).await;
-            }
+            self.execute(op).await;
         }
     }
 
@@ -278,8 +265,8 @@ impl Link {
 
     /// Runs an op, treating a broker that does not answer within [`RESPONSE_TIMEOUT`] as
     /// lost (the op's answer, if it wanted one, then says the broker is unavailable).
-    async fn execute_in_time(&mut self, op: Op, ops: &mut mpsc::Receiver<Op>) {
-        if tokio::time::timeout(RESPONSE_TIMEOUT, self.execute(op, ops))
+    async fn execute_in_time(&mut self, op: Op) {
+        if tokio::time::timeout(RESPONSE_TIMEOUT, self.execute(op))
             .await
             .is_err()
         {
