@@ -1,11 +1,13 @@
 //! A room: its members' write queues, its metadata, and the fan-out that relays a frame to them.
 //!
 //! Fan-out is the hot path. A frame is encoded once by the caller and shared: each recipient
-//! gets a clone of the same [`Bytes`] (a reference-count increment) through a non-blocking
-//! `try_send`, all under one read lock per frame. A full queue drops the frame for that member
-//! only; the caller learns who, and fires `on_backpressure` after the lock is released.
+//! gets a clone of the same [`Bytes`] (a reference-count increment) pushed on its queue, all
+//! under one read lock per frame. The queues are written after the lock is released, by the
+//! caller's [`Pending`] flush: the relaying task writes each recipient once per batch of
+//! frames. A full queue drops the frame for that member only; the caller learns who, and
+//! fires `on_backpressure` after the lock is released.
 
-use crate::outbox::{Outbox, Refused};
+use crate::outbox::{Outbox, Pending, Refused};
 use crate::protocol::{encode_into, encode_members, ServerFrame};
 use crate::sync::{lock, read, write};
 use bytes::{Bytes, BytesMut};
@@ -200,11 +202,14 @@ impl Room {
             return Err(JoinRefused::Full);
         }
         let confirmation = self.confirmation(&members, member.id, max_payload);
-        let mut dropped = relay(&members, member.id, announce);
-        if let Err(Refused::Full) = member.outbox.try_send(confirmation) {
+        let mut pending = Pending::default();
+        let mut dropped = relay(&members, member.id, announce, &mut pending);
+        if let Err(Refused::Full) = pending.push(&member.outbox, confirmation) {
             dropped.push(member.id);
         }
         members.push(member);
+        drop(members);
+        pending.flush();
         Ok(dropped)
     }
 
@@ -243,7 +248,7 @@ impl Room {
         if announce.is_empty() {
             return Some(Dropped::new());
         }
-        Some(relay(&members, id, announce))
+        Some(relay_now(members, id, announce))
     }
 
     /// Records a member on another relay and tells the members here with `announce` (an
@@ -260,7 +265,7 @@ impl Room {
         remote.push(id);
         self.remote_len.store(remote.len(), Ordering::Release);
         drop(remote);
-        Some(relay(&members, id, announce))
+        Some(relay_now(members, id, announce))
     }
 
     /// Forgets a member on another relay and tells the members here with `announce` (an
@@ -273,7 +278,7 @@ impl Room {
         remote.swap_remove(at);
         self.remote_len.store(remote.len(), Ordering::Release);
         drop(remote);
-        Some(relay(&members, id, announce))
+        Some(relay_now(members, id, announce))
     }
 
     /// Ids of the members on other relays.
@@ -282,16 +287,17 @@ impl Room {
         read(&self.remote).clone()
     }
 
-    /// Relays `frame` to every member but `from`.
-    pub(crate) fn broadcast(&self, from: Uuid, frame: &Bytes) -> Dropped {
-        relay(&read(&self.members), from, frame)
+    /// Queues `frame` for every member but `from`; `pending` then writes them.
+    pub(crate) fn broadcast(&self, from: Uuid, frame: &Bytes, pending: &mut Pending) -> Dropped {
+        relay(&read(&self.members), from, frame, pending)
     }
 
-    /// Relays `frame` to every member; returns how many got it, and who did not.
-    pub(crate) fn broadcast_all(&self, frame: &Bytes) -> (usize, Dropped) {
+    /// Queues `frame` for every member (`pending` then writes them); returns how many got
+    /// it, and who did not.
+    pub(crate) fn broadcast_all(&self, frame: &Bytes, pending: &mut Pending) -> (usize, Dropped) {
         let members = read(&self.members);
         // No member has the server's (nil) id, so nobody is skipped.
-        let dropped = relay(&members, Uuid::nil(), frame);
+        let dropped = relay(&members, Uuid::nil(), frame, pending);
         (members.len() - dropped.len(), dropped)
     }
 
@@ -313,17 +319,31 @@ impl Room {
     }
 }
 
-fn relay(members: &[Member], from: Uuid, frame: &Bytes) -> Dropped {
+/// Queues `frame` for every member but `from`, to be written by `pending`'s flush.
+fn relay(members: &[Member], from: Uuid, frame: &Bytes, pending: &mut Pending) -> Dropped {
     let mut dropped = Dropped::new();
     for member in members {
         if member.id == from {
             continue;
         }
         // A closed queue means that member is already disconnecting: nothing to report.
-        if let Err(Refused::Full) = member.outbox.try_send(frame.clone()) {
+        if let Err(Refused::Full) = pending.push(&member.outbox, frame.clone()) {
             dropped.push(member.id);
         }
     }
+    dropped
+}
+
+/// [`relay`], then writes the queues once `members`' lock is released.
+fn relay_now<G: std::ops::Deref<Target = Vec<Member>>>(
+    members: G,
+    from: Uuid,
+    frame: &Bytes,
+) -> Dropped {
+    let mut pending = Pending::default();
+    let dropped = relay(&members, from, frame, &mut pending);
+    drop(members);
+    pending.flush();
     dropped
 }
 
@@ -353,7 +373,9 @@ mod tests {
         while ra.try_recv().is_some() {} // a's Joined and Members, then b's PlayerJoined
         while rb.try_recv().is_some() {} // b's Joined and Members
         let frame = Bytes::from_static(b"frame");
-        assert!(room.broadcast(Uuid::from_u128(1), &frame).is_empty());
+        assert!(room
+            .broadcast(Uuid::from_u128(1), &frame, &mut Pending::default())
+            .is_empty());
         let got = rb.try_recv().unwrap();
         assert_eq!(got.as_ptr(), frame.as_ptr(), "same buffer, not a copy");
         assert!(
@@ -372,7 +394,11 @@ mod tests {
         room.join(b, &Bytes::new(), 1024).unwrap();
         room.join(c, &Bytes::new(), 1024).unwrap();
         // a's single slot already holds its Joined.
-        let dropped = room.broadcast(Uuid::from_u128(3), &Bytes::from_static(b"x"));
+        let dropped = room.broadcast(
+            Uuid::from_u128(3),
+            &Bytes::from_static(b"x"),
+            &mut Pending::default(),
+        );
         assert_eq!(dropped, vec![Uuid::from_u128(1)]);
         while rb.try_recv().is_some() {}
     }

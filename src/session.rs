@@ -8,7 +8,7 @@ use crate::auth::Identity;
 use crate::cluster::Cluster;
 use crate::disconnect::DisconnectReason;
 use crate::handler::{guarded, ServerHandler};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Pending};
 use crate::protocol::{encode, ServerFrame};
 use crate::room::{Member, Room};
 use crate::stats::Counters;
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use ghost_sync_layers::ActivityClock;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -44,6 +44,9 @@ pub(crate) struct Session {
     /// A ping was sent and no pong has come back yet.
     awaiting_pong: AtomicBool,
     room: Mutex<Option<Arc<Room>>>,
+    /// The other clients' queues this client's frames filled since the driver last wrote
+    /// them (see [`flush`](Session::flush)).
+    pending: Mutex<Pending>,
     /// The backplane, told of this client's leaves; `None`: the relay is alone.
     cluster: Option<Arc<Cluster>>,
 }
@@ -67,6 +70,7 @@ impl Session {
             authenticated: AtomicBool::new(false),
             awaiting_pong: AtomicBool::new(false),
             room: Mutex::new(None),
+            pending: Mutex::default(),
             cluster: None,
         }
     }
@@ -102,6 +106,21 @@ impl Session {
             .get()
             .cloned()
             .unwrap_or_else(|| DisconnectReason::Internal("ended without a reason".into()))
+    }
+
+    /// The queues this client's frames are filling, for the fan-out to add to.
+    pub(crate) fn pending(&self) -> MutexGuard<'_, Pending> {
+        lock(&self.pending)
+    }
+
+    /// Writes the frames this client relayed since the last flush: each recipient once.
+    pub(crate) fn flush(&self) {
+        lock(&self.pending).flush();
+    }
+
+    /// Lets go of the pending list's allocation, for a client gone quiet.
+    pub(crate) fn release_pending(&self) {
+        lock(&self.pending).release();
     }
 
     /// Frames waiting in this client's write queue.

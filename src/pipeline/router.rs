@@ -161,7 +161,8 @@ impl RoomRouter {
             sender_id: session.client_id,
             data,
         });
-        let dropped = room.broadcast(session.client_id, &frame);
+        // Written by the driver at the end of its batch of frames (`Session::flush`).
+        let dropped = room.broadcast(session.client_id, &frame, &mut session.pending());
         // Members on other relays get it through the broker: one publish for all of them,
         // and none at all while the room's members are all here.
         if room.has_remote() {

@@ -40,7 +40,7 @@ impl FuzzHarness {
             handler,
             Arc::new(Identity::new()),
             reader,
-            writer,
+            (writer, None),
             peer,
         ));
     }

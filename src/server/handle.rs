@@ -7,7 +7,7 @@ use super::Shared;
 use crate::directory::ClientInfo;
 use crate::error::SyncError;
 use crate::handler::guarded;
-use crate::outbox::Refused;
+use crate::outbox::{Pending, Refused};
 use crate::protocol::{encode, ServerFrame};
 use crate::room::RoomOptions;
 use crate::session::report_backpressure;
@@ -278,7 +278,9 @@ impl ServerHandle {
             .get(room_id)
             .ok_or_else(|| SyncError::RoomNotFound(room_id.to_owned()))?;
         let frame = self.server_message(data)?;
-        let (mut delivered, dropped) = room.broadcast_all(&frame);
+        let mut pending = Pending::default();
+        let (mut delivered, dropped) = room.broadcast_all(&frame, &mut pending);
+        pending.flush();
         if room.has_remote() {
             if let Some(cluster) = self.shared.cluster() {
                 cluster.publish(&room, &frame);

@@ -5,6 +5,7 @@
 //! refusing hook answers with a `Rejected` handshake at once.
 
 use super::connection::{reject, rejection, serve, CoreService};
+use super::socket::SharedWriteHalf;
 use super::Shared;
 use crate::handler::SharedHandler;
 use crate::pipeline::connect_hook::ConnectHookLayer;
@@ -74,7 +75,9 @@ pub(crate) async fn accept_loop<L>(
                 let layer = Arc::clone(&layer);
                 shared.clone().tasks.spawn(async move {
                     let (reader, writer) = stream.into_split();
-                    serve(shared, handler, layer, reader, writer, peer).await;
+                    let writer = SharedWriteHalf::new(writer);
+                    let direct = Some(writer.direct());
+                    serve(shared, handler, layer, reader, (writer, direct), peer).await;
                     // The slots free only once the connection is fully closed.
                     drop(ip_permit);
                     drop(permit);

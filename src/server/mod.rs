@@ -8,6 +8,7 @@ mod fuzz_harness;
 mod handle;
 mod listener;
 mod shared;
+mod socket;
 mod writer;
 
 pub use builder::{Server, ServerBuilder};

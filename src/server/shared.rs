@@ -8,7 +8,7 @@ use crate::handler::{ServerHandler, SharedHandler};
 use crate::registry::Registry;
 use crate::stats::Counters;
 use std::net::SocketAddr;
-use std::sync::{OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,7 +18,7 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// Every connected client, for the handle's control surface.
     pub(crate) directory: Directory,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) config: Config,
     /// Checks each handshake's credentials; `None`: the relay is open.
     pub(crate) validator: Option<Validator>,
@@ -46,7 +46,7 @@ impl Shared {
         Self {
             registry: Registry::default(),
             directory: Directory::default(),
-            counters: Counters::default(),
+            counters: Arc::default(),
             config,
             validator,
             handler: OnceLock::new(),

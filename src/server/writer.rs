@@ -62,7 +62,8 @@ pub(crate) async fn write_loop<W>(
         tokio::select! {
             biased;
             last = &mut farewell => {
-                queue.close_into(&mut batch);
+                let head_sent = queue.close_into(&mut batch);
+                out.resume(&mut batch, head_sent);
                 batch.extend(last.ok());
                 let finish = async {
                     out.write(&mut io, &mut batch).await?;
@@ -71,9 +72,10 @@ pub(crate) async fn write_loop<W>(
                 shared.with_patience(finish).await;
                 return;
             }
-            () = queue.take(&mut batch) => {
+            head_sent = queue.take(&mut batch) => {
                 let n = batch.len();
                 let bytes: usize = batch.iter().map(Bytes::len).sum();
+                out.resume(&mut batch, head_sent);
                 let written = AtomicU64::new(0);
                 let mut counted = Counted { io: &mut io, written: &written };
                 let write = out.write(&mut counted, &mut batch);
@@ -95,7 +97,8 @@ pub(crate) async fn write_loop<W>(
                         // The driver answers the end with its farewell, `Disconnect
                         // (SlowConsumer)`; it (or its dropped sender) comes at once.
                         let last = (&mut farewell).await.ok();
-                        queue.close_into(&mut batch);
+                        // The writer owned the socket: nothing was written behind its back.
+                        let _ = queue.close_into(&mut batch);
                         batch.clear();
                         let finish = async {
                             io.write_all(&rest).await?;
@@ -220,25 +223,25 @@ struct Batcher {
 }
 
 impl Batcher {
+    /// The first frame of `batch` was already written up to `sent` (by a direct write cut
+    /// short): the next [`write`](Batcher::write) starts with the rest of it.
+    fn resume(&mut self, batch: &mut Vec<Bytes>, sent: usize) {
+        if sent > 0 && !batch.is_empty() {
+            self.lone = batch.remove(0);
+            self.lone_sent = sent;
+        }
+    }
+
     /// Writes every frame of `batch` (and empties it), in order.
     async fn write<W>(&mut self, io: &mut W, batch: &mut Vec<Bytes>) -> std::io::Result<()>
     where
         W: AsyncWrite + Unpin,
     {
+        self.finish_lone(io).await?;
         if let [frame] = batch.as_mut_slice() {
             self.lone = std::mem::take(frame);
             batch.clear();
-            while self.lone_sent < self.lone.len() {
-                // One call at a time (cancel-safe), so that `lone_sent` is always exact.
-                let n = io.write(&self.lone[self.lone_sent..]).await?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::WriteZero.into());
-                }
-                self.lone_sent += n;
-            }
-            self.lone = Bytes::new();
-            self.lone_sent = 0;
-            return Ok(());
+            return self.finish_lone(io).await;
         }
         for frame in batch.drain(..) {
             if frame.len() >= LARGE_FRAME {
@@ -258,6 +261,24 @@ impl Batcher {
         // At most one of the two holds anything: each push flushed the other.
         self.flush_copied(io).await?;
         self.flush_pieces(io).await
+    }
+
+    /// Writes the rest of `lone`, if any.
+    async fn finish_lone<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> std::io::Result<()> {
+        if self.lone.is_empty() {
+            return Ok(());
+        }
+        while self.lone_sent < self.lone.len() {
+            // One call at a time (cancel-safe), so that `lone_sent` is always exact.
+            let n = io.write(&self.lone[self.lone_sent..]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.lone_sent += n;
+        }
+        self.lone = Bytes::new();
+        self.lone_sent = 0;
+        Ok(())
     }
 
     async fn flush_copied<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> std::io::Result<()> {
@@ -413,6 +434,16 @@ mod tests {
         expected.extend_from_slice(b"small");
         expected.extend_from_slice(&frames[5..].concat());
         assert_eq!(io.writes.concat(), expected);
+    }
+
+    #[tokio::test]
+    async fn a_frame_begun_by_a_direct_write_is_finished_first_and_only_its_rest() {
+        let mut io = Recorder::default();
+        let mut batch = vec![Bytes::from_static(b"defgh"), Bytes::from_static(b"ij")];
+        let mut out = Batcher::default();
+        out.resume(&mut batch, 2);
+        out.write(&mut io, &mut batch).await.unwrap();
+        assert_eq!(io.writes.concat(), b"fghij");
     }
 
     fn session(outbox: crate::outbox::Outbox) -> Arc<Session> {

@@ -8,6 +8,7 @@
 use crate::cluster::backplane::FrameSink;
 use crate::cluster::bus_message::parse_room_message;
 use crate::cluster::Cluster;
+use crate::outbox::Pending;
 use crate::protocol::{encode, ServerFrame};
 use crate::server::Shared;
 use crate::session::report_backpressure;
@@ -129,7 +130,9 @@ impl FrameSink for RoomFrames {
             return;
         };
         self.cluster.counters.received.fetch_add(1, Relaxed);
-        let (_, dropped) = room.broadcast_all(&frame);
+        let mut pending = Pending::default();
+        let (_, dropped) = room.broadcast_all(&frame, &mut pending);
+        pending.flush();
         if dropped.is_empty() {
             return;
         }

@@ -16,6 +16,7 @@ use crate::session::{report_backpressure, Session};
 use crate::stats::Counters;
 use bytes::{Bytes, BytesMut};
 use ghost_sync_layers::BoxError;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -75,6 +76,7 @@ where
                         // read buffer (see `read_some`), and starts small again.
                         self.buf = BytesMut::new();
                         self.reserve = MIN_READ_RESERVE;
+                        self.session.release_pending();
                     }
                     if let Some(reason) = self.ping(&mut ping_deferred).await {
                         return reason;
@@ -233,15 +235,29 @@ where
 {
     let mut tally = Tally {
         counters,
+        session,
         frames: 0,
         bytes: 0,
     };
     loop {
+        if tally.frames % FLUSH_EVERY == 0 {
+            // A long batch does not keep the others waiting for its end.
+            session.flush();
+        }
         // One connection's backlog must not hold a worker away from the others: each frame
         // spends a unit of tokio's cooperative budget (128 a task poll, shared with the
         // socket reads), and once it is spent the task yields before it takes the next
         // frame, which waits in `buf` meanwhile.
-        tokio::task::coop::consume_budget().await;
+        let mut budget = std::pin::pin!(tokio::task::coop::consume_budget());
+        std::future::poll_fn(|cx| {
+            let polled = budget.as_mut().poll(cx);
+            if polled.is_pending() {
+                // About to yield: what this batch relayed so far leaves first.
+                session.flush();
+            }
+            polled
+        })
+        .await;
         let body = match frames.next_frame(buf) {
             Ok(Some(body)) => {
                 tally.frames += 1;
@@ -292,16 +308,22 @@ where
     }
 }
 
+/// Frames relayed between two writes of the recipients' queues, in a long batch.
+const FLUSH_EVERY: u64 = 64;
+
 /// Frames and bytes received during one dispatch, added to the server's counters once, when
-/// it ends (however it ends), rather than once per frame.
+/// it ends (however it ends), rather than once per frame; and the end of the batch, when the
+/// frames it relayed are written, each recipient's in one write.
 struct Tally<'a> {
     counters: &'a Counters,
+    session: &'a Session,
     frames: u64,
     bytes: u64,
 }
 
 impl Drop for Tally<'_> {
     fn drop(&mut self) {
+        self.session.flush();
         Counters::add(&self.counters.frames_in, self.frames);
         Counters::add(&self.counters.bytes_in, self.bytes);
     }

@@ -17,7 +17,7 @@ pub(crate) use driver::MAX_READ_RESERVE;
 
 use crate::disconnect::DisconnectReason;
 use crate::handler::{guarded, SharedHandler};
-use crate::outbox::outbox;
+use crate::outbox::{outbox_to, DirectWrite};
 use crate::pipeline::hooks::{Hooks, HooksLayer};
 use crate::pipeline::router::RoomRouter;
 use crate::pipeline::{recover, FrameRequest, Reply};
@@ -44,13 +44,14 @@ use uuid::Uuid;
 
 /// The innermost part of the frame stack, under the user's layers: the hooks around the router.
 pub type CoreService = Hooks<RoomRouter>;
-/// Serves one admitted connection until it ends, whatever the reason.
+/// Serves one admitted connection until it ends, whatever the reason. `direct`, if the
+/// transport allows it, lets other tasks write `writer`'s socket (see [`outbox`](crate::outbox)).
 pub(crate) async fn serve<R, W, L>(
     shared: Arc<Shared>,
     handler: SharedHandler,
     layer: Arc<L>,
     mut reader: R,
-    mut writer: W,
+    (mut writer, direct): (W, Option<Arc<dyn DirectWrite>>),
     peer: SocketAddr,
 ) where
     R: AsyncRead + Unpin + Send,
@@ -79,7 +80,12 @@ pub(crate) async fn serve<R, W, L>(
             return;
         };
         let config = &shared.config;
-        let (outbox, queue) = outbox(config.channel_capacity, config.max_queued_bytes);
+        let (outbox, queue) = outbox_to(
+            config.channel_capacity,
+            config.max_queued_bytes,
+            direct,
+            Arc::clone(&shared.counters),
+        );
         let session = Arc::new(
             Session::new(client_id, peer, identity, outbox).with_cluster(shared.cluster().cloned()),
         );

@@ -87,7 +87,7 @@ async fn connect_with(shared: &Arc<Shared>, handler: SharedHandler, socket_bytes
         handler,
         Arc::new(Identity::new()),
         reader,
-        writer,
+        (writer, None),
         peer_addr,
     ));
     let (reader, writer) = tokio::io::split(ours);

@@ -4,16 +4,28 @@
 //! it is in), the [`Inbox`] the writer task's end.
 //!
 //! It is a `Vec` under a short lock rather than a channel, for the hot path and for memory:
-//! - a push is one uncontended lock and a `Vec::push`; the writer is woken only when the
-//!   queue goes from empty to non-empty;
-//! - the writer takes the whole queue at once by swapping `Vec`s, so it pays one lock per
-//!   batch, not one operation per frame;
+//! - a push is one uncontended lock and a `Vec::push`;
 //! - an idle client's queue holds no allocation at all (a channel preallocates slots).
 //!
-//! Bytes count from the moment a frame is queued until the writer has written it, so the
-//! queue and the batch being written together stay within the byte limit. A frame shared by
-//! many recipients counts once per recipient: an over-estimate, never an under-estimate.
+//! **Who writes.** At a game's tick rate a client's queue holds a frame or two at a time, and
+//! waking its writer task for each would cost a wake-up (often a cross-core one) per delivery
+//! on top of the system call. So the task that queued the frames writes them itself, once
+//! per batch, with a non-blocking write ([`direct`]): a publisher at the end of each batch of
+//! frames it read, the handle and the backplane as they send. The writer task is woken only
+//! when the socket would block, the write was partial, or the queue is long (a burst, where
+//! its batching into few large writes pays). While it owns the socket (`owned`), the others
+//! only queue, so frames keep their order. This is how Redis (`beforeSleep`) and nats-server
+//! (its per-read flush of pending clients) write.
+//!
+//! Bytes count from the moment a frame is queued until it has been written, so the queue and
+//! the batch being written together stay within the byte limit. A frame shared by many
+//! recipients counts once per recipient: an over-estimate, never an under-estimate.
 
+mod direct;
+
+pub(crate) use direct::{DirectWrite, Pending};
+
+use crate::stats::Counters;
 use crate::sync::lock;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
@@ -32,18 +44,28 @@ pub(crate) enum Refused {
 #[derive(Debug, Default)]
 struct State {
     frames: Vec<Bytes>,
+    /// How much of the first frame a direct write already wrote (it was cut short): the
+    /// writer task resumes there.
+    head_sent: usize,
     /// Bytes queued or being written.
     bytes: usize,
+    /// The writer task has taken frames and is writing them: nobody else may write.
+    owned: bool,
     closed: bool,
+    /// The socket, for writes from the tasks that queue frames; `None` for transports that
+    /// only the writer task can write (and once the queue is closed).
+    direct: Option<Arc<dyn DirectWrite>>,
 }
 
 #[derive(Debug)]
 struct Queue {
     state: Mutex<State>,
-    /// Wakes the writer when the queue stops being empty.
+    /// Wakes the writer when the queue needs it (see the module's doc).
     ready: Notify,
     max_frames: usize,
     max_bytes: usize,
+    /// Where direct writes count the frames and bytes they wrote.
+    counters: Arc<Counters>,
 }
 
 /// The sending end of a client's write queue.
@@ -58,13 +80,30 @@ pub(crate) struct Inbox {
     queue: Arc<Queue>,
 }
 
-/// A queue of at most `frames` frames and `bytes` bytes.
+/// A queue of at most `frames` frames and `bytes` bytes, written by its writer task alone.
+#[cfg(test)]
 pub(crate) fn outbox(frames: usize, bytes: usize) -> (Outbox, Inbox) {
+    outbox_to(frames, bytes, None, Arc::default())
+}
+
+/// A queue of at most `frames` frames and `bytes` bytes, which the tasks that queue frames
+/// write to `direct` themselves while the writer task does not own it; they count what they
+/// wrote in `counters`.
+pub(crate) fn outbox_to(
+    frames: usize,
+    bytes: usize,
+    direct: Option<Arc<dyn DirectWrite>>,
+    counters: Arc<Counters>,
+) -> (Outbox, Inbox) {
     let queue = Arc::new(Queue {
-        state: Mutex::new(State::default()),
+        state: Mutex::new(State {
+            direct,
+            ..State::default()
+        }),
         ready: Notify::new(),
         max_frames: frames,
         max_bytes: bytes,
+        counters,
     });
     (
         Outbox {
@@ -75,28 +114,32 @@ pub(crate) fn outbox(frames: usize, bytes: usize) -> (Outbox, Inbox) {
 }
 
 impl Outbox {
-    /// Queues `frame` without waiting.
+    /// Queues `frame` and sends it on its way without waiting: written at once if the socket
+    /// takes it, else left to the writer task.
     pub(crate) fn try_send(&self, frame: Bytes) -> Result<(), Refused> {
-        let queue = &*self.queue;
-        let was_empty = {
-            let mut state = lock(&queue.state);
-            if state.closed {
-                return Err(Refused::Closed);
-            }
-            // An empty queue takes any frame, so one frame larger than the byte limit cannot
-            // wedge a client (the limit is kept above the largest frame anyway).
-            let over_bytes = state.bytes > 0 && state.bytes + frame.len() > queue.max_bytes;
-            if state.frames.len() >= queue.max_frames || over_bytes {
-                return Err(Refused::Full);
-            }
-            state.bytes += frame.len();
-            state.frames.push(frame);
-            state.frames.len() == 1
-        };
-        if was_empty {
-            queue.ready.notify_one();
+        if self.push(frame)? {
+            self.flush();
         }
         Ok(())
+    }
+
+    /// Queues `frame` without writing it. `Ok(true)`: the queue was idle, and the caller
+    /// must [`flush`](Outbox::flush) it (soon: at the end of its batch); `Ok(false)`: someone
+    /// else already will (the task that queued the frame before, or the writer task).
+    pub(crate) fn push(&self, frame: Bytes) -> Result<bool, Refused> {
+        let mut state = lock(&self.queue.state);
+        if state.closed {
+            return Err(Refused::Closed);
+        }
+        // An empty queue takes any frame, so one frame larger than the byte limit cannot
+        // wedge a client (the limit is kept above the largest frame anyway).
+        let over_bytes = state.bytes > 0 && state.bytes + frame.len() > self.queue.max_bytes;
+        if state.frames.len() >= self.queue.max_frames || over_bytes {
+            return Err(Refused::Full);
+        }
+        state.bytes += frame.len();
+        state.frames.push(frame);
+        Ok(state.frames.len() == 1 && !state.owned)
     }
 
     /// Frames waiting to be written.
@@ -106,27 +149,36 @@ impl Outbox {
 }
 
 impl Inbox {
-    /// Waits until frames are queued, then moves all of them into `batch` (which must be
-    /// empty; its allocation is reused as the queue's next one).
-    pub(crate) async fn take(&mut self, batch: &mut Vec<Bytes>) {
+    /// Waits until the queue is handed over, then takes the socket and moves every queued
+    /// frame into `batch` (which must be empty; its allocation is reused as the queue's next
+    /// one). Returns how much of the first frame was already written.
+    ///
+    /// The writer owns the socket from then until a `take` finds the queue empty.
+    pub(crate) async fn take(&mut self, batch: &mut Vec<Bytes>) -> usize {
         loop {
             {
                 let mut state = lock(&self.queue.state);
                 if !state.frames.is_empty() {
                     std::mem::swap(&mut state.frames, batch);
-                    return;
+                    state.owned = true;
+                    return std::mem::take(&mut state.head_sent);
                 }
+                state.owned = false;
             }
             // A push between the check and this wait stores a permit: no wake-up is lost.
             self.queue.ready.notified().await;
         }
     }
 
-    /// Refuses further frames and moves those already queued into `batch`.
-    pub(crate) fn close_into(&mut self, batch: &mut Vec<Bytes>) {
+    /// Refuses further frames and moves those already queued into `batch`; returns how much
+    /// of the first of them was already written. Nobody else writes the socket after this.
+    pub(crate) fn close_into(&mut self, batch: &mut Vec<Bytes>) -> usize {
         let mut state = lock(&self.queue.state);
         state.closed = true;
+        state.owned = true;
+        state.direct = None;
         batch.append(&mut state.frames);
+        std::mem::take(&mut state.head_sent)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
