@@ -6,7 +6,11 @@
 //!     [--update-md FILE] [--servers ghost,redis,nats] [--no-matrix] [--no-memory]
 //!     [--no-scale] [--no-slow] [--no-fairness] [--fairness] [--fair-flooders N]
 //!     [--fair-secs S] [--relay PATH] [--cluster] [--no-cluster] [--cluster-relay PATH]
+//!     [--hog N]
 //! ```
+//!
+//! `--hog N` starts N busy-spinning threads in this process for each saturation run of the
+//! matrix (default 0: none), so that the load generator takes a core or more.
 //!
 //! Exits 1 if any delivery was lost or reordered, a connection dropped, or a run failed;
 //! a missed target is a measurement, not a failure. The scale test re-executes this binary
@@ -29,7 +33,7 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
     [--relay PATH] [--room-sizes 2,8] [--payloads 256] [--modes one,all] [--connections N]
     [--scale-clients N] [--scale-hold SECS] [--cluster] [--no-cluster]
     [--cluster-relay PATH] [--cluster-out FILE] [--cluster-rounds N] [--cluster-secs S]
-    [--cluster-rate R]
+    [--cluster-rate R] [--hog N]
 
   --quick         reduced matrix (rooms of 8 and 64, 256 B, one publisher), short runs,
                   1,000 idle connections, 2,000 clients for 4 s, fairness phases of
@@ -41,6 +45,9 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
   --relay PATH    use this relay binary instead of building examples/relay.rs
   --room-sizes L, --payloads L, --modes one,all, --connections N
                   override the matrix (e.g. to re-run one cell)
+  --hog N         N busy-spinning threads in the bench process through each saturation run
+                  of the matrix (warm-up to drain; not the latency runs), so that the load
+                  generator takes a core or more (default 0); recorded in the results
   --scale-clients N, --scale-hold SECS
                   override the scale test (19,500 clients, 60 s)
   --fairness      run only the fairness test (ghost-sync alone; no redis or nats needed);
@@ -83,6 +90,7 @@ struct Args {
     cluster_only: bool,
     no_cluster: bool,
     cluster: ClusterArgs,
+    hog: usize,
 }
 
 fn list<T>(s: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
@@ -116,6 +124,7 @@ fn parse_args(args: &[String]) -> Result<Args> {
         cluster_only: false,
         no_cluster: false,
         cluster: ClusterArgs::default(),
+        hog: 0,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -167,6 +176,7 @@ fn parse_args(args: &[String]) -> Result<Args> {
             "--cluster-rounds" => a.cluster.rounds = Some(value()?.parse()?),
             "--cluster-secs" => a.cluster.secs = Some(value()?.parse()?),
             "--cluster-rate" => a.cluster.rate = Some(value()?.parse()?),
+            "--hog" => a.hog = value()?.parse()?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -286,6 +296,7 @@ async fn run(args: Args) -> Result<bool> {
     if let Some(v) = args.scale_hold {
         cfg.scale_hold = std::time::Duration::from_secs(v);
     }
+    cfg.hog = args.hog;
     cfg.slow &= !args.no_slow;
     cfg.fairness &= !args.no_fairness;
     if let Some(n) = args.fair_flooders {
@@ -337,12 +348,17 @@ async fn run(args: Args) -> Result<bool> {
     let res = scenarios::run_all(&cfg).await?;
     let load_after = sys::loadavg();
     let command = format!(
-        "cargo run --release -p ghost-sync-bench --{}{}",
+        "cargo run --release -p ghost-sync-bench --{}{}{}",
         if cfg.quick { " --quick" } else { "" },
         if args.fairness_only {
             " --fairness"
         } else {
             ""
+        },
+        if cfg.hog > 0 {
+            format!(" --hog {}", cfg.hog)
+        } else {
+            String::new()
         }
     );
     let meta = json!({
@@ -355,6 +371,7 @@ async fn run(args: Args) -> Result<bool> {
         "commit": sys::command_line_output("git", &["-C", &root.to_string_lossy(), "rev-parse", "--short", "HEAD"]),
         "command": command,
         "args": std::env::args().skip(1).collect::<Vec<_>>(),
+        "hog": cfg.hog,
     });
     let targets = report::targets(&cfg, &res);
     let doc = report::to_json(&cfg, &res, meta.clone(), &targets);
