@@ -17,6 +17,7 @@
 //! - [`hog`]: busy-spinning threads that make the load generator a heavier one (`--hog N`);
 //! - [`scenarios`]: the matrix, memory, scale, slow-consumer and fairness tests;
 //! - [`cluster`]: one relay, redis pub/sub and three relays sharing redis, side by side;
+//! - [`game`]: every member of every room publishing at a tick rate, on the three servers;
 //! - [`report`]: the table, the JSON line, the targets and the SVG chart.
 
 #![warn(missing_docs)]
@@ -24,6 +25,7 @@
 pub mod check;
 pub mod cluster;
 pub mod fairness;
+pub mod game;
 pub mod hog;
 pub mod load;
 pub mod payload;
