@@ -621,7 +621,11 @@ async fn run_cell(cfg: &Config, room_size: usize, payload: usize, mode: PubMode)
             "{proto}: rooms of {room_size} ×{rooms}, {payload} B, {} publishing: saturation{}",
             mode.name(),
             if cfg.hog > 0 {
-                format!(", {} hog threads spinning", cfg.hog)
+                format!(
+                    ", {} hog thread{} spinning",
+                    cfg.hog,
+                    if cfg.hog == 1 { "" } else { "s" }
+                )
             } else {
                 String::new()
             }
