@@ -413,11 +413,18 @@ pub fn markdown(meta: &Value, table: &str, verdicts: &[Verdict], command: &str) 
     let versions = meta["versions"].as_object();
     let servers: Vec<String> = ["ghost-sync", "redis", "nats"]
         .iter()
-        .filter_map(|k| versions?.get(*k)?.as_str().map(str::to_owned))
+        .filter_map(|&k| {
+            let v = versions?.get(k)?.as_str()?;
+            Some(if k == "ghost-sync" {
+                format!("{v} (`examples/relay.rs`)")
+            } else {
+                v.to_owned()
+            })
+        })
         .collect();
     let _ = writeln!(
         s,
-        "Servers: {} (ghost-sync: `examples/relay.rs`); built with {}.\n",
+        "Servers: {}; built with {}.\n",
         servers.join("; "),
         meta["versions"]["rustc"].as_str().unwrap_or("?")
     );
