@@ -15,7 +15,7 @@
 //! offered and achieved message rates, CPU seconds per million deliveries, latency, loss,
 //! reordering and disconnects, the server's system calls per delivery ([`syscalls`]), the
 //! machine's busy CPU and its load average before and after. A run *keeps up* if it
-//! delivered at least 98 % of what was offered and its paced publisher never fell behind
+//! delivered at least 98 % of what was offered and its paced publisher did not fall behind
 //! ([`keep_up`]); one that did not measures a backlog, not the tick load, and the report
 //! says so. [`table`] and [`report`] turn the runs into the tables, the verdicts, the JSON
 //! document and the Markdown section; [`entry`] builds the relay and writes the results.
@@ -45,6 +45,11 @@ pub const DEFAULT_CLIENTS: usize = 128;
 pub const DEFAULT_RATES: [f64; 2] = [30.0, 60.0];
 /// Share of the offered deliveries a run may fall short by and still keep up.
 pub const SHORTFALL: f64 = 0.02;
+/// Ticks a message may go out behind its schedule before the publisher counts as fallen
+/// behind. One would flag the scheduling hiccups of a shared 2-core machine (a 20 ms lag is
+/// common there, more than a tick at 60 Hz) though nothing backs up; three ticks of delay
+/// (50 ms at 60 Hz, 100 ms at 30 Hz) is a backlog of that many ticks' messages.
+pub const LAG_TICKS: f64 = 3.0;
 
 /// How many rooms of how many members.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,7 +285,7 @@ impl KeepUp {
 /// Judges a run: it keeps up unless its deliveries fall more than [`SHORTFALL`] short of
 /// the offered ones, or the paced publisher fell behind, by sending less than offered (by
 /// the same share), by finding a room's window full, or by a message going out more than
-/// one tick late.
+/// [`LAG_TICKS`] ticks late.
 pub fn keep_up(cell: &Cell, proto: Proto, d: &Delivered) -> KeepUp {
     let share = |got: f64, offered: f64| {
         if offered > 0.0 {
@@ -309,9 +314,9 @@ pub fn keep_up(cell: &Cell, proto: Proto, d: &Delivered) -> KeepUp {
     if d.stalls > 0 {
         shortfalls.push(format!("found a room's window full {} times", d.stalls));
     }
-    if d.lag_ms > tick_ms {
+    if d.lag_ms > LAG_TICKS * tick_ms {
         shortfalls.push(format!(
-            "a message went out {:.1} ms late (a tick is {tick_ms:.1} ms)",
+            "a message went out {:.1} ms late, over {LAG_TICKS} ticks of {tick_ms:.1} ms",
             d.lag_ms
         ));
     }
@@ -535,8 +540,9 @@ mod tests {
             keep_up(&c, Proto::Ghost, &d)
         };
         assert!(!behind(&|d| d.stalls = 1).ok());
-        assert!(!behind(&|d| d.lag_ms = 40.0).ok());
-        assert!(behind(&|d| d.lag_ms = 30.0).ok());
+        // Three ticks at 30 Hz: 100 ms.
+        assert!(!behind(&|d| d.lag_ms = 101.0).ok());
+        assert!(behind(&|d| d.lag_ms = 99.0).ok());
         assert!(!behind(&|d| d.published = 30_000).ok());
         // Nothing measured is not keeping up.
         let nothing = behind(&|d| d.secs = 0.0);

@@ -226,11 +226,12 @@ fn legend() -> String {
          p50-max: latency from each message's scheduled send time; lag: the paced publisher's \
          largest delay behind schedule; stall: times it found a window full\n\
          kept: delivered ≥ {:.0} % of the offered deliveries, published ≥ {:.0} % of the \
-         offered messages, no window full, nothing sent a tick late\n  (medians: runs that \
-         kept up of those measured); lost, stale, disc: summed over the rounds\n",
+         offered messages, no window full, nothing sent over {} ticks late\n  (medians: runs \
+         that kept up of those measured); lost, stale, disc: summed over the rounds\n",
         cores * 100,
         100.0 * (1.0 - super::SHORTFALL),
         100.0 * (1.0 - super::SHORTFALL),
+        super::LAG_TICKS,
     )
 }
 
