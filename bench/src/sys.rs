@@ -34,9 +34,11 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
 }
 
 /// The read- and write-family system calls process `pid` has made so far (all its threads,
-/// living and exited): `syscr` + `syscw` of `/proc/<pid>/io`. Only the calls that move data
-/// through a file descriptor (`read`, `write`, `recvfrom`, `sendto`, `readv`, `writev`, ...)
-/// count there; `epoll_wait`, `futex` and the like do not.
+/// living and exited): `syscr` + `syscw` of `/proc/<pid>/io`. Only the calls that go through
+/// the kernel's file read/write path count there (`read`, `readv`, `pread64`, `write`,
+/// `writev`, ...): not the socket calls `recv`, `recvfrom`, `recvmsg`, `send`, `sendto`,
+/// `sendmsg`, nor `epoll_wait`, `futex` and the like. So two servers moving the same data,
+/// one with `read`/`write` and one with `recv`/`send`, get very different counts.
 pub fn io_syscalls(pid: u32) -> Result<u64> {
     let text = fs::read_to_string(format!("/proc/{pid}/io"))
         .with_context(|| format!("reading /proc/{pid}/io"))?;

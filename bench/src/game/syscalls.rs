@@ -4,8 +4,12 @@
 //! beside the measured phase; its CSV line on stderr gives every system call the process's
 //! threads entered. Where perf is missing or fails (no permission, no tracepoint, nothing
 //! counted), the fallback is the difference of `syscr` + `syscw` in `/proc/PID/io` over the
-//! same stretch, which counts only the read- and write-family calls, and says so. If neither
-//! works there is no figure: never an estimate.
+//! same stretch, which counts only the file read/write calls (`read`, `readv`, `write`,
+//! `writev`, ...), not the socket calls (`recv`, `recvfrom`, `send`, `sendto`, `sendmsg`,
+//! ...) nor `epoll_wait` or `futex`, and says so. That count does not compare servers: the
+//! relay's Rust standard library reads and writes sockets with `recv` and `send`, while
+//! redis and nats use `read` and `write`. If neither works there is no figure: never an
+//! estimate.
 //!
 //! The tracepoint counter makes each of the server's system calls a little dearer while it is
 //! attached; that cost falls on every server alike, in proportion to its system calls.
@@ -27,7 +31,8 @@ const PERF_GRACE: Duration = Duration::from_secs(10);
 pub enum Source {
     /// `perf stat -e raw_syscalls:sys_enter`: every system call.
     Perf,
-    /// `syscr` + `syscw` of `/proc/PID/io`: read- and write-family calls only.
+    /// `syscr` + `syscw` of `/proc/PID/io`: file read/write calls only (`read`, `write`,
+    /// `readv`, `writev`, ...; not `recv`, `send` and the other socket calls).
     ProcIo,
 }
 
@@ -45,7 +50,8 @@ impl Source {
         match self {
             Source::Perf => "every system call (perf stat -e raw_syscalls:sys_enter)",
             Source::ProcIo => {
-                "read- and write-family calls only (/proc/PID/io syscr + syscw; perf unavailable)"
+                "file read/write calls only, not send/recv (/proc/PID/io syscr + syscw; perf \
+                 unavailable): not comparable between servers"
             }
         }
     }
@@ -76,6 +82,7 @@ impl SyscallCount {
     pub fn json(&self, deliveries_per_s: Option<f64>) -> Value {
         json!({
             "source": self.source.map(Source::key),
+            "covers": self.source.map(Source::covers),
             "count": self.count,
             "window_s": crate::scenarios::round(self.window_s, 3),
             "per_s": self.count.filter(|_| self.window_s > 0.0).map(|c| (c as f64 / self.window_s).round()),

@@ -50,7 +50,7 @@ fn num(x: Option<f64>, d: usize) -> String {
     x.map_or("-".into(), |v| format!("{v:.d$}"))
 }
 
-/// System calls per delivery; `r` marks a read/write-only count, `n/a` a run that could
+/// System calls per delivery; `r` marks a file read/write-only count, `n/a` a run that could
 /// not count (`measured`), `-` one that measured nothing.
 fn sys(v: Option<f64>, source: Option<Source>, measured: bool) -> String {
     match (v, source) {
@@ -221,8 +221,9 @@ fn legend() -> String {
          CPU%: the server process, of one core; mach%: the whole machine's busy time (of \
          {} %); CPUs/M: server CPU-s per million deliveries\n\
          sys/del: the server's system calls per delivery (perf stat -e raw_syscalls:sys_enter \
-         -p PID); r: read/write-family calls only\n  (/proc/PID/io syscr+syscw; perf \
-         unavailable); n/a: neither could count\n\
+         -p PID); r: perf unavailable, file read/write calls only\n  (/proc/PID/io \
+         syscr+syscw: read, write, readv, writev; not recv or send, which the relay uses: not \
+         comparable between servers); n/a: neither could count\n\
          p50-max: latency from each message's scheduled send time; lag: the paced publisher's \
          largest delay behind schedule; stall: times it found a window full\n\
          kept: delivered ≥ {:.0} % of the offered deliveries, published ≥ {:.0} % of the \
