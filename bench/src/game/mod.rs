@@ -121,7 +121,7 @@ impl Cell {
 
     /// Unread messages allowed per room: half a second of the room's messages, at least 64.
     /// A safety bound only; a publisher that finds it full has fallen behind
-    /// ([`KeepUp::stalls`]).
+    /// ([`Delivered::stalls`], [`keep_up`]).
     pub fn window(&self) -> u32 {
         ((self.shape.room_size as f64 * self.hz / 2.0).ceil() as u32).max(64)
     }
