@@ -14,8 +14,10 @@
 //! - [`servers`]: starting, probing and stopping the three servers;
 //! - [`sys`]: `/proc` readings (CPU time, RSS, kernel socket memory, load average);
 //! - [`fairness`]: the fairness test's flooders and bystanders;
+//! - [`hog`]: busy-spinning threads that make the load generator a heavier one (`--hog N`);
 //! - [`scenarios`]: the matrix, memory, scale, slow-consumer and fairness tests;
 //! - [`cluster`]: one relay, redis pub/sub and three relays sharing redis, side by side;
+//! - [`game`]: every member of every room publishing at a tick rate, on the three servers;
 //! - [`report`]: the table, the JSON line, the targets and the SVG chart.
 
 #![warn(missing_docs)]
@@ -23,6 +25,8 @@
 pub mod check;
 pub mod cluster;
 pub mod fairness;
+pub mod game;
+pub mod hog;
 pub mod load;
 pub mod payload;
 pub mod proto;

@@ -6,7 +6,15 @@
 //!     [--update-md FILE] [--servers ghost,redis,nats] [--no-matrix] [--no-memory]
 //!     [--no-scale] [--no-slow] [--no-fairness] [--fairness] [--fair-flooders N]
 //!     [--fair-secs S] [--relay PATH] [--cluster] [--no-cluster] [--cluster-relay PATH]
+//!     [--game] [--no-game] [--game-clients N] [--game-rates 30,60] [--game-rounds N]
+//!     [--game-secs S] [--game-out FILE] [--hog N]
 //! ```
+//!
+//! The full run is the matrix and the other single-relay tests, then the game-load test
+//! (every member publishing at 30 and 60 Hz, on all three servers), then the cluster test;
+//! `--game` and `--cluster` run one of those alone, `--no-game` and `--no-cluster` skip
+//! one. `--hog N` starts N busy-spinning threads in this process for each saturation run of
+//! the matrix (default 0: none), so that the load generator takes a core or more.
 //!
 //! Exits 1 if any delivery was lost or reordered, a connection dropped, or a run failed;
 //! a missed target is a measurement, not a failure. The scale test re-executes this binary
@@ -14,6 +22,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use ghost_sync_bench::cluster::{self, ClusterArgs};
+use ghost_sync_bench::game::{self, GameArgs};
 use ghost_sync_bench::load::PubMode;
 use ghost_sync_bench::proto::Proto;
 use ghost_sync_bench::report;
@@ -29,7 +38,8 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
     [--relay PATH] [--room-sizes 2,8] [--payloads 256] [--modes one,all] [--connections N]
     [--scale-clients N] [--scale-hold SECS] [--cluster] [--no-cluster]
     [--cluster-relay PATH] [--cluster-out FILE] [--cluster-rounds N] [--cluster-secs S]
-    [--cluster-rate R]
+    [--cluster-rate R] [--game] [--no-game] [--game-clients N] [--game-rates 30,60]
+    [--game-rounds N] [--game-secs S] [--game-out FILE] [--hog N]
 
   --quick         reduced matrix (rooms of 8 and 64, 256 B, one publisher), short runs,
                   1,000 idle connections, 2,000 clients for 4 s, fairness phases of
@@ -41,6 +51,9 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
   --relay PATH    use this relay binary instead of building examples/relay.rs
   --room-sizes L, --payloads L, --modes one,all, --connections N
                   override the matrix (e.g. to re-run one cell)
+  --hog N         N busy-spinning threads in the bench process through each saturation run
+                  of the matrix (warm-up to drain; not the latency runs), so that the load
+                  generator takes a core or more (default 0); recorded in the results
   --scale-clients N, --scale-hold SECS
                   override the scale test (19,500 clients, 60 s)
   --fairness      run only the fairness test (ghost-sync alone; no redis or nats needed);
@@ -57,7 +70,20 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
                   a relay built with --features redis (default: build it)
   --cluster-rounds N, --cluster-secs S, --cluster-rate R
                   rounds (3 full, 1 quick), seconds measured per run (15 full, 5 quick),
-                  messages per second per member (7.5)";
+                  messages per second per member (7.5)
+  --game          run only the game-load test: every member of every room publishing 128 B
+                  at a tick rate, 16 rooms of 8 and 1 room of 64, at 30 and 60 Hz, on each
+                  server of --servers (fresh process per run, servers interleaved per round,
+                  medians of the rounds); results to bench/results/game.json (game-quick.json
+                  with --quick, or --game-out); --update-md rewrites only its section
+  --no-game       skip the game-load test
+  --game-clients N
+                  N/8 rooms of 8 and N/128 rooms of 64, at least one each (default 128:
+                  16x8 and 1x64; the rooms of 64 get half the clients, each of their
+                  messages making 9 times the deliveries)
+  --game-rates L, --game-rounds N, --game-secs S
+                  tick rates in Hz (30,60), rounds (3 full, 1 quick), seconds measured per
+                  run after the warm-up of 2 s (1 s quick) (15 full, 5 quick)";
 
 struct Args {
     quick: bool,
@@ -83,6 +109,10 @@ struct Args {
     cluster_only: bool,
     no_cluster: bool,
     cluster: ClusterArgs,
+    game_only: bool,
+    no_game: bool,
+    game: GameArgs,
+    hog: usize,
 }
 
 fn list<T>(s: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
@@ -116,6 +146,10 @@ fn parse_args(args: &[String]) -> Result<Args> {
         cluster_only: false,
         no_cluster: false,
         cluster: ClusterArgs::default(),
+        game_only: false,
+        no_game: false,
+        game: GameArgs::default(),
+        hog: 0,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -167,6 +201,14 @@ fn parse_args(args: &[String]) -> Result<Args> {
             "--cluster-rounds" => a.cluster.rounds = Some(value()?.parse()?),
             "--cluster-secs" => a.cluster.secs = Some(value()?.parse()?),
             "--cluster-rate" => a.cluster.rate = Some(value()?.parse()?),
+            "--hog" => a.hog = value()?.parse()?,
+            "--game" => a.game_only = true,
+            "--no-game" => a.no_game = true,
+            "--game-clients" => a.game.clients = Some(value()?.parse()?),
+            "--game-rates" => a.game.rates = Some(list(&value()?, |x| x.parse().ok())?),
+            "--game-rounds" => a.game.rounds = Some(value()?.parse()?),
+            "--game-secs" => a.game.secs = Some(value()?.parse()?),
+            "--game-out" => a.game.out = Some(value()?.into()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -183,6 +225,19 @@ fn parse_args(args: &[String]) -> Result<Args> {
     }
     if a.cluster_only && (a.no_cluster || a.fairness_only) {
         bail!("--cluster runs only the cluster test: not with --no-cluster or --fairness");
+    }
+    if a.game_only && (a.no_game || a.fairness_only || a.cluster_only) {
+        bail!("--game runs only the game test: not with --no-game, --fairness or --cluster");
+    }
+    if a.game.clients == Some(0) || a.game.rounds == Some(0) || a.game.secs == Some(0) {
+        bail!("--game-clients, --game-rounds and --game-secs need at least 1");
+    }
+    if a.game
+        .rates
+        .as_ref()
+        .is_some_and(|r| r.is_empty() || r.iter().any(|&hz| !(hz > 0.0 && hz.is_finite())))
+    {
+        bail!("--game-rates needs positive rates");
     }
     if a.fair_flooders == Some(0) || a.fair_secs == Some(0) {
         bail!("--fair-flooders and --fair-secs need at least 1");
@@ -243,13 +298,33 @@ fn main() -> Result<()> {
             .is_none_or(|s| s.contains(&Proto::Redis));
     let mut cluster_args = args.cluster.clone();
     cluster_args.update_md = args.update_md.clone();
+    // The full run includes the game test too, unless told otherwise.
+    let with_game = !args.no_game && !args.fairness_only;
+    let mut game_args = args.game.clone();
+    game_args.quick = args.quick;
+    game_args.relay = args.relay.clone();
+    game_args.servers = args.servers.clone();
+    game_args.update_md = args.update_md.clone();
+    game_args.root = workspace();
+    let run_game = |mut a: GameArgs| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        a.started_utc = utc(now);
+        rt.block_on(game::run_game(a))
+    };
     let clean = if args.cluster_only {
         sys::raise_nofile_limit();
         rt.block_on(cluster::run_cluster(cluster_args))?
+    } else if args.game_only {
+        sys::raise_nofile_limit();
+        run_game(game_args)?
     } else {
         let clean = rt.block_on(run(args))?;
+        // Before the cluster, which leaves the relay example built with --features redis.
+        let game_clean = !with_game || run_game(game_args)?;
         let cluster_clean = !with_cluster || rt.block_on(cluster::run_cluster(cluster_args))?;
-        clean && cluster_clean
+        clean && game_clean && cluster_clean
     };
     // Leave at once: nothing left to flush, and tasks of closed connections need no wait.
     rt.shutdown_background();
@@ -286,6 +361,7 @@ async fn run(args: Args) -> Result<bool> {
     if let Some(v) = args.scale_hold {
         cfg.scale_hold = std::time::Duration::from_secs(v);
     }
+    cfg.hog = args.hog;
     cfg.slow &= !args.no_slow;
     cfg.fairness &= !args.no_fairness;
     if let Some(n) = args.fair_flooders {
@@ -337,12 +413,17 @@ async fn run(args: Args) -> Result<bool> {
     let res = scenarios::run_all(&cfg).await?;
     let load_after = sys::loadavg();
     let command = format!(
-        "cargo run --release -p ghost-sync-bench --{}{}",
+        "cargo run --release -p ghost-sync-bench --{}{}{}",
         if cfg.quick { " --quick" } else { "" },
         if args.fairness_only {
             " --fairness"
         } else {
             ""
+        },
+        if cfg.hog > 0 {
+            format!(" --hog {}", cfg.hog)
+        } else {
+            String::new()
         }
     );
     let meta = json!({
@@ -355,6 +436,7 @@ async fn run(args: Args) -> Result<bool> {
         "commit": sys::command_line_output("git", &["-C", &root.to_string_lossy(), "rev-parse", "--short", "HEAD"]),
         "command": command,
         "args": std::env::args().skip(1).collect::<Vec<_>>(),
+        "hog": cfg.hog,
     });
     let targets = report::targets(&cfg, &res);
     let doc = report::to_json(&cfg, &res, meta.clone(), &targets);

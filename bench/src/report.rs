@@ -741,12 +741,13 @@ pub fn markdown(
     );
     let _ = writeln!(
         s,
-        "Servers: {}; {}; {}; built with {}.\n",
+        "Servers: {}; {}; {}; built with {}.  ",
         meta["versions"]["ghost-sync"].as_str().unwrap_or("?"),
         meta["versions"]["redis"].as_str().unwrap_or("?"),
         meta["versions"]["nats"].as_str().unwrap_or("?"),
         meta["versions"]["rustc"].as_str().unwrap_or("?")
     );
+    let _ = writeln!(s, "{}\n", generator_line(meta["hog"].as_u64().unwrap_or(0)));
     let _ = writeln!(s, "![deliveries per CPU-second and p99]({chart})\n");
     s.push_str("Targets:\n\n| verdict | target | measured |\n|---|---|---|\n");
     for t in targets {
@@ -754,6 +755,21 @@ pub fn markdown(
     }
     let _ = writeln!(s, "\nAll figures:\n\n```text\n{table}```");
     s
+}
+
+/// How the matrix's load generator ran, for the section header: with `--hog N`, N threads
+/// of the bench process spun through the saturation runs.
+fn generator_line(hog: u64) -> String {
+    if hog == 0 {
+        "Load generator: the harness alone, no busy threads (`--hog 0`).".to_owned()
+    } else {
+        format!(
+            "Load generator: with {hog} busy-spinning thread{} in the bench process through every \
+             saturation run, warm-up to drain (`--hog {hog}`): the servers shared the cores \
+             with a busier generator; the latency runs had none.",
+            if hog == 1 { "" } else { "s" }
+        )
+    }
 }
 
 /// Markers around the generated section of `BENCHMARKS.md`.
@@ -787,5 +803,14 @@ mod tests {
         assert!(s.starts_with("<svg") && s.ends_with("</svg>\n"));
         assert!(table(&res).contains("deliv/s"));
         assert!(all_clean(&res));
+    }
+
+    #[test]
+    fn the_header_names_the_generator() {
+        assert!(generator_line(0).contains("`--hog 0`"));
+        assert!(generator_line(1).contains("1 busy-spinning thread in"));
+        assert!(generator_line(3).contains("3 busy-spinning threads"));
+        let meta = json!({"hog": 2});
+        assert!(markdown(&meta, "", &[], "c.svg", "cmd").contains("`--hog 2`"));
     }
 }

@@ -1,9 +1,10 @@
-//! The measurements: the matrix (saturation with a window of 64 and of 1, then latency at a
-//! fixed rate), idle memory per connection, the many-clients scale test (split over worker
-//! processes), the slow consumer, and fairness (flooders in one room against a bystander
-//! pair in another).
+//! The measurements: the matrix (saturation with a window of 64 and of 1, optionally with a
+//! busy load generator, then latency at a fixed rate), idle memory per connection, the
+//! many-clients scale test (split over worker processes), the slow consumer, and fairness
+//! (flooders in one room against a bystander pair in another).
 
 use crate::fairness::{self, Bystanders, Flood, FloodSpec, FloodTotals};
+use crate::hog::Hog;
 use crate::load::{room_name, Pacing, Phase, PhaseResult, PubMode, Swarm, Topology, Totals};
 use crate::proto::Proto;
 use crate::servers::{self, ServerOpts, ServerProc};
@@ -80,6 +81,9 @@ pub struct Config {
     pub fair_worker_threads: usize,
     /// Run the matrix.
     pub matrix: bool,
+    /// Busy-spinning threads in the bench process during the matrix's saturation runs
+    /// (`--hog N`, see [`crate::hog`]): 0 for none.
+    pub hog: usize,
     /// Server options (relay binary, log directory).
     pub server: ServerOpts,
 }
@@ -124,6 +128,7 @@ impl Config {
                 fair_rate: 100.0,
                 fair_worker_threads: 2,
                 matrix: true,
+                hog: 0,
                 server,
             }
         } else {
@@ -156,6 +161,7 @@ impl Config {
                 fair_rate: 100.0,
                 fair_worker_threads: 2,
                 matrix: true,
+                hog: 0,
                 server,
             }
         }
@@ -612,8 +618,17 @@ async fn run_cell(cfg: &Config, room_size: usize, payload: usize, mode: PubMode)
     };
     for &proto in &cfg.servers {
         progress(&format!(
-            "{proto}: rooms of {room_size} ×{rooms}, {payload} B, {} publishing: saturation",
-            mode.name()
+            "{proto}: rooms of {room_size} ×{rooms}, {payload} B, {} publishing: saturation{}",
+            mode.name(),
+            if cfg.hog > 0 {
+                format!(
+                    ", {} hog thread{} spinning",
+                    cfg.hog,
+                    if cfg.hog == 1 { "" } else { "s" }
+                )
+            } else {
+                String::new()
+            }
         ));
         let mut sc = ServerCell {
             proto,
@@ -632,6 +647,9 @@ async fn run_cell(cfg: &Config, room_size: usize, payload: usize, mode: PubMode)
                 let mut swarm = Swarm::connect(topo).await?;
                 let ph = phases(cfg.sat_measure);
                 let drain = Duration::from_secs(5);
+                // Both saturation runs, warm-ups and drains included, under the hog (if any);
+                // dropped on every way out, which stops and joins its threads.
+                let hog = Hog::start(cfg.hog);
                 let r = swarm
                     .run(Pacing::Window(cfg.sat_window), &ph, Some(server.pid), drain)
                     .await;
@@ -643,6 +661,7 @@ async fn run_cell(cfg: &Config, room_size: usize, payload: usize, mode: PubMode)
                     ),
                     Err(_) => None,
                 };
+                hog.stop();
                 let totals = swarm.finish().await;
                 sc.checks.add(&totals);
                 sc.sat = Some(Figures::of(&r?[1]));

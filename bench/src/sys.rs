@@ -1,6 +1,6 @@
-//! Readings from `/proc` and a few system calls: a process's CPU time and RSS, the kernel's
-//! TCP and slab memory, the load average, the machine's description, and the open-files
-//! limit.
+//! Readings from `/proc` and a few system calls: a process's CPU time, RSS and read/write
+//! system calls, the kernel's TCP and slab memory, the load average, the machine's
+//! description, and the open-files limit.
 
 use anyhow::{anyhow, Context, Result};
 use std::fs;
@@ -31,6 +31,30 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let utime: u64 = fields.get(11).ok_or_else(|| anyhow!("no utime"))?.parse()?;
     let stime: u64 = fields.get(12).ok_or_else(|| anyhow!("no stime"))?.parse()?;
     Ok((utime + stime) as f64 / clock_ticks())
+}
+
+/// The read- and write-family system calls process `pid` has made so far (all its threads,
+/// living and exited): `syscr` + `syscw` of `/proc/<pid>/io`. Only the calls that go through
+/// the kernel's file read/write path count there (`read`, `readv`, `pread64`, `write`,
+/// `writev`, ...): not the socket calls `recv`, `recvfrom`, `recvmsg`, `send`, `sendto`,
+/// `sendmsg`, nor `epoll_wait`, `futex` and the like. So two servers moving the same data,
+/// one with `read`/`write` and one with `recv`/`send`, get very different counts.
+pub fn io_syscalls(pid: u32) -> Result<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/io"))
+        .with_context(|| format!("reading /proc/{pid}/io"))?;
+    parse_io_syscalls(&text).ok_or_else(|| anyhow!("no syscr/syscw in /proc/{pid}/io"))
+}
+
+/// `syscr` + `syscw` of a `/proc/<pid>/io` text; `None` if either is missing.
+pub fn parse_io_syscalls(text: &str) -> Option<u64> {
+    let field = |name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.strip_prefix(':'))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+    };
+    Some(field("syscr")? + field("syscw")?)
 }
 
 /// The whole machine's CPU time so far, in seconds summed over its cores: busy (user, nice,
@@ -234,5 +258,15 @@ mod tests {
         assert!(loadavg()[0] >= 0.0);
         let (busy, steal) = machine_cpu_seconds().unwrap();
         assert!(busy > 0.0 && steal >= 0.0);
+        // Reading /proc/self/stat above was a read system call.
+        assert!(io_syscalls(pid).unwrap() > 0);
+    }
+
+    #[test]
+    fn parses_proc_io() {
+        let text = "rchar: 6976\nwchar: 0\nsyscr: 10\nsyscw: 3\nread_bytes: 0\n";
+        assert_eq!(parse_io_syscalls(text), Some(13));
+        assert_eq!(parse_io_syscalls("syscr: 10\n"), None);
+        assert_eq!(parse_io_syscalls(""), None);
     }
 }

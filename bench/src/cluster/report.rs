@@ -21,7 +21,7 @@ const P99_SLACK_US: f64 = 1000.0;
 const CPU_SHARE: f64 = 0.5;
 
 /// The median of the finite values of `v`.
-pub(super) fn median(mut v: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return None;
