@@ -48,82 +48,127 @@ pub(crate) const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
 /// the farewell's patience finishes the frame under way and sends the farewell
 /// (`Disconnect(SlowConsumer)`), then shuts the socket's write side.
 pub(crate) async fn write_loop<W>(
-    mut io: W,
-    mut queue: Inbox,
-    mut farewell: oneshot::Receiver<Bytes>,
+    io: W,
+    queue: Inbox,
+    farewell: oneshot::Receiver<Bytes>,
     shared: Arc<Shared>,
     session: Arc<Session>,
 ) where
     W: AsyncWrite + Unpin,
 {
-    let mut batch = Vec::new();
-    let mut out = Batcher::default();
+    let mut w = Writer {
+        io,
+        queue,
+        farewell,
+        shared,
+        session,
+        batch: Vec::new(),
+        out: Batcher::default(),
+    };
     loop {
+        // Waiting is all an idle connection's writer does, so only the waiting is inline in
+        // this future: the writing is boxed while it lasts (direct writes leave this task
+        // little of it), and every connection's writer stays a few hundred bytes.
         tokio::select! {
             biased;
-            last = &mut farewell => {
-                let head_sent = queue.close_into(&mut batch);
-                out.resume(&mut batch, head_sent);
-                batch.extend(last.ok());
-                let finish = async {
-                    out.write(&mut io, &mut batch).await?;
-                    io.shutdown().await
-                };
-                shared.with_patience(finish).await;
+            last = &mut w.farewell => {
+                Box::pin(w.say_goodbye(last.ok())).await;
                 return;
             }
-            head_sent = queue.take(&mut batch) => {
-                let n = batch.len();
-                let bytes: usize = batch.iter().map(Bytes::len).sum();
-                out.resume(&mut batch, head_sent);
-                let written = AtomicU64::new(0);
-                let mut counted = Counted { io: &mut io, written: &written };
-                let write = out.write(&mut counted, &mut batch);
-                match until_stalled(write, &written, shared.config.write_timeout).await {
-                    Ok(Ok(())) => queue.written(bytes),
-                    Ok(Err(err)) => {
-                        // The reader side sees the same broken socket and ends the connection.
-                        tracing::debug!(error = %err, "write failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!("write deadline passed: slow consumer");
-                        // The queued frames are given up, but not the frame under way: cut
-                        // short, it would leave the client a stream it cannot parse, and the
-                        // reason unreadable behind it.
-                        let rest = out.unfinished_frame();
-                        out.release();
-                        session.end_with(DisconnectReason::SlowConsumer);
-                        // The driver answers the end with its farewell, `Disconnect
-                        // (SlowConsumer)`; it (or its dropped sender) comes at once.
-                        let last = (&mut farewell).await.ok();
-                        // The writer owned the socket: nothing was written behind its back.
-                        let _ = queue.close_into(&mut batch);
-                        batch.clear();
-                        let finish = async {
-                            io.write_all(&rest).await?;
-                            if let Some(last) = last {
-                                io.write_all(&last).await?;
-                            }
-                            io.shutdown().await
-                        };
-                        // A client that still does not read within the patience is closed
-                        // without its reason: nothing more can be done for it.
-                        shared.with_patience(finish).await;
-                        return;
-                    }
-                }
-                Counters::add(&shared.counters.frames_out, n as u64);
-                Counters::add(&shared.counters.bytes_out, bytes as u64);
-                if n == 1 && queue.is_empty() {
-                    // A lone frame (a ping, say) with nothing behind it: the client is
-                    // quiet, so its buffers go back to the allocator until the next burst.
-                    out.release();
-                    batch = Vec::new();
-                    queue.shrink();
+            head_sent = w.queue.take(&mut w.batch) => {
+                if !Box::pin(w.write_taken(head_sent)).await {
+                    return;
                 }
             }
         }
+    }
+}
+
+/// The writer task's state.
+struct Writer<W> {
+    io: W,
+    queue: Inbox,
+    farewell: oneshot::Receiver<Bytes>,
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    batch: Vec<Bytes>,
+    out: Batcher,
+}
+
+impl<W: AsyncWrite + Unpin> Writer<W> {
+    /// The connection ends: whatever is still queued, then the farewell, then a FIN.
+    async fn say_goodbye(&mut self, last: Option<Bytes>) {
+        let head_sent = self.queue.close_into(&mut self.batch);
+        self.out.resume(&mut self.batch, head_sent);
+        self.batch.extend(last);
+        let finish = async {
+            self.out.write(&mut self.io, &mut self.batch).await?;
+            self.io.shutdown().await
+        };
+        self.shared.with_patience(finish).await;
+    }
+
+    /// Writes the batch just taken; `false`: the writer is done (the socket broke, or the
+    /// client stopped reading and was told so).
+    async fn write_taken(&mut self, head_sent: usize) -> bool {
+        let n = self.batch.len();
+        let bytes: usize = self.batch.iter().map(Bytes::len).sum();
+        self.out.resume(&mut self.batch, head_sent);
+        let written = AtomicU64::new(0);
+        let mut counted = Counted {
+            io: &mut self.io,
+            written: &written,
+        };
+        let write = self.out.write(&mut counted, &mut self.batch);
+        match until_stalled(write, &written, self.shared.config.write_timeout).await {
+            Ok(Ok(())) => self.queue.written(bytes),
+            Ok(Err(err)) => {
+                // The reader side sees the same broken socket and ends the connection.
+                tracing::debug!(error = %err, "write failed");
+                return false;
+            }
+            Err(_) => {
+                self.give_up().await;
+                return false;
+            }
+        }
+        Counters::add(&self.shared.counters.frames_out, n as u64);
+        Counters::add(&self.shared.counters.bytes_out, bytes as u64);
+        if n == 1 && self.queue.is_empty() {
+            // A lone frame (a ping, say) with nothing behind it: the client is quiet, so its
+            // buffers go back to the allocator until the next burst.
+            self.out.release();
+            self.batch = Vec::new();
+            self.queue.shrink();
+        }
+        true
+    }
+
+    /// The client stopped reading for a whole `write_timeout`: a slow consumer.
+    async fn give_up(&mut self) {
+        tracing::debug!("write deadline passed: slow consumer");
+        // The queued frames are given up, but not the frame under way: cut short, it would
+        // leave the client a stream it cannot parse, and the reason unreadable behind it.
+        let rest = self.out.unfinished_frame();
+        self.out.release();
+        self.session.end_with(DisconnectReason::SlowConsumer);
+        // The driver answers the end with its farewell, `Disconnect(SlowConsumer)`; it (or
+        // its dropped sender) comes at once.
+        let last = (&mut self.farewell).await.ok();
+        // The writer owned the socket: nothing was written behind its back.
+        let _ = self.queue.close_into(&mut self.batch);
+        self.batch.clear();
+        let io = &mut self.io;
+        let finish = async {
+            io.write_all(&rest).await?;
+            if let Some(last) = last {
+                io.write_all(&last).await?;
+            }
+            io.shutdown().await
+        };
+        // A client that still does not read within the patience is closed without its
+        // reason: nothing more can be done for it.
+        self.shared.with_patience(finish).await;
     }
 }
 

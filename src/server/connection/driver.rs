@@ -17,9 +17,11 @@ use crate::stats::Counters;
 use bytes::{Bytes, BytesMut};
 use ghost_sync_layers::BoxError;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tower::{Service, ServiceExt};
 
@@ -62,8 +64,13 @@ where
         // The last ping could not even be queued: the client is not draining its socket.
         let mut ping_deferred = false;
         loop {
-            if let Some(reason) = self.pump().await {
+            if let Some(reason) = Box::pin(self.pump()).await {
                 return reason;
+            }
+            if self.buf.is_empty() {
+                // Every frame read is dispatched: until the next read, the connection holds
+                // no read buffer (the frames' payloads keep what they still need of it).
+                self.buf = BytesMut::new();
             }
             tokio::select! {
                 biased;
@@ -78,7 +85,7 @@ where
                         self.reserve = MIN_READ_RESERVE;
                         self.session.release_pending();
                     }
-                    if let Some(reason) = self.ping(&mut ping_deferred).await {
+                    if let Some(reason) = Box::pin(self.ping(&mut ping_deferred)).await {
                         return reason;
                     }
                 }
@@ -182,9 +189,9 @@ where
     }
 }
 
-/// Reads what the client sent. A buffer without capacity (a connection gone quiet) reads
-/// into a few bytes on the stack first, and only allocates once something arrived: idle
-/// connections, the vast majority on a big relay, then cost no read buffer. Cancel-safe:
+/// Reads what the client sent. A buffer without capacity (every frame read so far was
+/// dispatched) reads into this thread's scratch buffer, and keeps only what arrived: a
+/// connection between two frames, idle or not, then holds no read buffer. Cancel-safe:
 /// nothing is taken from the socket unless it lands in `buf`.
 ///
 /// `reserve` adapts the buffer to the client: a read that fills the spare room doubles it
@@ -196,14 +203,15 @@ async fn read_some<R: AsyncRead + Unpin>(
     reserve: &mut usize,
 ) -> std::io::Result<usize> {
     if buf.capacity() == 0 {
-        // Enough for the usual wake-up of a quiet client: a pong, a small frame.
-        let mut first = [0u8; 64];
-        let n = reader.read(&mut first).await?;
-        if n > 0 {
-            buf.reserve(*reserve);
-            buf.extend_from_slice(&first[..n]);
-        }
-        return Ok(n);
+        return std::future::poll_fn(|cx| {
+            SCRATCH.with_borrow_mut(|scratch| {
+                let mut read = ReadBuf::new(scratch);
+                ready!(Pin::new(&mut *reader).poll_read(cx, &mut read))?;
+                buf.extend_from_slice(read.filled());
+                Poll::Ready(Ok(read.filled().len()))
+            })
+        })
+        .await;
     }
     if buf.capacity() - buf.len() < *reserve {
         buf.reserve(*reserve);
@@ -214,6 +222,16 @@ async fn read_some<R: AsyncRead + Unpin>(
         *reserve = (*reserve * 2).min(MAX_READ_RESERVE);
     }
     Ok(n)
+}
+
+/// Size of each worker thread's scratch read buffer: the most a connection without a read
+/// buffer takes from its socket in one read.
+const SCRATCH_LEN: usize = 16 * 1024;
+
+thread_local! {
+    /// Where connections without a read buffer read (see `read_some`).
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
 }
 
 /// `ServerFrame::Ping`, encoded: length 1, tag 8.

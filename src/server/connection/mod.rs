@@ -66,7 +66,8 @@ pub(crate) async fn serve<R, W, L>(
     async move {
         let frames = FrameReader::for_payload(shared.config.max_payload);
         let mut buf = BytesMut::new();
-        let Some(identity) = handshake(
+        // Boxed, as every path an idle connection is not on: its future stays small.
+        let Some(identity) = Box::pin(handshake(
             &shared,
             &mut reader,
             &mut writer,
@@ -74,7 +75,7 @@ pub(crate) async fn serve<R, W, L>(
             &frames,
             client_id,
             peer,
-        )
+        ))
         .await
         else {
             return;
@@ -174,7 +175,10 @@ pub(crate) async fn serve<R, W, L>(
         }
         // A writer stuck on a client that does not read must not pin this connection (and
         // its slot, and `shutdown()`) forever.
-        if shared.with_patience(&mut writer_task).await.is_none() {
+        if Box::pin(shared.with_patience(&mut writer_task))
+            .await
+            .is_none()
+        {
             writer_task.abort();
             // The farewell never left: no point waiting for the client to answer it.
             said_goodbye = false;
@@ -182,9 +186,7 @@ pub(crate) async fn serve<R, W, L>(
         if said_goodbye {
             // Read until the client closes, so that its unread bytes do not turn our close
             // into a reset that could destroy the farewell before the client reads it.
-            shared
-                .with_patience(linger(&mut driver.reader, &mut driver.buf))
-                .await;
+            Box::pin(shared.with_patience(linger(&mut driver.reader, &mut driver.buf))).await;
         }
         drop(farewell_guard);
     }

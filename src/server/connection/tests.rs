@@ -314,3 +314,36 @@ async fn a_backlog_yields_the_thread_to_the_other_connections_between_slices() {
     assert_eq!(flooder.next().await, Seen::Pong);
     assert_eq!(served.0.load(Ordering::Relaxed), FLOOD);
 }
+
+/// What an idle connection costs is mostly its two futures: only their waiting states are
+/// inline, everything else is boxed while it runs (the handshake, a batch of frames, a ping,
+/// a write, the goodbye). These bounds catch a change that inlines one of them again.
+#[test]
+fn an_idle_connection_s_futures_stay_small() {
+    let shared = Arc::new(Shared::new(Config::default(), None));
+    let peer = SocketAddr::from(([127, 0, 0, 1], 9));
+    let (_ours, theirs) = tokio::io::duplex(64);
+    let (reader, writer) = tokio::io::split(theirs);
+    let connection = serve(
+        Arc::clone(&shared),
+        Arc::new(crate::handler::NoopHandler),
+        Arc::new(Identity::new()),
+        reader,
+        (writer, None),
+        peer,
+    );
+    assert!(std::mem::size_of_val(&connection) <= 1400);
+
+    let (_ours, theirs) = tokio::io::duplex(64);
+    let (_, writer) = tokio::io::split(theirs);
+    let (outbox, inbox) = crate::outbox::outbox(8, 1024);
+    let session = Arc::new(crate::session::Session::new(
+        uuid::Uuid::nil(),
+        peer,
+        None,
+        outbox,
+    ));
+    let (_farewell, farewell_rx) = tokio::sync::oneshot::channel();
+    let writer = crate::server::writer::write_loop(writer, inbox, farewell_rx, shared, session);
+    assert!(std::mem::size_of_val(&writer) <= 512);
+}
