@@ -18,6 +18,9 @@
 //!   and key prefix (`--key-prefix`, default `ghost-sync`), under the name `--relay-name`
 //!   (default: generated). `--rooms N` then creates the rooms that are missing and takes
 //!   the ones another relay created already, so every relay can be started the same way.
+//! - Environment: `RELAY_WORKER_THREADS=N` picks the runtime (0: current-thread; unset:
+//!   tokio's multi-threaded default); `RELAY_FLUSH_INTERVAL_MS=W` sets a flush window of `W`
+//!   ms (fractions allowed; unset: none).
 //!
 //! Prints `READY <addr>` on stdout once it listens with every room created. It then runs
 //! until its standard input closes (how the harness stops it), Ctrl-C (SIGINT) or SIGTERM,
@@ -102,6 +105,15 @@ fn main() -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let args = parse_args()?;
     let mut builder = Server::builder().bind(&args.bind);
+    // RELAY_FLUSH_INTERVAL_MS (fractions allowed, e.g. 0.5): a flush window
+    // (`ServerBuilder::flush_interval`); unset: none, the library's default.
+    if let Some(ms) = std::env::var("RELAY_FLUSH_INTERVAL_MS")
+        .ok()
+        .and_then(|ms| ms.parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+    {
+        builder = builder.flush_interval(std::time::Duration::from_secs_f64(ms / 1000.0));
+    }
     if let Some(n) = args.max_clients {
         builder = builder.max_clients(n);
     }

@@ -8,7 +8,7 @@ use crate::auth::Identity;
 use crate::cluster::Cluster;
 use crate::disconnect::DisconnectReason;
 use crate::handler::{guarded, ServerHandler};
-use crate::outbox::{Outbox, Pending};
+use crate::outbox::{Flusher, Outbox, Pending};
 use crate::protocol::{encode, ServerFrame};
 use crate::room::{Member, Room};
 use crate::stats::Counters;
@@ -49,6 +49,8 @@ pub(crate) struct Session {
     pending: Mutex<Pending>,
     /// The backplane, told of this client's leaves; `None`: the relay is alone.
     cluster: Option<Arc<Cluster>>,
+    /// With a flush window, where the pending queues go instead of being written at once.
+    flusher: Option<Arc<Flusher>>,
 }
 
 impl Session {
@@ -72,7 +74,14 @@ impl Session {
             room: Mutex::new(None),
             pending: Mutex::default(),
             cluster: None,
+            flusher: None,
         }
+    }
+
+    /// This session on a relay with a flush window (`flush_interval`).
+    pub(crate) fn with_flusher(mut self, flusher: Option<Arc<Flusher>>) -> Self {
+        self.flusher = flusher;
+        self
     }
 
     /// This session on a relay that shares its rooms through `cluster`.
@@ -113,9 +122,14 @@ impl Session {
         lock(&self.pending)
     }
 
-    /// Writes the frames this client relayed since the last flush: each recipient once.
+    /// Writes the frames this client relayed since the last flush, each recipient's in one
+    /// write: now, or with a flush window, at its end.
     pub(crate) fn flush(&self) {
-        lock(&self.pending).flush();
+        let mut pending = lock(&self.pending);
+        match &self.flusher {
+            Some(flusher) => flusher.hand(&mut pending),
+            None => pending.flush(),
+        }
     }
 
     /// Lets go of the pending list's allocation, for a client gone quiet.

@@ -112,3 +112,76 @@ async fn an_oversized_length_prefix_disconnects_before_the_body_is_sent() {
         other => panic!("expected a disconnect, got {other:?}"),
     }
 }
+
+/// Every member publishing at once, each with frames pipelined: every receiver gets every
+/// other member's frames, each sender's in its order. The publishers' tasks write the
+/// recipients' sockets themselves, so this is the order rule of those direct writes.
+async fn every_member_publishing_keeps_each_sender_s_order(builder: ghost_sync::ServerBuilder) {
+    const MEMBERS: usize = 6;
+    const EACH: u32 = 300;
+    let (handle, addr) = start(builder).await;
+    handle.create_room("all").unwrap();
+    let mut members = join_all(addr, "all", MEMBERS).await;
+    let ids: Vec<_> = members.iter().map(|m| m.client_id()).collect();
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for member in members.drain(..) {
+        let (tx, rx) = member.split();
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let sending: Vec<_> = senders
+        .into_iter()
+        .map(|mut tx| {
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    tx.broadcast(&i.to_be_bytes()).await.unwrap();
+                }
+                tx
+            })
+        })
+        .collect();
+    let receiving: Vec<_> = receivers
+        .into_iter()
+        .enumerate()
+        .map(|(me, mut rx)| {
+            let ids = ids.clone();
+            tokio::spawn(async move {
+                let mut next = [0u32; MEMBERS];
+                let mut left = EACH as usize * (MEMBERS - 1);
+                while left > 0 {
+                    let event = within("a broadcast", rx.recv()).await.unwrap().unwrap();
+                    let ServerEvent::Broadcast { sender_id, data } = event else {
+                        continue;
+                    };
+                    let from = ids.iter().position(|&id| id == sender_id).unwrap();
+                    assert_ne!(from, me, "nobody gets its own frames");
+                    let n = u32::from_be_bytes(data[..].try_into().unwrap());
+                    assert_eq!(n, next[from], "member {me}: frames of {from} out of order");
+                    next[from] += 1;
+                    left -= 1;
+                }
+                rx
+            })
+        })
+        .collect();
+    for task in receiving {
+        task.await.unwrap();
+    }
+    for task in sending {
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn every_member_publishing_gets_every_frame_in_each_sender_s_order() {
+    every_member_publishing_keeps_each_sender_s_order(Server::builder()).await;
+}
+
+#[tokio::test]
+async fn with_a_flush_window_every_frame_still_arrives_in_order() {
+    every_member_publishing_keeps_each_sender_s_order(
+        Server::builder().flush_interval(std::time::Duration::from_millis(2)),
+    )
+    .await;
+}

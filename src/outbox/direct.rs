@@ -91,7 +91,7 @@ fn flush(queue: &Queue) {
 /// client's frames of a whole batch then leave in one write.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    queues: Vec<Outbox>,
+    pub(super) queues: Vec<Outbox>,
 }
 
 impl Pending {

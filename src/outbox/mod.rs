@@ -22,8 +22,10 @@
 //! recipients counts once per recipient: an over-estimate, never an under-estimate.
 
 mod direct;
+mod flusher;
 
 pub(crate) use direct::{DirectWrite, Pending};
+pub(crate) use flusher::Flusher;
 
 use crate::stats::Counters;
 use crate::sync::lock;

@@ -126,6 +126,18 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Holds the frames relayed to each client for up to `window` and writes them together
+    /// (off by default: a publisher's frames are written as soon as it has read its batch).
+    /// A client receiving from many publishers then gets one write per window instead of one
+    /// per publisher's batch: fewer system calls and wake-ups on both sides, paid for with up
+    /// to `window` of added latency. BENCHMARKS.md has the trade in figures; 1–2 ms suits a
+    /// game whose rooms are large and busy, and `Duration::ZERO` turns it off. Replies,
+    /// pings and the handle's sends are never delayed.
+    pub fn flush_interval(mut self, window: Duration) -> Self {
+        self.config.flush_interval = Some(window);
+        self
+    }
+
     /// Checks every client's credentials during its handshake with `validator`, a tower
     /// service from [`Credentials`] to [`Identity`](crate::Identity). A client it refuses
     /// gets [`SyncError::AuthFailed`] with the error's text; a client it accepts carries the
@@ -377,6 +389,12 @@ impl<L> Server<L> {
         tracing::info!(%addr, "listening");
         let handle = self.handle();
         let shared = Arc::clone(&self.shared);
+        if let Some(flusher) = self.shared.flusher.clone() {
+            let stop = self.shared.shutdown.clone();
+            self.shared
+                .tasks
+                .spawn(async move { flusher.run(stop).await });
+        }
         if let Some(every) = self.shared.config.stats_interval {
             self.shared
                 .tasks

@@ -17,6 +17,9 @@ pub(crate) struct Config {
     pub(crate) max_queued_bytes: usize,
     /// Longest a single write to a client may take before it counts as a slow consumer.
     pub(crate) write_timeout: Duration,
+    /// The flush window (see `outbox/flusher.rs`); `None` (the default): each batch's frames
+    /// are written at its end.
+    pub(crate) flush_interval: Option<Duration>,
     /// Emit a stats snapshot as a tracing event this often; `None`: never.
     pub(crate) stats_interval: Option<Duration>,
     /// Most connections one IP address may hold; `None`: no limit.
@@ -61,6 +64,7 @@ impl Default for Config {
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             stats_interval: None,
+            flush_interval: None,
             max_connections_per_ip: None,
             rate_limit: None,
             room_names: Some(RoomNamePolicyLayer::new()),
@@ -128,6 +132,9 @@ impl Config {
         if self.stats_interval.is_some_and(|every| every < min) {
             tracing::warn!("stats_interval raised to 1 ms");
             self.stats_interval = Some(min);
+        }
+        if self.flush_interval.is_some_and(|every| every.is_zero()) {
+            self.flush_interval = None;
         }
         if self.idle_timeout < min {
             tracing::warn!("idle_timeout raised to 1 ms");

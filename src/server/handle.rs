@@ -280,7 +280,7 @@ impl ServerHandle {
         let frame = self.server_message(data)?;
         let mut pending = Pending::default();
         let (mut delivered, dropped) = room.broadcast_all(&frame, &mut pending);
-        pending.flush();
+        self.shared.flush(&mut pending);
         if room.has_remote() {
             if let Some(cluster) = self.shared.cluster() {
                 cluster.publish(&room, &frame);

@@ -5,6 +5,7 @@ use crate::auth::Validator;
 use crate::cluster::Cluster;
 use crate::directory::Directory;
 use crate::handler::{ServerHandler, SharedHandler};
+use crate::outbox::{Flusher, Pending};
 use crate::registry::Registry;
 use crate::stats::Counters;
 use std::net::SocketAddr;
@@ -37,13 +38,20 @@ pub(crate) struct Shared {
     /// Every task of the server, so that `shutdown()` can wait for them.
     pub(crate) tasks: TaskTracker,
     pub(crate) local_addr: OnceLock<SocketAddr>,
+    /// Writes the relayed frames once per window, with `flush_interval`; `None`: each batch
+    /// writes its own at its end.
+    pub(crate) flusher: Option<Arc<Flusher>>,
     /// The backplane, once `run()` connected it; unset: this relay is alone.
     pub(crate) cluster: OnceLock<std::sync::Arc<Cluster>>,
 }
 
 impl Shared {
     pub(crate) fn new(config: Config, validator: Option<Validator>) -> Self {
+        let flusher = config
+            .flush_interval
+            .map(|every| Arc::new(Flusher::new(every)));
         Self {
+            flusher,
             registry: Registry::default(),
             directory: Directory::default(),
             counters: Arc::default(),
@@ -77,6 +85,14 @@ impl Shared {
 
     /// Runs `work` for at most [`farewell_patience`](Shared::farewell_patience), and not past
     /// the end of a drain; `None` if it was cut short.
+    /// Writes the queues `pending` filled: now, or at the end of the flush window.
+    pub(crate) fn flush(&self, pending: &mut Pending) {
+        match &self.flusher {
+            Some(flusher) => flusher.hand(pending),
+            None => pending.flush(),
+        }
+    }
+
     pub(crate) async fn with_patience<T>(
         &self,
         work: impl std::future::Future<Output = T>,

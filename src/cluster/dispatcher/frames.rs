@@ -132,7 +132,7 @@ impl FrameSink for RoomFrames {
         self.cluster.counters.received.fetch_add(1, Relaxed);
         let mut pending = Pending::default();
         let (_, dropped) = room.broadcast_all(&frame, &mut pending);
-        pending.flush();
+        self.shared.flush(&mut pending);
         if dropped.is_empty() {
             return;
         }

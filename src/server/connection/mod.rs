@@ -88,7 +88,9 @@ pub(crate) async fn serve<R, W, L>(
             Arc::clone(&shared.counters),
         );
         let session = Arc::new(
-            Session::new(client_id, peer, identity, outbox).with_cluster(shared.cluster().cloned()),
+            Session::new(client_id, peer, identity, outbox)
+                .with_cluster(shared.cluster().cloned())
+                .with_flusher(shared.flusher.clone()),
         );
         // The handshake checked the credentials (or the relay is open).
         session.set_authenticated();
