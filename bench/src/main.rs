@@ -36,6 +36,7 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
     [--servers ghost,redis,nats] [--no-matrix] [--no-memory] [--no-scale] [--no-slow]
     [--no-fairness] [--fairness] [--fair-flooders N] [--fair-secs S]
     [--relay PATH] [--room-sizes 2,8] [--payloads 256] [--modes one,all] [--connections N]
+    [--mem-connections N]
     [--scale-clients N] [--scale-hold SECS] [--cluster] [--no-cluster]
     [--cluster-relay PATH] [--cluster-out FILE] [--cluster-rounds N] [--cluster-secs S]
     [--cluster-rate R] [--game] [--no-game] [--game-clients N] [--game-rates 30,60]
@@ -54,6 +55,8 @@ const USAGE: &str = "ghost-sync-bench [--quick] [--out FILE] [--svg FILE] [--upd
   --hog N         N busy-spinning threads in the bench process through each saturation run
                   of the matrix (warm-up to drain; not the latency runs), so that the load
                   generator takes a core or more (default 0); recorded in the results
+  --mem-connections N
+                  idle joined connections of the memory test (10,000; 1,000 quick)
   --scale-clients N, --scale-hold SECS
                   override the scale test (19,500 clients, 60 s)
   --fairness      run only the fairness test (ghost-sync alone; no redis or nats needed);
@@ -104,6 +107,7 @@ struct Args {
     payloads: Option<Vec<usize>>,
     modes: Option<Vec<PubMode>>,
     connections: Option<usize>,
+    mem_connections: Option<usize>,
     scale_clients: Option<usize>,
     scale_hold: Option<u64>,
     cluster_only: bool,
@@ -141,6 +145,7 @@ fn parse_args(args: &[String]) -> Result<Args> {
         payloads: None,
         modes: None,
         connections: None,
+        mem_connections: None,
         scale_clients: None,
         scale_hold: None,
         cluster_only: false,
@@ -192,6 +197,7 @@ fn parse_args(args: &[String]) -> Result<Args> {
                 })?)
             }
             "--connections" => a.connections = Some(value()?.parse()?),
+            "--mem-connections" => a.mem_connections = Some(value()?.parse()?),
             "--scale-clients" => a.scale_clients = Some(value()?.parse()?),
             "--scale-hold" => a.scale_hold = Some(value()?.parse()?),
             "--cluster" => a.cluster_only = true,
@@ -354,6 +360,9 @@ async fn run(args: Args) -> Result<bool> {
     }
     if let Some(v) = args.connections {
         cfg.connections = v;
+    }
+    if let Some(v) = args.mem_connections {
+        cfg.mem_connections = v;
     }
     if let Some(v) = args.scale_clients {
         cfg.scale_clients = v;

@@ -54,7 +54,7 @@ pub fn targets(cfg: &Config, res: &Results) -> Vec<Target> {
                 .and_then(|f| f.per_cpu_s)
         };
         let g = per(Proto::Ghost);
-        for (peer, factor) in [(Proto::Nats, 1.5), (Proto::Redis, 2.0)] {
+        for (peer, factor) in [(Proto::Nats, 2.0), (Proto::Redis, 2.0)] {
             let v = g.zip(per(peer));
             out.push(Target {
                 name: format!(
@@ -66,6 +66,24 @@ pub fn targets(cfg: &Config, res: &Results) -> Vec<Target> {
                 pass: v.map(|(g, p)| g >= factor * p),
             });
         }
+    }
+    for room in [8, 64] {
+        // CPU per delivery at the fixed rate: the inverse of deliveries per CPU-second.
+        let c = cell(res, room, 256, PubMode::One);
+        let per = |p| {
+            c.and_then(|c| fig(c, p, |s| &s.lat))
+                .and_then(|f| f.per_cpu_s)
+        };
+        let v = per(Proto::Ghost).zip(per(Proto::Redis));
+        out.push(Target {
+            name: format!(
+                "CPU per delivery at the fixed rate, rooms of {room}, 256 B, one publisher: ≤0.6× redis"
+            ),
+            measured: v.map_or("not measured".into(), |(g, r)| {
+                format!("{:.2}× ({:.2} vs {:.2} µs)", r / g, 1e6 / g, 1e6 / r)
+            }),
+            pass: v.map(|(g, r)| r / g <= 0.6),
+        });
     }
     for room in [8, 64] {
         let c = cell(res, room, 256, PubMode::One);
@@ -99,7 +117,10 @@ pub fn targets(cfg: &Config, res: &Results) -> Vec<Target> {
     }
     let m = res.memory.iter().find(|m| m.proto == Proto::Ghost);
     out.push(Target {
-        name: "server user-space memory per idle joined connection at 10,000: ≤2 KiB".into(),
+        name: format!(
+            "server user-space memory per idle joined connection at {}: ≤2 KiB",
+            cfg.mem_connections
+        ),
         measured: m.map_or("not measured".into(), |m| {
             format!(
                 "{:.0} B at {} connections{}",
