@@ -123,11 +123,14 @@ impl Session {
     }
 
     /// Writes the frames this client relayed since the last flush, each recipient's in one
-    /// write: now, or with a flush window, at its end.
-    pub(crate) fn flush(&self) {
+    /// write: now, or with a flush window, at its end. `behind`: the batch held more than
+    /// one frame, so the relay is not keeping up with this client at once; the recipients'
+    /// writer tasks then write, each taking what several publishers queued meanwhile.
+    pub(crate) fn flush(&self, behind: bool) {
         let mut pending = lock(&self.pending);
         match &self.flusher {
             Some(flusher) => flusher.hand(&mut pending),
+            None if behind => pending.wake_writers(),
             None => pending.flush(),
         }
     }

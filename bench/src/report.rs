@@ -711,6 +711,43 @@ pub fn svg(res: &Results, subtitle: &str) -> String {
     s
 }
 
+/// A run's load averages (1/5/15 min) under `key` of its JSON meta, as `a / b / c`.
+pub fn load_text(meta: &Value, key: &str) -> String {
+    meta[key]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_f64().map_or("?".into(), |v| format!("{v:.2}")))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        })
+        .unwrap_or_default()
+}
+
+/// The generated sections' first line: the command, when, which commit, how long.
+pub fn run_line(meta: &Value, command: &str) -> String {
+    format!(
+        "Run: `{command}`, {} UTC, commit `{}`, took {:.0} s.",
+        meta["started_utc"].as_str().unwrap_or("?"),
+        meta["commit"].as_str().unwrap_or("?"),
+        meta["duration_s"].as_f64().unwrap_or(0.0)
+    )
+}
+
+/// The generated sections' machine line, with the load before and after.
+pub fn machine_line(meta: &Value) -> String {
+    let m = &meta["machine"];
+    format!(
+        "Machine: {}, {} cores, {} GiB, Linux {}. Load average (1/5/15 min) before: {}, after: {}.",
+        m["cpu"].as_str().unwrap_or("?"),
+        m["cores"],
+        m["mem_gib"],
+        m["kernel"].as_str().unwrap_or("?"),
+        load_text(meta, "load_before"),
+        load_text(meta, "load_after")
+    )
+}
+
 /// The Markdown results section of `BENCHMARKS.md`.
 pub fn markdown(
     meta: &Value,
@@ -720,26 +757,10 @@ pub fn markdown(
     command: &str,
 ) -> String {
     let mut s = String::new();
-    let load = |k: &str| {
-        meta[k]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|x| x.as_f64().map_or("?".into(), |v| format!("{v:.2}")))
-                    .collect::<Vec<_>>()
-                    .join(" / ")
-            })
-            .unwrap_or_default()
-    };
+    let load = |k: &str| load_text(meta, k);
     let busy = meta["load_before"][0].as_f64().unwrap_or(0.0) > 0.5
         || meta["load_after"][0].as_f64().unwrap_or(0.0) > 2.5;
-    let _ = writeln!(
-        s,
-        "Run: `{command}`, {} UTC, commit `{}`, took {:.0} s.\n",
-        meta["started_utc"].as_str().unwrap_or("?"),
-        meta["commit"].as_str().unwrap_or("?"),
-        meta["duration_s"].as_f64().unwrap_or(0.0)
-    );
+    let _ = writeln!(s, "{}\n", run_line(meta, command));
     if busy {
         let _ = writeln!(
             s,
@@ -749,17 +770,7 @@ pub fn markdown(
             load("load_after")
         );
     }
-    let m = &meta["machine"];
-    let _ = writeln!(
-        s,
-        "Machine: {}, {} cores, {} GiB, Linux {}. Load average (1/5/15 min) before: {}, after: {}.  ",
-        m["cpu"].as_str().unwrap_or("?"),
-        m["cores"],
-        m["mem_gib"],
-        m["kernel"].as_str().unwrap_or("?"),
-        load("load_before"),
-        load("load_after")
-    );
+    let _ = writeln!(s, "{}  ", machine_line(meta));
     let _ = writeln!(
         s,
         "Servers: {}; {}; {}; built with {}.  ",

@@ -26,18 +26,25 @@ impl Outbox {
     /// Writes the queued frames now if nobody else is writing them: at once if the socket
     /// takes them all; otherwise the writer task is woken to write the rest.
     pub(crate) fn flush(&self) {
-        flush(&self.queue);
+        flush(&self.queue, true);
+    }
+
+    /// Leaves the queued frames to the writer task, waking it if nobody else is writing
+    /// them: for a relay that is behind, where the writer, by the time it runs, takes what
+    /// several publishers queued meanwhile in one write.
+    pub(crate) fn wake_writer(&self) {
+        flush(&self.queue, false);
     }
 }
 
-fn flush(queue: &Queue) {
+fn flush(queue: &Queue, write_now: bool) {
     let mut guard = lock(&queue.state);
     let state = &mut *guard;
     if state.owned || state.closed || state.frames.is_empty() {
         return;
     }
     let direct = match &state.direct {
-        Some(direct) if state.frames.len() <= MAX_DIRECT_FRAMES => direct,
+        Some(direct) if write_now && state.frames.len() <= MAX_DIRECT_FRAMES => direct,
         _ => {
             drop(guard);
             queue.ready.notify_one();
@@ -107,6 +114,14 @@ impl Pending {
     pub(crate) fn flush(&mut self) {
         for outbox in self.queues.drain(..) {
             outbox.flush();
+        }
+    }
+
+    /// Leaves every queue filled since the last flush to its writer task (see
+    /// [`Outbox::wake_writer`]).
+    pub(crate) fn wake_writers(&mut self) {
+        for outbox in self.queues.drain(..) {
+            outbox.wake_writer();
         }
     }
 
@@ -228,6 +243,20 @@ mod tests {
         let mut batch = Vec::new();
         assert_eq!(rx.take(&mut batch).await, 0);
         assert_eq!(batch, vec![&b"abc"[..]]);
+    }
+
+    #[tokio::test]
+    async fn a_relay_that_is_behind_leaves_the_writing_to_the_writer_task() {
+        let sink = Sink::new(usize::MAX);
+        let (tx, mut rx, _) = queue(&sink);
+        let mut pending = Pending::default();
+        pending.push(&tx, Bytes::from_static(b"x")).unwrap();
+        pending.wake_writers();
+        assert!(sink.writes().is_empty());
+        assert!(writer_woken(&rx).await);
+        let mut batch = Vec::new();
+        rx.take(&mut batch).await;
+        assert_eq!(batch, vec![&b"x"[..]]);
     }
 
     #[tokio::test]

@@ -144,6 +144,12 @@ impl Outbox {
         Ok(state.frames.len() == 1 && !state.owned)
     }
 
+    /// Lets go of the queue's spare allocation, for a client gone idle (direct writes keep
+    /// it between frames, for the next ones).
+    pub(crate) fn shrink(&self) {
+        self.queue.shrink();
+    }
+
     /// Frames waiting to be written.
     pub(crate) fn depth(&self) -> usize {
         lock(&self.queue.state).frames.len()
@@ -205,7 +211,13 @@ impl Inbox {
 
     /// Lets go of the queue's spare allocation, for a client gone idle.
     pub(crate) fn shrink(&self) {
-        let mut state = lock(&self.queue.state);
+        self.queue.shrink();
+    }
+}
+
+impl Queue {
+    fn shrink(&self) {
+        let mut state = lock(&self.state);
         if state.frames.is_empty() {
             state.frames = Vec::new();
         }

@@ -384,32 +384,9 @@ pub fn to_json(cfg: &GameConfig, res: &GameResults, meta: Value, verdicts: &[Ver
 /// The generated section: when and where, the verdicts, the median table.
 pub fn markdown(meta: &Value, table: &str, verdicts: &[Verdict], command: &str) -> String {
     let mut s = String::new();
-    let load = |k: &str| {
-        meta[k].as_array().map_or(String::new(), |a| {
-            a.iter()
-                .map(|x| x.as_f64().map_or("?".into(), |v| format!("{v:.2}")))
-                .collect::<Vec<_>>()
-                .join(" / ")
-        })
-    };
-    let _ = writeln!(
-        s,
-        "Run: `{command}`, {} UTC, commit `{}`, took {:.0} s.  ",
-        meta["started_utc"].as_str().unwrap_or("?"),
-        meta["commit"].as_str().unwrap_or("?"),
-        meta["duration_s"].as_f64().unwrap_or(0.0)
-    );
-    let m = &meta["machine"];
-    let _ = writeln!(
-        s,
-        "Machine: {}, {} cores, {} GiB, Linux {}. Load average (1/5/15 min) before: {}, after: {}.  ",
-        m["cpu"].as_str().unwrap_or("?"),
-        m["cores"],
-        m["mem_gib"],
-        m["kernel"].as_str().unwrap_or("?"),
-        load("load_before"),
-        load("load_after")
-    );
+    let load = |k: &str| crate::report::load_text(meta, k);
+    let _ = writeln!(s, "{}  ", crate::report::run_line(meta, command));
+    let _ = writeln!(s, "{}  ", crate::report::machine_line(meta));
     let versions = meta["versions"].as_object();
     let servers: Vec<String> = ["ghost-sync", "redis", "nats"]
         .iter()

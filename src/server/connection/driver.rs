@@ -84,6 +84,7 @@ where
                         self.buf = BytesMut::new();
                         self.reserve = MIN_READ_RESERVE;
                         self.session.release_pending();
+                        self.session.outbox.shrink();
                     }
                     if let Some(reason) = Box::pin(self.ping(&mut ping_deferred)).await {
                         return reason;
@@ -260,7 +261,7 @@ where
     loop {
         if tally.frames % FLUSH_EVERY == 0 {
             // A long batch does not keep the others waiting for its end.
-            session.flush();
+            session.flush(true);
         }
         // One connection's backlog must not hold a worker away from the others: each frame
         // spends a unit of tokio's cooperative budget (128 a task poll, shared with the
@@ -271,7 +272,7 @@ where
             let polled = budget.as_mut().poll(cx);
             if polled.is_pending() {
                 // About to yield: what this batch relayed so far leaves first.
-                session.flush();
+                session.flush(true);
             }
             polled
         })
@@ -341,7 +342,7 @@ struct Tally<'a> {
 
 impl Drop for Tally<'_> {
     fn drop(&mut self) {
-        self.session.flush();
+        self.session.flush(self.frames > 1);
         Counters::add(&self.counters.frames_in, self.frames);
         Counters::add(&self.counters.bytes_in, self.bytes);
     }
