@@ -12,8 +12,9 @@
 //! on top of the system call. So the task that queued the frames writes them itself, once
 //! per batch, with a non-blocking write ([`direct`]): a publisher at the end of each batch of
 //! frames it read, the handle and the backplane as they send. The writer task is woken only
-//! when the socket would block, the write was partial, or the queue is long (a burst, where
-//! its batching into few large writes pays). While it owns the socket (`owned`), the others
+//! when the socket would block, the write was partial, the queue is long, or the relay is
+//! behind (a publisher's batch held several frames): then its batching, one write for what
+//! several publishers queued meanwhile, pays. While it owns the socket (`owned`), the others
 //! only queue, so frames keep their order. This is how Redis (`beforeSleep`) and nats-server
 //! (its per-read flush of pending clients) write.
 //!

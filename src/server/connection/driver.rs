@@ -3,8 +3,10 @@
 //! ping timer.
 //!
 //! Reading is cancel-safe: partial frames stay in a `BytesMut` that outlives the `select!`.
-//! Writing happens on a separate task ([`writer`](crate::server::writer)), so a slow socket
-//! never blocks this loop or any other client.
+//! At the end of each batch the driver writes the frames it relayed into the recipients'
+//! sockets, without waiting ([`outbox`](crate::outbox)); whatever would wait is left to each
+//! client's writer task ([`writer`](crate::server::writer)), so a slow socket never blocks
+//! this loop or any other client.
 
 use crate::disconnect::DisconnectReason;
 use crate::handler::{ServerHandler, SharedHandler};
