@@ -119,7 +119,10 @@ async fn an_oversized_length_prefix_disconnects_before_the_body_is_sent() {
 async fn every_member_publishing_keeps_each_sender_s_order(builder: ghost_sync::ServerBuilder) {
     const MEMBERS: usize = 6;
     const EACH: u32 = 300;
-    let (handle, addr) = start(builder).await;
+    // Every receiver's queue can hold all it is sent (5 × 300 frames): this checks order, and
+    // a flush window may let a burst pile up past the default 1024 frames, which would drop
+    // frames (backpressure, asserted absent below) rather than reorder them.
+    let (handle, addr) = start(builder.channel_capacity(4096)).await;
     handle.create_room("all").unwrap();
     let mut members = join_all(addr, "all", MEMBERS).await;
     let ids: Vec<_> = members.iter().map(|m| m.client_id()).collect();
@@ -171,6 +174,7 @@ async fn every_member_publishing_keeps_each_sender_s_order(builder: ghost_sync::
     for task in sending {
         task.await.unwrap();
     }
+    assert_eq!(handle.stats().frames_dropped, 0);
 }
 
 #[tokio::test]

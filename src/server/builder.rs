@@ -132,7 +132,9 @@ impl<L> ServerBuilder<L> {
     /// per publisher's batch: fewer system calls and wake-ups on both sides, paid for with up
     /// to `window` of added latency. BENCHMARKS.md has the trade in figures; 1–2 ms suits a
     /// game whose rooms are large and busy, and `Duration::ZERO` turns it off. Replies,
-    /// pings and the handle's sends are never delayed.
+    /// pings and the handle's sends are never delayed. The frames wait in each client's
+    /// queue meanwhile, so `channel_capacity` must hold what a client may be sent within one
+    /// window: past it, frames are dropped for that client (backpressure) as always.
     pub fn flush_interval(mut self, window: Duration) -> Self {
         self.config.flush_interval = Some(window);
         self
