@@ -20,9 +20,9 @@ impl SharedWriteHalf {
         Self(Arc::new(half))
     }
 
-    /// The handle for direct writes.
+    /// The handle for direct writes: the same write half, no second allocation.
     pub(crate) fn direct(&self) -> Arc<dyn DirectWrite> {
-        Arc::new(self.clone())
+        Arc::clone(&self.0) as Arc<dyn DirectWrite>
     }
 
     fn tcp(&self) -> &TcpStream {
@@ -46,9 +46,9 @@ impl SharedWriteHalf {
     }
 }
 
-impl DirectWrite for SharedWriteHalf {
+impl DirectWrite for OwnedWriteHalf {
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.tcp().try_write_vectored(bufs)
+        OwnedWriteHalf::try_write_vectored(self, bufs)
     }
 }
 

@@ -261,7 +261,7 @@ where
         bytes: 0,
     };
     loop {
-        if tally.frames % FLUSH_EVERY == 0 {
+        if tally.frames > 0 && tally.frames % FLUSH_EVERY == 0 {
             // A long batch does not keep the others waiting for its end.
             session.flush(true);
         }
