@@ -9,7 +9,8 @@
 //!   over 20 frames a second instead of holding it back), `ConcurrencyLimitLayer`,
 //!   `TimeoutLayer`;
 //! - tower's `FilterLayer`: refuses broadcasts that are not UTF-8 text;
-//! - `BlockWordLayer`, written from scratch: refuses broadcasts containing a word;
+//! - `BlockWordLayer`, written from scratch: refuses broadcasts containing a word, and ends
+//!   the connection (with a reason the client reads) at the third;
 //! - ghost-sync-layers' `ClientRateLimitLayer` (per client, frames and bytes), through
 //!   `ServerBuilder::rate_limit`, which puts it in its place in the default stack.
 //!
@@ -19,9 +20,13 @@
 //! ```text
 //! cargo run --example custom_layer
 //! ```
+//!
+//! `tests/custom_layer_unit.rs` unit-tests these layers alone, with no relay and no socket.
 
 use ghost_sync::layers::ClientRateLimitLayer;
-use ghost_sync::{Client, ClientMessage, FrameRequest, Reply, Server, ServerEvent};
+use ghost_sync::{
+    Client, ClientMessage, DisconnectReason, FrameRequest, Reply, Server, ServerEvent,
+};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -33,10 +38,13 @@ use tower::load_shed::LoadShedLayer;
 use tower::timeout::TimeoutLayer;
 use tower::{BoxError, Layer, Service};
 
-/// Refuses broadcasts that contain `word`.
+/// Refuses broadcasts that contain `word`; the `strikes`-th one ends the connection.
 #[derive(Clone)]
-struct BlockWordLayer {
-    word: &'static str,
+pub struct BlockWordLayer {
+    /// The word refused.
+    pub word: &'static str,
+    /// Refusals before the client is disconnected (the last one disconnects).
+    pub strikes: u32,
 }
 
 impl<S> Layer<S> for BlockWordLayer {
@@ -46,19 +54,22 @@ impl<S> Layer<S> for BlockWordLayer {
         BlockWord {
             inner,
             word: self.word,
+            strikes_left: self.strikes,
         }
     }
 }
 
-/// The service `BlockWordLayer` builds, once per connection.
-struct BlockWord<S> {
+/// The service `BlockWordLayer` builds, once per connection: so its strike count is the
+/// connection's own.
+pub struct BlockWord<S> {
     inner: S,
     word: &'static str,
+    strikes_left: u32,
 }
 
 /// The refusal; its `Display` is what the client receives.
 #[derive(Debug)]
-struct Blocked(&'static str);
+pub struct Blocked(&'static str);
 
 impl fmt::Display for Blocked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -86,6 +97,13 @@ where
         if let ClientMessage::Broadcast { data } = req.message() {
             let word = self.word.as_bytes();
             if data.windows(word.len()).any(|w| w == word) {
+                self.strikes_left = self.strikes_left.saturating_sub(1);
+                if self.strikes_left == 0 {
+                    // Not an error: the connection ends, and the client reads why.
+                    let reason =
+                        DisconnectReason::Policy(format!("said {:?} once too often", self.word));
+                    return Box::pin(std::future::ready(Ok(Reply::disconnect(reason))));
+                }
                 let refusal: BoxError = Box::new(Blocked(self.word));
                 return Box::pin(std::future::ready(Err(refusal)));
             }
@@ -96,7 +114,7 @@ where
 }
 
 /// tower's `FilterLayer` predicate: only text is relayed.
-fn text_only(req: FrameRequest) -> Result<FrameRequest, BoxError> {
+pub fn text_only(req: FrameRequest) -> Result<FrameRequest, BoxError> {
     match req.message() {
         ClientMessage::Broadcast { data } if std::str::from_utf8(data).is_err() => {
             Err("only text messages are relayed".into())
@@ -133,7 +151,10 @@ async fn main() -> anyhow::Result<()> {
         .layer(ConcurrencyLimitLayer::new(1))
         .layer(TimeoutLayer::new(Duration::from_secs(5)))
         .layer(FilterLayer::new(text_only))
-        .layer(BlockWordLayer { word: "cheat" })
+        .layer(BlockWordLayer {
+            word: "cheat",
+            strikes: 3,
+        })
         .build()
         .run()
         .await?;

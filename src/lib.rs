@@ -74,7 +74,7 @@ pub use disconnect::{DisconnectKind, DisconnectReason};
 pub use error::SyncError;
 pub use event::ServerEvent;
 pub use handler::{JoinRequest, NoopHandler, ServerHandler};
-pub use pipeline::{ClientMessage, FrameRequest, Reply};
+pub use pipeline::{ClientMessage, FrameLayer, FrameRequest, Reply, ReplyKind};
 pub use room::RoomOptions;
 pub use server::{Server, ServerBuilder, ServerHandle, SERVER_ID};
 pub use stats::Stats;

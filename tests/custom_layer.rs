@@ -6,7 +6,9 @@ mod common;
 use common::*;
 use ghost_sync::layers::BoxError;
 use ghost_sync::protocol::ClientFrame;
-use ghost_sync::{ClientMessage, FrameRequest, Server, ServerEvent};
+use ghost_sync::{
+    ClientMessage, DisconnectReason, FrameRequest, Reply, Server, ServerEvent, SyncError,
+};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -217,4 +219,60 @@ async fn a_prompt_pong_behind_a_held_frame_is_not_a_ping_timeout() {
 #[tokio::test]
 async fn a_prompt_pong_behind_a_held_frame_and_a_large_one_is_not_a_ping_timeout() {
     pong_behind_a_held_frame(true).await;
+}
+
+/// Ends the connection of a client that broadcasts "quit", with a reason.
+#[derive(Clone)]
+struct QuitOnWord<S> {
+    inner: S,
+}
+
+impl<S> Service<FrameRequest> for QuitOnWord<S>
+where
+    S: Service<FrameRequest, Response = Reply>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Reply;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: FrameRequest) -> Self::Future {
+        if matches!(req.message(), ClientMessage::Broadcast { data } if &data[..] == b"quit") {
+            let reason = DisconnectReason::Policy("you asked to quit".into());
+            return Box::pin(std::future::ready(Ok(Reply::disconnect(reason))));
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
+
+#[tokio::test]
+async fn a_user_layer_ends_a_connection_and_the_client_and_the_room_learn_why() {
+    let (recorder, mut hooks) = Recorder::new();
+    let (handle, addr) = start(
+        Server::builder()
+            .handler(recorder)
+            .layer(layer_fn(|inner| QuitOnWord { inner })),
+    )
+    .await;
+    handle.create_room("lobby").unwrap();
+    let mut clients = join_all(addr, "lobby", 2).await;
+    let quitter = clients[0].client_id();
+    clients[0].broadcast(b"quit").await.unwrap();
+    match next_error(&mut clients[0]).await {
+        SyncError::Disconnected(why) => assert_eq!(why, "you asked to quit"),
+        other => panic!("expected the layer's reason, got {other:?}"),
+    }
+    assert_eq!(
+        next_event(&mut clients[1]).await,
+        ServerEvent::PlayerLeft { client_id: quitter }
+    );
+    let reason = DisconnectReason::Policy("you asked to quit".into());
+    let gone = Hook::Disconnect(quitter, reason);
+    wait_hook(&mut hooks, |h| *h == gone).await;
 }

@@ -40,7 +40,7 @@ impl RoomRouter {
             }
             ClientMessage::Leave => match session.leave_room(&*self.handler, &self.shared.counters)
             {
-                Some(room) => Reply::frame(encode(&ServerFrame::Left { room_id: room.id() })),
+                Some(room) => Reply::frames(encode(&ServerFrame::Left { room_id: room.id() })),
                 None => Reply::error("not in a room"),
             },
             ClientMessage::Broadcast { data } => self.broadcast(session, data),
@@ -85,7 +85,7 @@ impl RoomRouter {
             // The same answer as a first join, so that a client waiting for the member list
             // after `Joined` never waits in vain.
             let max_payload = self.shared.config.max_payload;
-            return Err(Reply::frame(room.rejoin(session.client_id, max_payload)));
+            return Err(Reply::frames(room.rejoin(session.client_id, max_payload)));
         }
         // A room deleted while this join waited for admission: refuse before leaving the
         // current room, so that a refused join changes nothing.

@@ -1,21 +1,20 @@
 //! [`Server`] and its [`ServerBuilder`].
 
 use super::config::Config;
-use super::connection::CoreService;
 use super::handle::ServerHandle;
 use super::listener::accept_loop;
 use super::Shared;
 use crate::auth::{self, Credentials, Identity as ClientIdentity, Validator};
 use crate::error::SyncError;
 use crate::handler::{NoopHandler, ServerHandler, SharedHandler};
-use crate::pipeline::{FrameRequest, Reply};
+use crate::pipeline::FrameLayer;
 use ghost_sync_layers::{BoxError, ClientRateLimitLayer, RoomNamePolicyLayer};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::layer::util::{Identity, Stack};
-use tower::{Layer, Service};
+use tower::Service;
 
 type MakeHandler = Box<dyn FnOnce(ServerHandle) -> Arc<dyn ServerHandler> + Send>;
 
@@ -365,10 +364,7 @@ impl<L> Server<L> {
     /// [`SyncError::Broker`] if the broker cannot be reached within 5 s.
     pub async fn run(self) -> Result<ServerHandle, SyncError>
     where
-        L: Layer<CoreService> + Send + Sync + 'static,
-        L::Service: Service<FrameRequest, Response = Reply> + Send + 'static,
-        <L::Service as Service<FrameRequest>>::Error: Into<BoxError>,
-        <L::Service as Service<FrameRequest>>::Future: Send,
+        L: FrameLayer,
     {
         #[cfg(feature = "redis")]
         if let Some(options) = &self.shared.config.redis {

@@ -4,21 +4,21 @@
 //! (permits held for the connection's whole life), then `on_connect`. It never waits: a full server or a
 //! refusing hook answers with a `Rejected` handshake at once.
 
-use super::connection::{reject, rejection, serve, CoreService};
+use super::connection::{reject, rejection, serve};
 use super::socket::SharedWriteHalf;
 use super::Shared;
 use crate::handler::SharedHandler;
 use crate::pipeline::connect_hook::ConnectHookLayer;
-use crate::pipeline::{FrameRequest, Reply};
+use crate::pipeline::FrameLayer;
 use crate::protocol::RejectCode;
-use ghost_sync_layers::{BoxError, ConnectionLimitExceeded, ConnectionLimitLayer, PerIpLimitLayer};
+use ghost_sync_layers::{ConnectionLimitExceeded, ConnectionLimitLayer, PerIpLimitLayer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 
 /// Refused connections that may linger at once (each up to a few seconds) so that the client
 /// surely reads its `Rejected` frame; past this, refusals are best effort.
@@ -31,10 +31,7 @@ pub(crate) async fn accept_loop<L>(
     handler: SharedHandler,
     layer: Arc<L>,
 ) where
-    L: Layer<CoreService> + Send + Sync + 'static,
-    L::Service: Service<FrameRequest, Response = Reply> + Send + 'static,
-    <L::Service as Service<FrameRequest>>::Error: Into<BoxError>,
-    <L::Service as Service<FrameRequest>>::Future: Send,
+    L: FrameLayer,
 {
     // Without a per-IP limit, a limit no address can reach: one stack type either way.
     let per_ip = shared.config.max_connections_per_ip.unwrap_or(usize::MAX);

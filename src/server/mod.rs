@@ -11,12 +11,14 @@ mod shared;
 mod socket;
 mod writer;
 
+/// The bottom of the frame stack, under the user's layers (also at
+/// [`pipeline::CoreService`](crate::pipeline::CoreService)).
+pub use crate::pipeline::CoreService;
 pub use builder::{Server, ServerBuilder};
 pub use config::{
     DEFAULT_BIND, DEFAULT_CHANNEL_CAPACITY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS,
     DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_WRITE_TIMEOUT,
 };
-pub use connection::CoreService;
 #[cfg(fuzzing)]
 pub use fuzz_harness::FuzzHarness;
 pub use handle::{ServerHandle, SERVER_ID};

@@ -4,19 +4,16 @@
 #![allow(dead_code)]
 
 use bytes::{Bytes, BytesMut};
-use ghost_sync::layers::BoxError;
+use ghost_sync::pipeline::FrameLayer;
 use ghost_sync::protocol::{decode_frame, encode, ClientFrame, FrameReader, ServerFrame};
-use ghost_sync::server::CoreService;
 use ghost_sync::{
-    Client, DisconnectReason, FrameRequest, Reply, ServerEvent, ServerHandle, ServerHandler,
-    SyncError, Uuid,
+    Client, DisconnectReason, ServerEvent, ServerHandle, ServerHandler, SyncError, Uuid,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tower::{Layer, Service};
 
 /// Long enough for a loaded 2-core CI machine; only reached when a test is failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -24,10 +21,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// Runs a server on 127.0.0.1 with a free port.
 pub async fn start<L>(builder: ghost_sync::ServerBuilder<L>) -> (ServerHandle, SocketAddr)
 where
-    L: Layer<CoreService> + Send + Sync + 'static,
-    L::Service: Service<FrameRequest, Response = Reply> + Send + 'static,
-    <L::Service as Service<FrameRequest>>::Error: Into<BoxError>,
-    <L::Service as Service<FrameRequest>>::Future: Send,
+    L: FrameLayer,
 {
     let handle = builder.bind("127.0.0.1:0").build().run().await.unwrap();
     let addr = handle.local_addr().unwrap();

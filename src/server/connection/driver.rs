@@ -315,16 +315,15 @@ where
             Ok(reply) => reply,
             Err(err) => return Some(DisconnectReason::Internal(err.to_string())),
         };
-        match reply.kind {
-            ReplyKind::Nothing | ReplyKind::Relayed { .. } => {}
-            ReplyKind::Frame(frame) => {
-                if let Err(Refused::Full) = session.outbox.try_send(frame) {
-                    let room = session.current_room();
-                    let room_id = room.as_ref().map_or("", |r| r.id());
-                    report_backpressure(handler, counters, &[session.client_id], room_id);
-                }
+        if let ReplyKind::Disconnect(reason) = reply.kind {
+            return Some(reason);
+        }
+        if let Some(frames) = reply.into_frames() {
+            if let Err(Refused::Full) = session.outbox.try_send(frames) {
+                let room = session.current_room();
+                let room_id = room.as_ref().map_or("", |r| r.id());
+                report_backpressure(handler, counters, &[session.client_id], room_id);
             }
-            ReplyKind::Disconnect(reason) => return Some(reason),
         }
     }
 }

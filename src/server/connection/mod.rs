@@ -18,9 +18,9 @@ pub(crate) use driver::MAX_READ_RESERVE;
 use crate::disconnect::DisconnectReason;
 use crate::handler::{guarded, SharedHandler};
 use crate::outbox::{outbox_to, DirectWrite};
-use crate::pipeline::hooks::{Hooks, HooksLayer};
+use crate::pipeline::hooks::HooksLayer;
 use crate::pipeline::router::RoomRouter;
-use crate::pipeline::{recover, FrameRequest, Reply};
+use crate::pipeline::{recover, CoreService, FrameLayer};
 use crate::protocol::FrameReader;
 use crate::server::writer::write_loop;
 use crate::server::Shared;
@@ -29,8 +29,7 @@ use bytes::BytesMut;
 use closing::linger;
 use driver::{Driver, MIN_READ_RESERVE};
 use ghost_sync_layers::{
-    AuthLayer, BoxError, ClientRateLimitLayer, IdleTimeoutLayer, PayloadLimitLayer,
-    RoomNamePolicyLayer,
+    AuthLayer, ClientRateLimitLayer, IdleTimeoutLayer, PayloadLimitLayer, RoomNamePolicyLayer,
 };
 use handshake::handshake;
 use std::net::SocketAddr;
@@ -38,12 +37,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
-use tower::{Layer, Service, ServiceBuilder};
+use tower::{Layer, ServiceBuilder};
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// The innermost part of the frame stack, under the user's layers: the hooks around the router.
-pub type CoreService = Hooks<RoomRouter>;
 /// Serves one admitted connection until it ends, whatever the reason. `direct`, if the
 /// transport allows it, lets other tasks write `writer`'s socket (see [`outbox`](crate::outbox)).
 pub(crate) async fn serve<R, W, L>(
@@ -56,10 +53,7 @@ pub(crate) async fn serve<R, W, L>(
 ) where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
-    L: Layer<CoreService>,
-    L::Service: Service<FrameRequest, Response = Reply> + Send + 'static,
-    <L::Service as Service<FrameRequest>>::Error: Into<BoxError>,
-    <L::Service as Service<FrameRequest>>::Future: Send,
+    L: FrameLayer,
 {
     let client_id = Uuid::new_v4();
     let span = tracing::info_span!("connection", %client_id, %peer);
@@ -123,8 +117,10 @@ pub(crate) async fn serve<R, W, L>(
         );
         tracing::debug!("connected");
 
-        let core = HooksLayer::new(Arc::clone(&shared), Arc::clone(&handler))
-            .layer(RoomRouter::new(Arc::clone(&shared), Arc::clone(&handler)));
+        let core = CoreService::new(
+            HooksLayer::new(Arc::clone(&shared), Arc::clone(&handler))
+                .layer(RoomRouter::new(Arc::clone(&shared), Arc::clone(&handler))),
+        );
         let stack = ServiceBuilder::new()
             .map_result(recover)
             .layer(PayloadLimitLayer::new(config.max_payload))
