@@ -76,7 +76,7 @@ pub use event::ServerEvent;
 pub use handler::{JoinRequest, NoopHandler, ServerHandler};
 pub use pipeline::{ClientMessage, FrameLayer, FrameRequest, Reply, ReplyKind};
 pub use room::RoomOptions;
-pub use server::{Server, ServerBuilder, ServerHandle, SERVER_ID};
+pub use server::{Relay, Server, ServerBuilder, ServerHandle, SERVER_ID};
 pub use stats::Stats;
 pub use uuid::Uuid;
 

@@ -2,7 +2,7 @@
 //! handle, run through the real connection driver over in-memory streams.
 //!
 //! A script picks a few options (a 64-byte payload limit, a queue of 1 to 8 frames, a rate
-//! limit, whether the clients say `Hello` on their own) and then a list of [`Step`]s:
+//! limit, two seats only, whether the clients say `Hello` on their own) and then a list of [`Step`]s:
 //! well-formed frames, raw bytes, reads, closes, room and client operations on the handle,
 //! and pauses of virtual time (so pings, idle timeouts and write deadlines fire). It runs on
 //! a current-thread runtime with paused time, so a run takes microseconds of real time and
@@ -19,14 +19,19 @@
 //!   without an admitted join into it, and at least one `on_leave` for each join the client
 //!   was told about (each `Joined` into a room it was not already in).
 //!
-//! Admission (the connection and per-IP limits, `on_connect`) is not part of it: the
-//! harness hands connections to the driver as the accept loop does once they are admitted.
+//! Connections come in through the public entry for any transport,
+//! `Relay::serve_connection`: admission (the connection limit, with two seats when the
+//! script asks, the per-IP limit, `on_connect`), then the connection's task, exactly as the
+//! accept loop's TCP connections.
 
 use bytes::BytesMut;
 use ghost_sync::layers::ClientRateLimitLayer;
 use ghost_sync::protocol::{decode_frame, encode, ClientFrame, FrameReader, ServerFrame};
 use ghost_sync::protocol::{MAX_REASON_LEN, PROTOCOL_VERSION};
-use ghost_sync::{DisconnectReason, JoinRequest, RoomOptions, Server, ServerHandler, Uuid};
+use ghost_sync::pipeline::FrameLayer;
+use ghost_sync::{
+    DisconnectReason, JoinRequest, Relay, RoomOptions, Server, ServerHandler, Uuid,
+};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,6 +61,8 @@ pub struct Script {
     manual_hello: bool,
     /// End with `drain` (patient) instead of `shutdown`.
     drain: bool,
+    /// `max_clients` of 2, so the third client is refused at admission (`ServerFull`).
+    two_seats: bool,
     steps: Vec<Step>,
 }
 
@@ -250,11 +257,15 @@ async fn play(script: Script) {
         .idle_timeout(Duration::from_secs(20))
         .write_timeout(Duration::from_secs(3))
         .handler(recorder.clone());
+    if script.two_seats {
+        builder = builder.max_clients(2);
+    }
     if script.rate_limit {
         builder = builder.rate_limit(ClientRateLimitLayer::new(5, 1_000).disconnect_after(3));
     }
-    let harness = builder.build().into_fuzz_harness();
-    let handle = harness.handle();
+    // The public entry for any transport: admission, then the connection's task.
+    let relay = builder.build().start().await.expect("a relay without a broker starts");
+    let handle = relay.handle();
     handle.create_room("lobby").expect("a fresh room");
     handle
         .create_room_with(
@@ -270,27 +281,27 @@ async fn play(script: Script) {
     for step in &script.steps {
         match step {
             Step::Send { who, frame } => {
-                let conn = connect(&harness, &mut conns, *who, script.manual_hello).await;
+                let conn = connect(&relay, &mut conns, *who, script.manual_hello).await;
                 conn.send(&encode_frame(frame)).await;
             }
             Step::Raw { who, bytes } => {
-                let conn = connect(&harness, &mut conns, *who, script.manual_hello).await;
+                let conn = connect(&relay, &mut conns, *who, script.manual_hello).await;
                 conn.send(bytes).await;
             }
             Step::Flood { who, frames, size } => {
-                let conn = connect(&harness, &mut conns, *who, script.manual_hello).await;
+                let conn = connect(&relay, &mut conns, *who, script.manual_hello).await;
                 let data = vec![0x5a; usize::from(*size)];
                 let frame = encode(&ClientFrame::Broadcast { data: &data });
                 conn.send(&frame.repeat(usize::from(*frames))).await;
             }
             Step::Read { who } => {
-                connect(&harness, &mut conns, *who, script.manual_hello)
+                connect(&relay, &mut conns, *who, script.manual_hello)
                     .await
                     .read_available()
                     .await;
             }
             Step::Close { who } => {
-                let conn = connect(&harness, &mut conns, *who, script.manual_hello).await;
+                let conn = connect(&relay, &mut conns, *who, script.manual_hello).await;
                 if let Some(mut writer) = conn.writer.take() {
                     let _ = writer.shutdown().await;
                 }
@@ -358,8 +369,8 @@ async fn play(script: Script) {
 
 /// The client `who`, connected (and greeting the relay, unless the script does) the first
 /// time it is named.
-async fn connect<'a>(
-    harness: &ghost_sync::server::FuzzHarness,
+async fn connect<'a, L: FrameLayer>(
+    relay: &Relay<L>,
     conns: &'a mut [Option<Conn>],
     who: u8,
     manual_hello: bool,
@@ -369,7 +380,7 @@ async fn connect<'a>(
     if slot.is_none() {
         let (ours, theirs) = tokio::io::duplex(SOCKET_BYTES);
         let peer = SocketAddr::from(([127, 0, 0, 1], 40_000 + index as u16));
-        harness.serve(theirs, peer);
+        relay.serve_connection(theirs, peer);
         let (reader, writer) = tokio::io::split(ours);
         let mut conn = Conn {
             reader,

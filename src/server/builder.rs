@@ -1,8 +1,10 @@
 //! [`Server`] and its [`ServerBuilder`].
 
 use super::config::Config;
+use super::entry::Entry;
 use super::handle::ServerHandle;
 use super::listener::accept_loop;
+use super::relay::Relay;
 use super::Shared;
 use crate::auth::{self, Credentials, Identity as ClientIdentity, Validator};
 use crate::error::SyncError;
@@ -324,19 +326,6 @@ impl Server {
     }
 }
 
-#[cfg(fuzzing)]
-impl Server {
-    /// For the fuzz targets only (`cfg(fuzzing)`): this server's connection driver, fed
-    /// in-memory streams instead of a listener.
-    #[doc(hidden)]
-    pub fn into_fuzz_harness(self) -> super::FuzzHarness {
-        super::FuzzHarness {
-            shared: self.shared,
-            handler: self.handler,
-        }
-    }
-}
-
 impl<L> Server<L> {
     /// The most memory, in bytes, this server's connections can hold at once whatever
     /// clients do, from its options: `max_clients × (largest frame + 64 KiB read reserve +
@@ -366,6 +355,50 @@ impl<L> Server<L> {
     where
         L: FrameLayer,
     {
+        self.connect_broker().await?;
+        let listener = match TcpListener::bind(self.shared.config.bind.as_str()).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                // Stops the broker's tasks, if it started them.
+                self.shared.shutdown.cancel();
+                return Err(SyncError::Bind(err));
+            }
+        };
+        let addr = match listener.local_addr() {
+            Ok(addr) => addr,
+            Err(err) => {
+                self.shared.shutdown.cancel();
+                return Err(SyncError::Bind(err));
+            }
+        };
+        let _ = self.shared.local_addr.set(addr);
+        tracing::info!(%addr, "listening");
+        let entry = self.launch();
+        let handle = ServerHandle {
+            shared: Arc::clone(&entry.shared),
+        };
+        let tasks = entry.shared.tasks.clone();
+        tasks.spawn(accept_loop(listener, entry));
+        Ok(handle)
+    }
+
+    /// Starts the relay without a listener: it serves the connections you hand to
+    /// [`Relay::serve_connection`], over any transport (Unix sockets, TLS, in-memory
+    /// streams). [`bind`](ServerBuilder::bind) is not used, and
+    /// [`ServerHandle::local_addr`] is `None`. With a broker, it first connects to it, as
+    /// [`run`](Server::run) does.
+    ///
+    /// Fails with [`SyncError::Broker`] if the broker cannot be reached within 5 s.
+    pub async fn start(self) -> Result<Relay<L>, SyncError>
+    where
+        L: FrameLayer,
+    {
+        self.connect_broker().await?;
+        Ok(Relay::new(self.launch()))
+    }
+
+    /// With a broker configured, connects to it and loads the cluster's rooms.
+    async fn connect_broker(&self) -> Result<(), SyncError> {
         #[cfg(feature = "redis")]
         if let Some(options) = &self.shared.config.redis {
             match crate::cluster::Cluster::start(&self.shared, options).await {
@@ -379,14 +412,15 @@ impl<L> Server<L> {
                 }
             }
         }
-        let listener = TcpListener::bind(self.shared.config.bind.as_str())
-            .await
-            .map_err(SyncError::Bind)?;
-        let addr = listener.local_addr().map_err(SyncError::Bind)?;
-        let _ = self.shared.local_addr.set(addr);
-        tracing::info!(%addr, "listening");
-        let handle = self.handle();
-        let shared = Arc::clone(&self.shared);
+        Ok(())
+    }
+
+    /// Starts the background tasks (the flush window, the stats log) and opens the entry
+    /// that connections come in through.
+    fn launch(self) -> Arc<Entry<L>>
+    where
+        L: FrameLayer,
+    {
         if let Some(flusher) = self.shared.flusher.clone() {
             let stop = self.shared.shutdown.clone();
             self.shared
@@ -396,14 +430,8 @@ impl<L> Server<L> {
         if let Some(every) = self.shared.config.stats_interval {
             self.shared
                 .tasks
-                .spawn(super::handle::report_stats(handle.clone(), every));
+                .spawn(super::handle::report_stats(self.handle(), every));
         }
-        self.shared.tasks.spawn(accept_loop(
-            listener,
-            shared,
-            self.handler,
-            Arc::new(self.layer),
-        ));
-        Ok(handle)
+        Arc::new(Entry::new(self.shared, self.handler, self.layer))
     }
 }

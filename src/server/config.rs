@@ -93,7 +93,7 @@ impl Config {
         // The queue and the batch being written: two `Vec<Bytes>` of channel_capacity each.
         let slots = self.channel_capacity as u64 * 2 * 32;
         let per_connection = read + write + slots + CONNECTION_OVERHEAD + MEMBER_OVERHEAD;
-        let refusals = super::listener::MAX_LINGERING_REFUSALS as u64 * 8 * 1024;
+        let refusals = super::entry::MAX_LINGERING_REFUSALS as u64 * 8 * 1024;
         clients * per_connection + refusals
     }
 

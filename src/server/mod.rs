@@ -1,12 +1,13 @@
-//! The server side: builder, handle, accept loop, connection driver and writer.
+//! The server side: builder, handle, the entry every connection comes in through (from the
+//! accept loop or [`Relay::serve_connection`]), connection driver and writer.
 
 mod builder;
 mod config;
 mod connection;
-#[cfg(fuzzing)]
-mod fuzz_harness;
+mod entry;
 mod handle;
 mod listener;
+mod relay;
 mod shared;
 mod socket;
 mod writer;
@@ -19,7 +20,6 @@ pub use config::{
     DEFAULT_BIND, DEFAULT_CHANNEL_CAPACITY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS,
     DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_WRITE_TIMEOUT,
 };
-#[cfg(fuzzing)]
-pub use fuzz_harness::FuzzHarness;
 pub use handle::{ServerHandle, SERVER_ID};
+pub use relay::Relay;
 pub(crate) use shared::Shared;
