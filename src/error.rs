@@ -65,6 +65,7 @@ impl SyncError {
 
     /// Maps an I/O error on an established connection: resets and broken pipes become
     /// [`SyncError::ConnectionReset`], a clean end of stream [`SyncError::ConnectionClosed`].
+    #[cfg(feature = "client")]
     pub(crate) fn from_connection_io(err: io::Error) -> Self {
         use io::ErrorKind::*;
         match err.kind() {

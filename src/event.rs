@@ -55,3 +55,7 @@ pub enum ServerEvent {
     /// connection stays open.
     Error(String),
 }
+
+/// The sender id of messages the server itself sends (`ServerHandle::send_to`,
+/// `ServerHandle::broadcast_to_room`): the nil UUID, which no client ever gets.
+pub const SERVER_ID: uuid::Uuid = uuid::Uuid::nil();

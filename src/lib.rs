@@ -45,45 +45,67 @@
 // No unsafe code: memory safety is the compiler's to check, not a sanitizer's.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "server")]
 pub mod auth;
+#[cfg(feature = "client")]
 mod client;
 #[cfg(feature = "redis")]
 pub mod cluster;
-#[cfg(not(feature = "redis"))]
+#[cfg(all(feature = "server", not(feature = "redis")))]
 #[path = "cluster/disabled.rs"]
 mod cluster;
+#[cfg(feature = "server")]
 mod directory;
+#[cfg(feature = "server")]
 mod disconnect;
 mod error;
 mod event;
+#[cfg(feature = "server")]
 mod handler;
+#[cfg(feature = "server")]
 mod outbox;
+#[cfg(feature = "server")]
 pub mod pipeline;
 pub mod protocol;
+#[cfg(feature = "server")]
 mod registry;
+#[cfg(feature = "server")]
 mod room;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 mod session;
+#[cfg(feature = "server")]
 mod stats;
 mod sync;
 
+#[cfg(feature = "server")]
 pub use auth::Identity;
+#[cfg(feature = "client")]
 pub use client::{Client, ClientBuilder, ClientReceiver, ClientSender};
+#[cfg(feature = "server")]
 pub use directory::ClientInfo;
+#[cfg(feature = "server")]
 pub use disconnect::{DisconnectKind, DisconnectReason};
 pub use error::SyncError;
-pub use event::ServerEvent;
+pub use event::{ServerEvent, SERVER_ID};
+#[cfg(feature = "server")]
 pub use handler::{JoinRequest, NoopHandler, ServerHandler};
+#[cfg(feature = "server")]
 pub use pipeline::{ClientMessage, FrameLayer, FrameRequest, Reply, ReplyKind};
+#[cfg(feature = "server")]
 pub use room::RoomOptions;
-pub use server::{Relay, Server, ServerBuilder, ServerHandle, SERVER_ID};
+#[cfg(feature = "server")]
+pub use server::{Relay, Server, ServerBuilder, ServerHandle};
+#[cfg(feature = "server")]
 pub use stats::Stats;
 pub use uuid::Uuid;
 
 /// The reusable tower layers (re-export of `ghost-sync-layers`).
+#[cfg(feature = "server")]
 pub use ghost_sync_layers as layers;
 
 /// The README's code blocks, compiled as doctests so that they cannot go stale.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "client", feature = "server"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -145,7 +145,7 @@ impl<L> ServerBuilder<L> {
     /// service from [`Credentials`] to [`Identity`](crate::Identity). A client it refuses
     /// gets [`SyncError::AuthFailed`] with the error's text; a client it accepts carries the
     /// identity, which hooks and layers see ([`ServerHandle::client_info`],
-    /// [`FrameRequest::identity`]). Without a validator (the default) the relay is open.
+    /// [`FrameRequest::identity`](crate::FrameRequest::identity)). Without a validator (the default) the relay is open.
     ///
     /// [`HmacTokenValidator`](crate::auth::HmacTokenValidator) is the simple production
     /// choice; [`authenticate_with`](ServerBuilder::authenticate_with) takes a closure.
@@ -268,7 +268,7 @@ impl<L> ServerBuilder<L> {
     /// Adds a tower layer to the frame pipeline, between the built-in layers and the hooks.
     /// Layers added first see frames first.
     ///
-    /// Its service receives [`FrameRequest`]s and returns [`Reply`]s; an `Err` it returns is
+    /// Its service receives [`FrameRequest`](crate::FrameRequest)s and returns [`Reply`](crate::Reply)s; an `Err` it returns is
     /// sent to the client as `ServerEvent::Error(err.to_string())` and the connection stays
     /// open. tower's own middleware (rate limits, timeouts, filters) drops in unchanged.
     pub fn layer<N>(self, layer: N) -> ServerBuilder<Stack<N, L>> {

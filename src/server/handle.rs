@@ -18,10 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// The sender id of messages the server itself sends
-/// ([`ServerHandle::send_to`], [`ServerHandle::broadcast_to_room`]): the nil UUID, which no
-/// client ever gets.
-pub const SERVER_ID: Uuid = Uuid::nil();
+pub use crate::event::SERVER_ID;
 
 /// A cheap, cloneable handle to a server (`Clone + Send + Sync`): rooms, clients, stats,
 /// server-originated messages, and shutdown.
