@@ -4,7 +4,7 @@
 //! relay are reported plainly, and the binary itself prints one JSON object.
 
 use ghost_sync::auth::HmacTokenValidator;
-use ghost_sync::{Server, ServerHandle};
+use ghost_sync::{Server, ServerHandle, ServerHandler, Uuid};
 use ghost_sync_bench::loadtest::{self, Options, Report, Rooms};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -176,20 +176,35 @@ async fn missing_rooms_and_no_relay_are_reported() {
     assert!(!report.connect_failures.is_empty(), "{report}");
 }
 
+/// Tells the test once clients publish (so every client has joined and receives).
+struct Publishing(tokio::sync::mpsc::Sender<()>);
+
+impl ServerHandler for Publishing {
+    fn on_broadcast(&self, _client_id: Uuid, _room_id: &str, _data: &[u8]) {
+        let _ = self.0.try_send(());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_shutting_down_shows_as_disconnects() {
-    let (handle, addr) = relay(&["a", "b"], None).await;
-    let mut options = small(addr);
-    options.duration = Duration::from_secs(3);
+    let (tx, mut publishing) = tokio::sync::mpsc::channel(1);
+    let handle = Server::builder()
+        .bind("127.0.0.1:0")
+        .handler(Publishing(tx))
+        .build()
+        .run()
+        .await
+        .unwrap();
+    handle.create_room("a").unwrap();
+    handle.create_room("b").unwrap();
+    let mut options = small(handle.local_addr().unwrap());
+    options.duration = Duration::from_secs(10);
     let run = tokio::spawn(async move { run(&options).await });
-    // Shut down once the clients are publishing (watched through the relay's own view).
-    tokio::time::timeout(PATIENCE, async {
-        while handle.room_client_count("b") != Some(3) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .unwrap();
+    // Publishing starts once all six joined: shut down then.
+    tokio::time::timeout(PATIENCE, publishing.recv())
+        .await
+        .unwrap()
+        .unwrap();
     handle.shutdown().await;
     let report = run.await.unwrap();
     assert_eq!(report.joined, 6);
@@ -200,6 +215,10 @@ async fn a_relay_shutting_down_shows_as_disconnects() {
         "{report}"
     );
     assert_eq!(report.to_json()["disconnects"]["connection_closed"], 6);
+    assert!(
+        report.errors.iter().any(|e| e.contains("disconnected")),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut options = match args::parse(&argv) {
-        Ok(Command::Run(options)) => options,
+        Ok(Command::Run(options)) => *options,
         Ok(Command::Help) => {
             println!("{}", args::USAGE);
             return ExitCode::SUCCESS;

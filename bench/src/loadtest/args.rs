@@ -111,7 +111,7 @@ impl Default for Options {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Run with these options (already checked with [`Options::plan`]).
-    Run(Options),
+    Run(Box<Options>),
     /// Print [`USAGE`].
     Help,
 }
@@ -159,7 +159,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
         }
     }
     o.plan()?;
-    Ok(Command::Run(o))
+    Ok(Command::Run(Box::new(o)))
 }
 
 fn count(flag: &str, v: &str) -> Result<usize> {
@@ -268,7 +268,7 @@ mod tests {
     fn run(args: &str) -> Result<Options> {
         let args: Vec<String> = args.split_whitespace().map(str::to_owned).collect();
         match parse(&args)? {
-            Command::Run(o) => Ok(o),
+            Command::Run(o) => Ok(*o),
             Command::Help => bail!("help"),
         }
     }
