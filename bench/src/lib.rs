@@ -18,7 +18,9 @@
 //! - [`scenarios`]: the matrix, memory, scale, slow-consumer and fairness tests;
 //! - [`cluster`]: one relay, redis pub/sub and three relays sharing redis, side by side;
 //! - [`game`]: every member of every room publishing at a tick rate, on the three servers;
-//! - [`report`]: the table, the JSON line, the targets and the SVG chart.
+//! - [`report`]: the table, the JSON line, the targets and the SVG chart;
+//! - [`loadtest`]: the `ghost-sync-loadtest` binary's parts (any relay, through the library's
+//!   `Client`).
 
 #![warn(missing_docs)]
 
@@ -28,6 +30,7 @@ pub mod fairness;
 pub mod game;
 pub mod hog;
 pub mod load;
+pub mod loadtest;
 pub mod payload;
 pub mod proto;
 pub mod report;
