@@ -61,6 +61,16 @@ pub struct Credentials {
     pub peer: SocketAddr,
 }
 
+impl Credentials {
+    /// What a client at `peer` presented: for unit tests of a validator.
+    pub fn new(token: impl Into<Bytes>, peer: SocketAddr) -> Self {
+        Self {
+            token: token.into(),
+            peer,
+        }
+    }
+}
+
 /// How the server holds a validator.
 pub(crate) type Validator = BoxCloneSyncService<Credentials, Identity, BoxError>;
 

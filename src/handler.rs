@@ -28,6 +28,43 @@ pub struct JoinRequest<'a> {
     pub data: &'a [u8],
 }
 
+impl<'a> JoinRequest<'a> {
+    /// A plain join of `room_id` by `client_id` from `addr`, with no identity and no data:
+    /// for unit tests of an `on_join_request` hook.
+    ///
+    /// ```
+    /// use ghost_sync::auth::Identity;
+    /// use ghost_sync::{JoinRequest, Uuid};
+    ///
+    /// let alice = Identity::new("alice");
+    /// let join = JoinRequest::new(Uuid::new_v4(), "arena", "127.0.0.1:4000".parse().unwrap())
+    ///     .with_identity(&alice)
+    ///     .with_data(b"password");
+    /// assert_eq!(join.identity.map(Identity::user_id), Some("alice"));
+    /// ```
+    pub fn new(client_id: Uuid, room_id: &'a str, addr: SocketAddr) -> Self {
+        Self {
+            client_id,
+            room_id,
+            addr,
+            identity: None,
+            data: &[],
+        }
+    }
+
+    /// The same join by a client the validator identified.
+    pub fn with_identity(mut self, identity: &'a Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// The same join, carrying `data`.
+    pub fn with_data(mut self, data: &'a [u8]) -> Self {
+        self.data = data;
+        self
+    }
+}
+
 /// Policy hooks called by the relay. Every method has a no-op default that allows everything.
 ///
 /// ```
