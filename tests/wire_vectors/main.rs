@@ -9,6 +9,7 @@
 //! format (or of the table), rewrite them with
 //! `GHOST_SYNC_WRITE_VECTORS=1 cargo test -p ghost-sync --test wire_vectors` and review the diff.
 
+mod doc_examples;
 mod fields;
 mod format;
 mod generate;
@@ -20,7 +21,7 @@ use format::{Bad, Good};
 use generate::{bad, generated, good_client, good_server};
 use ghost_sync::protocol::{
     decode_frame, encode, encode_members, ClientFrame, DisconnectCode, FrameError, FrameReader,
-    RejectCode, ServerFrame, WireMessage, FRAME_OVERHEAD, MAX_PAYLOAD_LIMIT,
+    RejectCode, ServerFrame, WireMessage, FRAME_OVERHEAD, MAX_REASON_LEN,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -39,13 +40,17 @@ fn read(file: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The limit a reader of good vectors uses: the largest any relay or client applies.
-const ANY_LIMIT: usize = MAX_PAYLOAD_LIMIT + FRAME_OVERHEAD;
+/// The limit the relay applies to client vectors: its default one.
+const RELAY_LIMIT: usize = table::DEFAULT_MAX_BODY;
+/// The limit a client applies to server vectors before any `Welcome` (and with any
+/// `max_payload` up to `MAX_REASON_LEN`): the smallest a client uses, so that a port's reader
+/// reads every server vector whatever its configuration.
+const CLIENT_LIMIT: usize = MAX_REASON_LEN + FRAME_OVERHEAD;
 
-/// The one frame body of `bytes`, split off by the real frame reader.
-fn body_of(name: &str, bytes: &[u8]) -> bytes::Bytes {
+/// The one frame body of `bytes`, split off by the real frame reader with this limit.
+fn body_of(name: &str, bytes: &[u8], limit: usize) -> bytes::Bytes {
     let mut buf = BytesMut::from(bytes);
-    let body = FrameReader::new(ANY_LIMIT)
+    let body = FrameReader::new(limit)
         .next_frame(&mut buf)
         .unwrap_or_else(|e| panic!("{name}: the frame reader refused it: {e}"))
         .unwrap_or_else(|| panic!("{name}: not a whole frame"));
@@ -114,6 +119,7 @@ fn same_names<'a>(file: &str, in_file: impl Iterator<Item = &'a str>, in_table: 
 /// encodes to exactly the block's bytes.
 fn check_good<T>(
     file: &str,
+    limit: usize,
     table: &[(&'static str, &'static str, T)],
     decodes_to: impl Fn(&[u8], &T) -> Result<(), String>,
     describe: impl Fn(&str, &str, &T) -> Good,
@@ -125,7 +131,7 @@ fn check_good<T>(
     for vector in &vectors {
         let name = vector.name.as_str();
         let (meaning, value) = by_name[name];
-        let body = body_of(name, &vector.hex);
+        let body = body_of(name, &vector.hex, limit);
         if let Err(why) = decodes_to(&body, value) {
             panic!("{file} {name}: {why}");
         }
@@ -147,6 +153,7 @@ fn check_good<T>(
 fn every_client_vector_decodes_to_its_value_and_its_value_encodes_to_its_bytes() {
     check_good(
         CLIENT_FILE,
+        RELAY_LIMIT,
         &table::client(),
         |body, value| match decode_frame::<ClientFrame<'_>>(body) {
             Ok(decoded) if decoded == *value => Ok(()),
@@ -161,6 +168,7 @@ fn every_client_vector_decodes_to_its_value_and_its_value_encodes_to_its_bytes()
 fn every_server_vector_decodes_to_its_value_and_its_value_encodes_to_its_bytes() {
     check_good(
         SERVER_FILE,
+        CLIENT_LIMIT,
         &table::server(),
         |body, value| match decode_frame::<ServerFrame<'_>>(body) {
             Ok(decoded) if decoded == *value => Ok(()),
@@ -341,5 +349,22 @@ fn the_json_twin_holds_the_same_vectors_as_the_text_files() {
         assert_eq!(entry["limit"], vector.limit);
         assert_eq!(entry["error"], vector.error.as_str());
         assert_eq!(entry["reason"].as_str(), vector.reason.as_deref());
+    }
+}
+
+#[test]
+fn every_worked_example_of_protocol_md_is_a_vector() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/PROTOCOL.md"))
+        .expect("PROTOCOL.md");
+    let mut vectors = format::read_good(&read(CLIENT_FILE)).expect("client vectors");
+    vectors.extend(format::read_good(&read(SERVER_FILE)).expect("server vectors"));
+    let examples = doc_examples::frames(&doc);
+    assert!(examples.len() >= 10, "found the examples: {examples:?}");
+    for example in examples {
+        assert!(
+            vectors.iter().any(|v| v.hex == example),
+            "PROTOCOL.md shows {} , which is no vector's bytes",
+            fields::hex(&example)
+        );
     }
 }

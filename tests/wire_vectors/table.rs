@@ -275,18 +275,18 @@ pub fn server() -> Vec<(&'static str, &'static str, ServerFrame<'static>)> {
         ),
         (
             "left_lobby",
-            "Left \"lobby\": the answer to Leave",
+            "Left \"lobby\": the answer to Leave (PROTOCOL.md section 10)",
             Left { room_id: "lobby" },
         ),
         (
             "player_joined",
-            "PlayerJoined: 00112233-4455-6677-8899-aabbccddeeff joined the receiver's room",
+            "PlayerJoined: 00112233-4455-6677-8899-aabbccddeeff joined the receiver's room (PROTOCOL.md section 10)",
             PlayerJoined { client_id: ID },
         ),
         (
             "player_left",
-            "PlayerLeft: ffeeddcc-bbaa-9988-7766-554433221100 left the receiver's room",
-            PlayerLeft { client_id: OTHER },
+            "PlayerLeft: 00112233-4455-6677-8899-aabbccddeeff left the receiver's room (PROTOCOL.md section 10)",
+            PlayerLeft { client_id: ID },
         ),
         (
             "broadcast_hi",
