@@ -152,22 +152,28 @@ fn malformed<T: WireMessage>(tag: u8, len: usize, err: wincode::ReadError) -> St
     let Some(name) = T::name(tag) else {
         return format!("unknown {} message tag 0x{tag:02x}", T::SENDER);
     };
+    // "an Error", "a Join": the reason is read by people.
+    let a = if name.starts_with(['A', 'E', 'I', 'O', 'U']) {
+        "an"
+    } else {
+        "a"
+    };
     match err {
         E::Io(_) | E::PreallocationSizeLimit { .. } | E::LengthEncodingOverflow(_) => format!(
-            "a {name} (tag 0x{tag:02x}) cut short: a body of {len} bytes is too short for \
+            "{a} {name} (tag 0x{tag:02x}) cut short: a body of {len} bytes is too short for \
              its fields, or a length prefix in it runs past its end"
         ),
         E::InvalidUtf8Encoding(_) | E::InvalidUtf8Code(_) | E::InvalidCharLead(_) => format!(
-            "the {} of a {name} is not valid UTF-8",
+            "the {} of {a} {name} is not valid UTF-8",
             T::text_field(tag).unwrap_or("text")
         ),
-        E::InvalidBoolEncoding(byte) => format!("a flag of a {name} is {byte}, not 0 or 1"),
+        E::InvalidBoolEncoding(byte) => format!("a flag of {a} {name} is {byte}, not 0 or 1"),
         E::TrailingBytes => {
             format!(
-                "bytes left over after a {name}: the body of {len} bytes is longer than its fields"
+                "bytes left over after {a} {name}: the body of {len} bytes is longer than its fields"
             )
         }
-        other => format!("a {name} (tag 0x{tag:02x}) does not decode: {other}"),
+        other => format!("{a} {name} (tag 0x{tag:02x}) does not decode: {other}"),
     }
 }
 

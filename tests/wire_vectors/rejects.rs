@@ -174,7 +174,7 @@ pub fn reject() -> Vec<Reject> {
             "An Error whose message is the lone byte 0xff",
             "server",
             &["0000000a", "07", "0100000000000000", "ff"],
-            Malformed("malformed frame: the message of a Error is not valid UTF-8"),
+            Malformed("malformed frame: the message of an Error is not valid UTF-8"),
         ),
         r(
             "members_more_is_2",
