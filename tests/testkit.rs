@@ -259,3 +259,33 @@ async fn a_slow_reader_loses_frames_alone_and_reads_whole_frames() {
     assert!(got < sent, "got all {sent} frames");
     assert!(relay.handle().client_info(slow.client_id()).is_some());
 }
+
+#[tokio::test]
+async fn expect_no_event_while_answers_pings_and_fails_on_an_event() {
+    let relay = TestRelay::start(Server::builder().ping_interval(Duration::from_millis(20))).await;
+    relay.create_room("arena");
+    let mut client = relay.joined("arena").await;
+    // Ten ping intervals pass: the client is still connected afterwards.
+    client
+        .expect_no_event_while(tokio::time::sleep(Duration::from_millis(200)))
+        .await;
+    client.expect_round_trip().await;
+    let handle = relay.handle().clone();
+    let message = panic_message(tokio::spawn(async move {
+        client
+            .expect_no_event_while(async {
+                handle.broadcast_to_room("arena", b"x").unwrap();
+                std::future::pending::<()>().await
+            })
+            .await;
+    }))
+    .await;
+    assert!(
+        message.contains("expected no event while waiting"),
+        "{message}"
+    );
+    assert!(
+        message.contains("got:     Broadcast from the server"),
+        "{message}"
+    );
+}

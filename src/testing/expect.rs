@@ -11,6 +11,7 @@ use crate::disconnect::{DisconnectKind, DisconnectReason};
 use crate::event::ServerEvent;
 use crate::protocol::DisconnectCode;
 use bytes::Bytes;
+use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -260,6 +261,26 @@ impl TestClient {
                     let what = format!("no event within {window:?}");
                     self.fail(&what, Some(&other), started, &[], 0)
                 }
+            }
+        }
+    }
+
+    /// Runs `work` (waiting for a hook, for the relay's stats to change) while expecting no
+    /// event, answering the relay's pings meanwhile: a client left unread across a wait longer
+    /// than the relay's ping interval would be disconnected for a ping timeout. No timeout of
+    /// its own: bound `work`.
+    pub async fn expect_no_event_while<T>(&mut self, work: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                value = &mut work => return value,
+                // Cancel-safe: a partial frame stays in the read buffer.
+                received = self.wire.next_received() => match received {
+                    Received::Pong => continue,
+                    other => self.fail("no event while waiting", Some(&other), started, &[], 0),
+                },
             }
         }
     }
