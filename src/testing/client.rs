@@ -20,9 +20,9 @@ pub(super) const HISTORY: usize = 6;
 
 /// A connection to a relay under test.
 ///
-/// Sending methods write at once and panic if the socket fails ([`try_send_frame`]
-/// (TestClient::try_send_frame) and [`try_send_raw`](TestClient::try_send_raw) return the
-/// error instead). They check nothing the relay should check: a test can send a payload over
+/// Sending methods write at once and panic if the socket fails
+/// ([`try_send_frame`](TestClient::try_send_frame) and
+/// [`try_send_raw`](TestClient::try_send_raw) return the error instead). They check nothing the relay should check: a test can send a payload over
 /// `max_payload` or bytes that are not a frame at all.
 ///
 /// While waiting in an expectation the client answers the relay's pings with pongs, so a long

@@ -361,7 +361,7 @@ impl TestClient {
 
 /// The reason a `Disconnect` frame gives, as the relay's `DisconnectReason` (the relay sends
 /// the detail of the reasons that carry one as the message).
-pub(super) fn reason_of(code: u8, message: &str) -> Option<DisconnectReason> {
+fn reason_of(code: u8, message: &str) -> Option<DisconnectReason> {
     let message = message.to_owned();
     Some(match DisconnectCode::from_u8(code)? {
         DisconnectCode::IdleTimeout => DisconnectReason::IdleTimeout,

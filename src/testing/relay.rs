@@ -131,7 +131,8 @@ impl TestRelay {
 
 impl Drop for TestRelay {
     fn drop(&mut self) {
-        // Cheap and idempotent; without a runtime there is nothing left to stop anyway.
+        // Cheap and idempotent. Outside a runtime (dropped after it) the relay's tasks ended
+        // with their runtime already.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let handle = self.handle.clone();
             runtime.spawn(async move { handle.shutdown().await });
