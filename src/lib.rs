@@ -78,6 +78,8 @@ mod session;
 #[cfg(feature = "server")]
 mod stats;
 mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[cfg(feature = "server")]
 pub use auth::Identity;

@@ -2,31 +2,23 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
-use ghost_sync::protocol::{ClientFrame, DisconnectCode};
-use ghost_sync::{Server, ServerEvent, SyncError};
+use ghost_sync::testing::TestRelay;
+use ghost_sync::{DisconnectKind, DisconnectReason, Server, ServerEvent, SyncError};
 
 #[tokio::test]
 async fn a_broadcast_reaches_every_other_member_and_nobody_else() {
     let (recorder, mut hooks) = Recorder::new();
-    let (handle, addr) = start(Server::builder().handler(recorder)).await;
-    handle.create_room("red").unwrap();
-    handle.create_room("blue").unwrap();
-    let mut red = join_all(addr, "red", 3).await;
-    // blue speaks raw frames, so that its keepalive answers are visible.
-    let mut blue = RawClient::joined(addr, "blue").await;
+    let relay = TestRelay::start(Server::builder().handler(recorder)).await;
+    relay.create_room("red");
+    relay.create_room("blue");
+    let mut red = relay.join_all("red", 3).await;
+    let mut blue = relay.joined("blue").await;
 
-    red[0].broadcast(b"attack").await.unwrap();
+    red[0].broadcast(b"attack").await;
     let sender = red[0].client_id();
     for member in red.iter_mut().skip(1) {
-        assert_eq!(
-            next_event(member).await,
-            ServerEvent::Broadcast {
-                sender_id: sender,
-                data: Bytes::from_static(b"attack")
-            }
-        );
+        member.expect_broadcast(sender, b"attack").await;
     }
     assert_eq!(
         wait_hook(&mut hooks, |h| matches!(h, Hook::Broadcast(..))).await,
@@ -34,40 +26,31 @@ async fn a_broadcast_reaches_every_other_member_and_nobody_else() {
     );
 
     // The next thing the sender sees is this marker: it never got its own "attack".
-    red[1].broadcast(b"marker").await.unwrap();
-    assert_eq!(
-        next_event(&mut red[0]).await,
-        ServerEvent::Broadcast {
-            sender_id: red[1].client_id(),
-            data: Bytes::from_static(b"marker")
-        }
-    );
+    red[1].broadcast(b"marker").await;
+    let marker_from = red[1].client_id();
+    red[0].expect_broadcast(marker_from, b"marker").await;
     // blue is alone in its room: its own broadcast comes back to nobody, and red's traffic,
     // relayed before blue's ping was answered, never reached it.
-    blue.send(&ClientFrame::Broadcast { data: b"alone" }).await;
-    blue.send(&ClientFrame::Ping).await;
-    assert_eq!(
-        blue.recv_skipping(|f| *f == Frame::Ping).await,
-        Some(Frame::Pong)
-    );
+    blue.broadcast(b"alone").await;
+    blue.expect_round_trip().await;
 }
 
 #[tokio::test]
 async fn broadcasting_outside_a_room_is_an_error() {
-    let (_handle, addr) = start(Server::builder()).await;
-    let mut client = ghost_sync::Client::connect(addr).await.unwrap();
-    client.broadcast(b"hello?").await.unwrap();
-    assert_eq!(
-        next_event(&mut client).await,
-        ServerEvent::Error("not in a room".into())
-    );
+    let relay = TestRelay::start(Server::builder()).await;
+    let mut client = relay.client().await;
+    client.broadcast(b"hello?").await;
+    client
+        .expect_event(ServerEvent::Error("not in a room".into()))
+        .await;
 }
 
 #[tokio::test]
 async fn the_client_refuses_to_send_a_payload_over_the_relays_limit() {
-    let (handle, addr) = start(Server::builder().max_payload(100)).await;
-    handle.create_room("lobby").unwrap();
-    let mut client = joined(addr, "lobby").await;
+    let relay = TestRelay::start(Server::builder().max_payload(100)).await;
+    relay.create_room("lobby");
+    // The client library's own check is under test: a real `Client`.
+    let mut client = joined(relay.addr(), "lobby").await;
     assert_eq!(client.max_payload(), 100);
     assert!(matches!(
         client.broadcast(&[0; 101]).await,
@@ -84,33 +67,32 @@ async fn the_client_refuses_to_send_a_payload_over_the_relays_limit() {
 
 #[tokio::test]
 async fn a_payload_over_max_payload_disconnects_with_payload_too_large() {
-    let (handle, addr) = start(Server::builder().max_payload(100)).await;
-    handle.create_room("lobby").unwrap();
-    let mut raw = RawClient::joined(addr, "lobby").await;
+    let relay = TestRelay::start(Server::builder().max_payload(100)).await;
+    relay.create_room("lobby");
+    let mut client = relay.joined("lobby").await;
     // Within the frame overhead, so only the payload-limit layer can catch it.
-    raw.send(&ClientFrame::Broadcast { data: &[7; 101] }).await;
-    match raw.recv_skipping_pings().await {
-        Some(Frame::Disconnect { code, message }) => {
-            assert_eq!(code, DisconnectCode::PayloadTooLarge as u8);
-            assert!(message.contains("101"), "the reason says why: {message}");
+    client.broadcast([7; 101]).await;
+    // The goodbye, then the end of the stream.
+    match client
+        .expect_disconnect(DisconnectKind::PayloadTooLarge)
+        .await
+    {
+        DisconnectReason::PayloadTooLarge(message) => {
+            assert!(message.contains("101"), "the reason says why: {message}")
         }
-        other => panic!("expected a disconnect, got {other:?}"),
+        other => panic!("expected a payload-too-large disconnect, got {other:?}"),
     }
-    assert_eq!(raw.recv().await, None);
 }
 
 #[tokio::test]
 async fn an_oversized_length_prefix_disconnects_before_the_body_is_sent() {
-    let (_handle, addr) = start(Server::builder().max_payload(100)).await;
-    let mut raw = RawClient::greeted(addr).await;
+    let relay = TestRelay::start(Server::builder().max_payload(100)).await;
+    let mut client = relay.client().await;
     // Announce 1 MiB and send nothing more: the relay must not wait for it.
-    raw.send_bytes(&(1u32 << 20).to_be_bytes()).await;
-    match raw.recv_skipping_pings().await {
-        Some(Frame::Disconnect { code, .. }) => {
-            assert_eq!(code, DisconnectCode::PayloadTooLarge as u8)
-        }
-        other => panic!("expected a disconnect, got {other:?}"),
-    }
+    client.send_raw(&(1u32 << 20).to_be_bytes()).await;
+    client
+        .expect_disconnect(DisconnectKind::PayloadTooLarge)
+        .await;
 }
 
 /// Every member publishing at once, each with frames pipelined: every receiver gets every
@@ -122,9 +104,10 @@ async fn every_member_publishing_keeps_each_sender_s_order(builder: ghost_sync::
     // Every receiver's queue can hold all it is sent (5 × 300 frames): this checks order, and
     // a flush window may let a burst pile up past the default 1024 frames, which would drop
     // frames (backpressure, asserted absent below) rather than reorder them.
-    let (handle, addr) = start(builder.channel_capacity(4096)).await;
-    handle.create_room("all").unwrap();
-    let mut members = join_all(addr, "all", MEMBERS).await;
+    let relay = TestRelay::start(builder.channel_capacity(4096)).await;
+    relay.create_room("all");
+    // Split `Client`s: each member sends from one task and receives in another.
+    let mut members = join_all(relay.addr(), "all", MEMBERS).await;
     let ids: Vec<_> = members.iter().map(|m| m.client_id()).collect();
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
@@ -174,7 +157,7 @@ async fn every_member_publishing_keeps_each_sender_s_order(builder: ghost_sync::
     for task in sending {
         task.await.unwrap();
     }
-    assert_eq!(handle.stats().frames_dropped, 0);
+    assert_eq!(relay.handle().stats().frames_dropped, 0);
 }
 
 #[tokio::test]

@@ -5,20 +5,21 @@ mod common;
 
 use common::*;
 use ghost_sync::protocol::{encode, ClientFrame};
-use ghost_sync::{Client, DisconnectReason, Server, ServerEvent, Uuid};
+use ghost_sync::testing::{TestClient, TestRelay};
+use ghost_sync::{DisconnectReason, Server, Uuid};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Waits for `who`'s `on_disconnect`, and checks that its room got exactly one `PlayerLeft`
 /// and `on_leave` fired exactly once.
 async fn left_once(
     hooks: &mut UnboundedReceiver<Hook>,
-    witness: &mut UnboundedReceiver<ServerEvent>,
+    witness: &mut TestClient,
     who: Uuid,
 ) -> DisconnectReason {
+    witness.expect_member_left(who).await;
     let mut leaves = 0;
-    let reason = within("the disconnect", async {
+    let disconnect = within("the disconnect", async {
         loop {
             match hooks.recv().await.expect("handler alive") {
                 Hook::Leave(id, _) if id == who => leaves += 1,
@@ -26,14 +27,13 @@ async fn left_once(
                 _ => {}
             }
         }
-    })
-    .await;
+    });
+    // The relay may give a client that does not read its farewell two seconds: the witness
+    // waits meanwhile, answering its pings, and fails on a second PlayerLeft.
+    let reason = witness.expect_no_event_while(disconnect).await;
     assert_eq!(leaves, 1, "on_leave once");
-    assert_eq!(
-        within("PlayerLeft", witness.recv()).await,
-        Some(ServerEvent::PlayerLeft { client_id: who })
-    );
-    assert!(witness.try_recv().is_err(), "a second PlayerLeft");
+    // A second PlayerLeft would be on its way before the pong.
+    witness.expect_round_trip().await;
     while let Ok(hook) = hooks.try_recv() {
         assert!(
             !matches!(hook, Hook::Leave(id, _) if id == who),
@@ -43,99 +43,59 @@ async fn left_once(
     reason
 }
 
-/// A relay with short pings, and a witness in room "arena" whose events arrive on a channel
-/// (read continuously, so that it answers its own pings).
-async fn server() -> (
-    ghost_sync::ServerHandle,
-    std::net::SocketAddr,
-    UnboundedReceiver<Hook>,
-    UnboundedReceiver<ServerEvent>,
-    Uuid,
-) {
+/// A relay with short pings, and a witness in room "arena" (it answers pings only while it
+/// waits in an expectation: the tests keep it waiting while the relay works).
+async fn server() -> (TestRelay, UnboundedReceiver<Hook>, TestClient) {
     let (make, hooks) = Recorder::reentrant();
-    let (handle, addr) = start(
+    let relay = TestRelay::start(
         Server::builder()
             .handler_with(make)
             .ping_interval(Duration::from_millis(100)),
     )
     .await;
-    handle.create_room("arena").unwrap();
-    let mut witness = joined(addr, "arena").await;
-    let witness_id = witness.client_id();
-    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(event)) = witness.recv().await {
-            if tx.send(event).is_err() {
-                return;
-            }
-        }
-    });
-    (handle, addr, hooks, events, witness_id)
-}
-
-/// Sends a RST instead of a FIN when the stream is dropped.
-fn reset_on_drop(stream: &tokio::net::TcpStream) {
-    socket2::SockRef::from(stream)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-}
-
-fn raw_id(handle: &ghost_sync::ServerHandle, not: Uuid) -> Uuid {
-    handle
-        .clients()
-        .into_iter()
-        .map(|c| c.id)
-        .find(|&id| id != not)
-        .expect("the raw client is listed")
+    relay.create_room("arena");
+    let witness = relay.joined("arena").await;
+    (relay, hooks, witness)
 }
 
 #[tokio::test]
 async fn a_client_killed_in_the_middle_of_a_frame_leaves_once() {
-    let (handle, addr, mut hooks, mut witness, witness_id) = server().await;
-    let mut raw = RawClient::joined(addr, "arena").await;
-    let id = raw_id(&handle, witness_id);
-    assert_eq!(
-        within("PlayerJoined", witness.recv()).await,
-        Some(ServerEvent::PlayerJoined { client_id: id })
-    );
+    let (relay, mut hooks, mut witness) = server().await;
+    let mut victim = relay.joined("arena").await;
+    let id = victim.client_id();
+    witness.expect_member_joined(id).await;
     let frame = encode(&ClientFrame::Broadcast { data: &[7; 1000] });
-    raw.send_bytes(&frame[..500]).await;
-    drop(raw);
+    victim.send_raw(&frame[..500]).await;
+    drop(victim);
     let reason = left_once(&mut hooks, &mut witness, id).await;
     assert!(
         matches!(reason, DisconnectReason::Transport(_)),
         "{reason:?}"
     );
-    assert_eq!(handle.room_client_count("arena"), Some(1));
+    assert_eq!(relay.handle().room_client_count("arena"), Some(1));
 }
 
 #[tokio::test]
 async fn a_client_that_vanishes_without_a_word_is_caught_by_the_ping_timeout() {
-    // A peer whose machine died sends no FIN: the connection stays open and silent. A raw
-    // client that never answers (nor reads) looks exactly the same to the relay.
-    let (handle, addr, mut hooks, mut witness, witness_id) = server().await;
-    let raw = RawClient::joined(addr, "arena").await;
-    let id = raw_id(&handle, witness_id);
-    assert_eq!(
-        within("PlayerJoined", witness.recv()).await,
-        Some(ServerEvent::PlayerJoined { client_id: id })
-    );
+    // A peer whose machine died sends no FIN: the connection stays open and silent. A client
+    // that never answers (nor reads) looks exactly the same to the relay.
+    let (relay, mut hooks, mut witness) = server().await;
+    let victim = relay.joined("arena").await;
+    let id = victim.client_id();
+    let frozen = victim.stop_reading();
+    witness.expect_member_joined(id).await;
     let reason = left_once(&mut hooks, &mut witness, id).await;
     assert_eq!(reason, DisconnectReason::PingTimeout);
-    drop(raw);
+    drop(frozen);
 }
 
 #[tokio::test]
 async fn a_reset_connection_leaves_once() {
-    let (handle, addr, mut hooks, mut witness, witness_id) = server().await;
-    let raw = RawClient::joined(addr, "arena").await;
-    let id = raw_id(&handle, witness_id);
-    assert_eq!(
-        within("PlayerJoined", witness.recv()).await,
-        Some(ServerEvent::PlayerJoined { client_id: id })
-    );
-    reset_on_drop(&raw.stream);
-    drop(raw);
+    let (relay, mut hooks, mut witness) = server().await;
+    let victim = relay.joined("arena").await;
+    let id = victim.client_id();
+    witness.expect_member_joined(id).await;
+    victim.sever();
     let reason = left_once(&mut hooks, &mut witness, id).await;
     assert!(
         matches!(
@@ -149,35 +109,35 @@ async fn a_reset_connection_leaves_once() {
 #[tokio::test]
 async fn no_slot_leaks_after_ten_times_max_clients_connections_end_every_way() {
     const MAX: usize = 20;
-    let (handle, addr) = start(Server::builder().max_clients(MAX)).await;
-    handle.create_room("arena").unwrap();
+    let relay = TestRelay::start(Server::builder().max_clients(MAX)).await;
+    relay.create_room("arena");
     for round in 0..10 * MAX {
         match round % 5 {
             // Clean: joins, then closes.
-            0 => drop(joined(addr, "arena").await),
+            0 => drop(relay.joined("arena").await),
             // Reset.
-            1 => {
-                let raw = RawClient::joined(addr, "arena").await;
-                reset_on_drop(&raw.stream);
-                drop(raw);
-            }
+            1 => relay.joined("arena").await.sever(),
             // Mid-frame.
             2 => {
-                let mut raw = RawClient::greeted(addr).await;
-                raw.send_bytes(&[0, 0, 1, 0, 3]).await;
-                drop(raw);
+                let mut client = relay.client().await;
+                client.send_raw(&[0, 0, 1, 0, 3]).await;
+                drop(client);
             }
             // Before the handshake.
             3 => {
-                let mut raw = RawClient::connect(addr).await;
-                raw.stream.write_all(&[0, 0]).await.unwrap();
-                drop(raw);
+                let mut stream = tokio::net::TcpStream::connect(relay.addr()).await.unwrap();
+                tokio::io::AsyncWriteExt::write_all(&mut stream, &[0, 0])
+                    .await
+                    .unwrap();
+                drop(stream);
             }
             // Kicked.
             _ => {
-                let mut client = joined(addr, "arena").await;
-                handle.kick(client.client_id(), "next").unwrap();
-                let _ = next_error(&mut client).await;
+                let mut client = relay.joined("arena").await;
+                relay.handle().kick(client.client_id(), "next").unwrap();
+                client
+                    .expect_disconnect(ghost_sync::DisconnectKind::Kicked)
+                    .await;
             }
         }
     }
@@ -186,7 +146,7 @@ async fn no_slot_leaks_after_ten_times_max_clients_connections_end_every_way() {
         loop {
             let mut fresh = Vec::new();
             for _ in 0..MAX {
-                match Client::connect(addr).await {
+                match ghost_sync::Client::connect(relay.addr()).await {
                     Ok(client) => fresh.push(client),
                     Err(_) => break,
                 }
@@ -200,6 +160,6 @@ async fn no_slot_leaks_after_ten_times_max_clients_connections_end_every_way() {
     })
     .await;
     assert_eq!(fresh.len(), MAX);
-    assert_eq!(handle.client_count(), MAX);
-    assert_eq!(handle.room_client_count("arena"), Some(0));
+    assert_eq!(relay.handle().client_count(), MAX);
+    assert_eq!(relay.handle().room_client_count("arena"), Some(0));
 }

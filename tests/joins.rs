@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use ghost_sync::testing::TestRelay;
 use ghost_sync::{Client, JoinRequest, RoomOptions, Server, ServerEvent, ServerHandler, Uuid};
 use std::sync::Arc;
 
@@ -23,22 +24,24 @@ impl ServerHandler for Password {
 
 #[tokio::test]
 async fn join_data_reaches_the_hook_and_its_reason_reaches_the_client() {
-    let (handle, addr) = start(Server::builder().handler(Password)).await;
-    handle.create_room("private").unwrap();
-    let mut client = Client::connect(addr).await.unwrap();
+    let relay = TestRelay::start(Server::builder().handler(Password)).await;
+    relay.create_room("private");
+    let mut client = relay.client().await;
 
-    client.join("private").await.unwrap();
-    assert_eq!(
-        next_event(&mut client).await,
-        ServerEvent::Error("join rejected: private: password required".into())
-    );
-    client.join_with("private", b"open up").await.unwrap();
-    assert_eq!(
-        next_event(&mut client).await,
-        ServerEvent::Error("join rejected: private: wrong password".into())
-    );
-    client.join_with("private", b"sesame").await.unwrap();
-    expect_joined(&mut client, "private").await;
+    client.join("private").await;
+    client
+        .expect_event(ServerEvent::Error(
+            "join rejected: private: password required".into(),
+        ))
+        .await;
+    client.join_with("private", b"open up").await;
+    client
+        .expect_event(ServerEvent::Error(
+            "join rejected: private: wrong password".into(),
+        ))
+        .await;
+    client.join_with("private", b"sesame").await;
+    client.expect_joined("private").await;
 }
 
 /// A handler that implements only the plain `on_join` still works (the default
@@ -53,44 +56,41 @@ impl ServerHandler for NoArena {
 
 #[tokio::test]
 async fn a_plain_on_join_keeps_working() {
-    let (handle, addr) = start(Server::builder().handler(NoArena)).await;
-    handle.create_room("arena").unwrap();
-    let mut client = Client::connect(addr).await.unwrap();
-    client.join_with("arena", b"ignored").await.unwrap();
-    assert_eq!(
-        next_event(&mut client).await,
-        ServerEvent::Error("join rejected: arena".into())
-    );
+    let relay = TestRelay::start(Server::builder().handler(NoArena)).await;
+    relay.create_room("arena");
+    let mut client = relay.client().await;
+    client.join_with("arena", b"ignored").await;
+    client
+        .expect_event(ServerEvent::Error("join rejected: arena".into()))
+        .await;
 }
 
 #[tokio::test]
 async fn a_joiner_learns_who_is_already_in_the_room() {
-    let (handle, addr) = start(Server::builder()).await;
-    handle.create_room("arena").unwrap();
-    let first = joined(addr, "arena").await;
-    let mut second = Client::connect(addr).await.unwrap();
-    second.join("arena").await.unwrap();
-    assert_eq!(
-        expect_joined(&mut second, "arena").await,
-        vec![first.client_id()]
-    );
-    let mut third = Client::connect(addr).await.unwrap();
-    third.join("arena").await.unwrap();
-    let mut members = expect_joined(&mut third, "arena").await;
+    let relay = TestRelay::start(Server::builder()).await;
+    relay.create_room("arena");
+    let first = relay.joined("arena").await;
+    let mut second = relay.client().await;
+    second.join("arena").await;
+    assert_eq!(second.expect_joined("arena").await, vec![first.client_id()]);
+    let mut third = relay.client().await;
+    third.join("arena").await;
+    let mut members = third.expect_joined("arena").await;
     members.sort();
     let mut expected = vec![first.client_id(), second.client_id()];
     expected.sort();
     assert_eq!(members, expected);
     // The first joiner of a room hears of nobody.
-    handle.create_room("empty").unwrap();
-    let mut alone = Client::connect(addr).await.unwrap();
-    alone.join("empty").await.unwrap();
-    assert!(expect_joined(&mut alone, "empty").await.is_empty());
+    relay.create_room("empty");
+    let mut alone = relay.client().await;
+    alone.join("empty").await;
+    assert!(alone.expect_joined("empty").await.is_empty());
 }
 
 #[tokio::test]
 async fn room_capacity_holds_under_a_rush_of_joins() {
-    let (handle, addr) = start(Server::builder()).await;
+    let relay = TestRelay::start(Server::builder()).await;
+    let handle = relay.handle();
     handle
         .create_room_with(
             "duel",
@@ -102,7 +102,7 @@ async fn room_capacity_holds_under_a_rush_of_joins() {
     assert_eq!(handle.room_capacity("duel"), Some(Some(2)));
     let mut clients = Vec::new();
     for _ in 0..20 {
-        clients.push(Client::connect(addr).await.unwrap());
+        clients.push(relay.client().await);
     }
     let start = Arc::new(tokio::sync::Barrier::new(clients.len()));
     let tasks: Vec<_> = clients
@@ -111,9 +111,9 @@ async fn room_capacity_holds_under_a_rush_of_joins() {
             let start = Arc::clone(&start);
             tokio::spawn(async move {
                 start.wait().await;
-                client.join("duel").await.unwrap();
+                client.join("duel").await;
                 loop {
-                    match next_event(&mut client).await {
+                    match client.next_event().await {
                         ServerEvent::Joined { .. } => return (true, client),
                         ServerEvent::Error(reason) => {
                             assert_eq!(reason, "room full: duel");
@@ -138,10 +138,11 @@ async fn room_capacity_holds_under_a_rush_of_joins() {
 
 #[tokio::test]
 async fn a_split_client_sends_from_one_task_and_receives_in_another() {
-    let (handle, addr) = start(Server::builder()).await;
-    handle.create_room("arena").unwrap();
-    let mut peer = joined(addr, "arena").await;
-    let (mut tx, mut rx) = Client::connect(addr).await.unwrap().split();
+    let relay = TestRelay::start(Server::builder()).await;
+    relay.create_room("arena");
+    let mut peer = relay.joined("arena").await;
+    // The split halves are what is under test: a real `Client`.
+    let (mut tx, mut rx) = Client::connect(relay.addr()).await.unwrap().split();
     let my_id = tx.client_id();
     assert_eq!(rx.client_id(), my_id);
 
@@ -157,28 +158,22 @@ async fn a_split_client_sends_from_one_task_and_receives_in_another() {
         got
     });
     tx.join("arena").await.unwrap();
-    assert_eq!(
-        next_event(&mut peer).await,
-        ServerEvent::PlayerJoined { client_id: my_id }
-    );
+    peer.expect_member_joined(my_id).await;
     for n in 0..3u8 {
         tx.broadcast(&[n]).await.unwrap();
-        match next_event(&mut peer).await {
-            ServerEvent::Broadcast { sender_id, data } => {
-                assert_eq!((sender_id, &data[..]), (my_id, &[n][..]))
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        peer.broadcast(&[10 + n]).await.unwrap();
+        peer.expect_broadcast(my_id, [n]).await;
+        peer.broadcast([10 + n]).await;
     }
     assert_eq!(receiver.await.unwrap(), vec![10, 11, 12]);
 }
 
 #[tokio::test]
 async fn the_receiving_half_answers_pings_while_the_sender_is_idle() {
-    let (handle, addr) =
-        start(Server::builder().ping_interval(std::time::Duration::from_millis(20))).await;
-    let (tx, mut rx) = Client::connect(addr).await.unwrap().split();
+    let relay =
+        TestRelay::start(Server::builder().ping_interval(std::time::Duration::from_millis(20)))
+            .await;
+    let handle = relay.handle();
+    let (tx, mut rx) = Client::connect(relay.addr()).await.unwrap().split();
     let reader = tokio::spawn(async move { rx.recv().await });
     // Nothing but pongs reaches the relay after the handshake: wait for five of them.
     within("five pongs", async {
@@ -201,7 +196,7 @@ async fn the_receiving_half_answers_pings_while_the_sender_is_idle() {
 async fn a_joiner_gets_the_whole_member_list_of_a_big_room_under_a_tiny_max_payload() {
     const FILLERS: usize = 2_048;
     let long = std::time::Duration::from_secs(600);
-    let (handle, addr) = start(
+    let relay = TestRelay::start(
         Server::builder()
             .max_payload(1)
             .max_clients(FILLERS + 10)
@@ -211,19 +206,27 @@ async fn a_joiner_gets_the_whole_member_list_of_a_big_room_under_a_tiny_max_payl
             .write_timeout(long),
     )
     .await;
-    handle.create_room("r").unwrap();
+    relay.create_room("r");
     let mut fillers = Vec::with_capacity(FILLERS);
     // Tiny receive windows: once a filler's socket is full its writer stops, and the
     // `PlayerJoined` of later fillers are dropped for it at the cost of a queue check,
     // instead of a wake-up and a write each.
     for _ in 0..FILLERS {
-        fillers.push(RawClient::tiny_window_joined(addr, "r").await);
+        let mut filler = relay.client_builder().receive_buffer(4096).connect().await;
+        filler.join("r").await;
+        filler
+            .expect_event(ServerEvent::Joined {
+                client_id: filler.client_id(),
+                room_id: "r".into(),
+            })
+            .await;
+        fillers.push(filler.stop_reading());
     }
 
-    let mut joiner = Client::connect(addr).await.unwrap();
-    joiner.join("r").await.unwrap();
-    let mut listed = within("the member list", expect_joined(&mut joiner, "r")).await;
-    let mut members = handle.room_members("r").unwrap();
+    let mut joiner = relay.client_builder().timeout(PATIENCE).connect().await;
+    joiner.join("r").await;
+    let mut listed = joiner.expect_joined("r").await;
+    let mut members = relay.handle().room_members("r").unwrap();
     members.retain(|&id| id != joiner.client_id());
     listed.sort();
     members.sort();
@@ -231,12 +234,10 @@ async fn a_joiner_gets_the_whole_member_list_of_a_big_room_under_a_tiny_max_payl
     assert_eq!(listed, members);
 
     fillers[0]
-        .send(&ghost_sync::protocol::ClientFrame::Broadcast { data: b"!" })
+        .send_frame(&ghost_sync::protocol::ClientFrame::Broadcast { data: b"!" })
         .await;
-    match next_event(&mut joiner).await {
-        ServerEvent::Broadcast { data, .. } => assert_eq!(&data[..], b"!"),
-        other => panic!("expected the broadcast, got {other:?}"),
-    }
+    let filler = fillers[0].client_id();
+    assert_eq!(&joiner.expect_broadcast_from(filler).await[..], b"!");
 }
 
 /// Joining the room one is already in answers as a first join does, `Joined` then the
@@ -244,29 +245,15 @@ async fn a_joiner_gets_the_whole_member_list_of_a_big_room_under_a_tiny_max_payl
 /// told anything.
 #[tokio::test]
 async fn joining_the_same_room_again_answers_joined_and_the_member_list() {
-    let (handle, addr) = start(Server::builder()).await;
-    handle.create_room("r").unwrap();
-    let mut first = joined(addr, "r").await;
-    let mut second = joined(addr, "r").await;
-    assert_eq!(
-        next_event(&mut first).await,
-        ServerEvent::PlayerJoined {
-            client_id: second.client_id()
-        }
-    );
+    let relay = TestRelay::start(Server::builder()).await;
+    relay.create_room("r");
+    let mut first = relay.joined("r").await;
+    let mut second = relay.joined("r").await;
+    first.expect_member_joined(second.client_id()).await;
 
-    second.join("r").await.unwrap();
-    assert_eq!(
-        expect_joined(&mut second, "r").await,
-        vec![first.client_id()]
-    );
+    second.join("r").await;
+    assert_eq!(second.expect_joined("r").await, vec![first.client_id()]);
     // `first` hears nothing of it: the next thing it gets is this broadcast.
-    second.broadcast(b"after").await.unwrap();
-    match next_event(&mut first).await {
-        ServerEvent::Broadcast { sender_id, data } => {
-            assert_eq!(sender_id, second.client_id());
-            assert_eq!(&data[..], b"after");
-        }
-        other => panic!("expected the broadcast, got {other:?}"),
-    }
+    second.broadcast(b"after").await;
+    first.expect_broadcast(second.client_id(), b"after").await;
 }

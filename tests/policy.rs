@@ -5,7 +5,9 @@ mod common;
 
 use common::*;
 use ghost_sync::layers::{ClientRateLimitLayer, RoomNamePolicyLayer};
-use ghost_sync::{Client, DisconnectReason, Server, ServerEvent, SyncError};
+use ghost_sync::protocol::RejectCode;
+use ghost_sync::testing::TestRelay;
+use ghost_sync::{DisconnectKind, DisconnectReason, Server, ServerEvent};
 use std::time::Duration;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::timeout::TimeoutLayer;
@@ -14,35 +16,26 @@ use tower::timeout::TimeoutLayer;
 async fn frames_past_the_rate_limit_are_refused_with_a_reason() {
     // Three frames per hour: the fourth is refused, the client stays connected.
     let limit = ClientRateLimitLayer::new(3, 1 << 20).burst_frames(3);
-    let (handle, addr) = start(Server::builder().rate_limit(limit)).await;
-    handle.create_room("arena").unwrap();
-    let mut clients = join_all(addr, "arena", 2).await; // each spends one frame on its join
+    let relay = TestRelay::start(Server::builder().rate_limit(limit)).await;
+    relay.create_room("arena");
+    let mut clients = relay.join_all("arena", 2).await; // each spends one frame on its join
     let mut listener = clients.pop().unwrap();
     let mut spammer = clients.pop().unwrap();
     for n in 0..3u8 {
-        spammer.broadcast(&[n]).await.unwrap();
+        spammer.broadcast([n]).await;
     }
     let mut delivered = Vec::new();
     for _ in 0..2 {
-        match next_event(&mut listener).await {
-            ServerEvent::Broadcast { data, .. } => delivered.push(data[0]),
-            other => panic!("unexpected {other:?}"),
-        }
+        let data = listener.expect_broadcast_from(spammer.client_id()).await;
+        delivered.push(data[0]);
     }
     assert_eq!(delivered, vec![0, 1]);
-    match next_event(&mut spammer).await {
-        ServerEvent::Error(reason) => {
-            assert!(reason.starts_with("rate limit exceeded"), "{reason}")
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
+    let reason = spammer.expect_error("").await;
+    assert!(reason.starts_with("rate limit exceeded"), "{reason}");
     // Keepalive is never rate-limited: the spammer is still connected and answered.
-    spammer.ping().await.unwrap();
-    listener.broadcast(b"still here?").await.unwrap();
-    assert!(matches!(
-        next_event(&mut spammer).await,
-        ServerEvent::Broadcast { .. }
-    ));
+    spammer.ping().await;
+    listener.broadcast(b"still here?").await;
+    spammer.expect_broadcast_from(listener.client_id()).await;
 }
 
 #[tokio::test]
@@ -51,22 +44,25 @@ async fn repeated_violations_disconnect_the_client_with_the_reason() {
     let limit = ClientRateLimitLayer::new(1, 1 << 20)
         .burst_frames(1)
         .disconnect_after(3);
-    let (handle, addr) = start(Server::builder().handler_with(make).rate_limit(limit)).await;
-    handle.create_room("arena").unwrap();
-    let mut spammer = joined(addr, "arena").await; // the join is the one frame allowed
+    let relay = TestRelay::start(Server::builder().handler_with(make).rate_limit(limit)).await;
+    relay.create_room("arena");
+    let mut spammer = relay.joined("arena").await; // the join is the one frame allowed
     let spammer_id = spammer.client_id();
     for _ in 0..5 {
         // The relay may close before the last ones are written.
-        let _ = spammer.broadcast(b"spam").await;
+        let _ = spammer
+            .try_send_frame(&ghost_sync::protocol::ClientFrame::Broadcast { data: b"spam" })
+            .await;
     }
-    let reason = loop {
-        match within("the disconnect", spammer.recv()).await {
-            Ok(Some(ServerEvent::Error(_))) => continue,
-            Err(SyncError::Disconnected(reason)) => break reason,
-            other => panic!("expected a policy disconnect, got {other:?}"),
-        }
-    };
-    assert!(reason.contains("rate limit"), "{reason}");
+    let reason = spammer
+        .expect_disconnect_after(DisconnectKind::Policy, |event| {
+            matches!(event, ServerEvent::Error(_))
+        })
+        .await;
+    match &reason {
+        DisconnectReason::Policy(why) => assert!(why.contains("rate limit"), "{why}"),
+        other => panic!("expected a policy disconnect, got {other:?}"),
+    }
     wait_hook(
         &mut hooks,
         |h| matches!(h, Hook::Disconnect(id, DisconnectReason::Policy(_)) if *id == spammer_id),
@@ -76,25 +72,21 @@ async fn repeated_violations_disconnect_the_client_with_the_reason() {
 
 #[tokio::test]
 async fn the_connection_past_the_per_ip_limit_is_refused_in_the_handshake() {
-    let (handle, addr) = start(Server::builder().max_connections_per_ip(2)).await;
-    let first = Client::connect(addr).await.unwrap();
-    let _second = Client::connect(addr).await.unwrap();
-    match Client::connect(addr).await {
-        Err(SyncError::ConnectRejected(reason)) => {
-            assert!(
-                reason.contains("too many connections from 127.0.0.1"),
-                "{reason}"
-            )
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
+    let relay = TestRelay::start(Server::builder().max_connections_per_ip(2)).await;
+    let first = relay.client().await;
+    let _second = relay.client().await;
+    let reason = relay.expect_rejected(RejectCode::ConnectRejected).await;
+    assert!(
+        reason.contains("too many connections from 127.0.0.1"),
+        "{reason}"
+    );
     // A slot frees once its connection is fully closed.
     let first_id = first.client_id();
     drop(first);
     within("the slot to free", async {
         loop {
-            if handle.client_info(first_id).is_none() {
-                if let Ok(client) = Client::connect(addr).await {
+            if relay.handle().client_info(first_id).is_none() {
+                if let Ok(client) = ghost_sync::Client::connect(relay.addr()).await {
                     return client;
                 }
             }
@@ -106,63 +98,55 @@ async fn the_connection_past_the_per_ip_limit_is_refused_in_the_handshake() {
 
 #[tokio::test]
 async fn room_names_past_the_policy_are_refused_with_a_reason() {
-    let (handle, addr) = start(Server::builder()).await;
+    let relay = TestRelay::start(Server::builder()).await;
     let long = "x".repeat(65);
-    handle.create_room(&long).unwrap();
-    handle.create_room("bad\nname").unwrap();
-    let mut client = Client::connect(addr).await.unwrap();
-    client.join(&long).await.unwrap();
-    assert_eq!(
-        next_event(&mut client).await,
-        ServerEvent::Error("invalid room name: too long (65 bytes, max 64)".into())
-    );
-    client.join("bad\nname").await.unwrap();
-    match next_event(&mut client).await {
-        ServerEvent::Error(reason) => assert!(reason.contains("not allowed"), "{reason}"),
-        other => panic!("unexpected {other:?}"),
-    }
+    relay.create_room(&long);
+    relay.create_room("bad\nname");
+    let mut client = relay.client().await;
+    client.join(&long).await;
+    client
+        .expect_event(ServerEvent::Error(
+            "invalid room name: too long (65 bytes, max 64)".into(),
+        ))
+        .await;
+    client.join("bad\nname").await;
+    client.expect_error("not allowed").await;
     // 64 bytes is fine.
     let longest = "y".repeat(64);
-    handle.create_room(&longest).unwrap();
-    client.join(&longest).await.unwrap();
-    expect_joined(&mut client, &longest).await;
+    relay.create_room(&longest);
+    client.join(&longest).await;
+    client.expect_joined(&longest).await;
 }
 
 #[tokio::test]
 async fn the_room_name_policy_can_be_replaced_or_turned_off() {
     let strict = Server::builder().room_names(RoomNamePolicyLayer::ascii_identifiers());
-    let (handle, addr) = start(strict).await;
-    handle.create_room("café").unwrap();
-    let mut client = Client::connect(addr).await.unwrap();
-    client.join("café").await.unwrap();
-    assert!(matches!(
-        next_event(&mut client).await,
-        ServerEvent::Error(_)
-    ));
+    let relay = TestRelay::start(strict).await;
+    relay.create_room("café");
+    let mut client = relay.client().await;
+    client.join("café").await;
+    client.expect_error("").await;
 
-    let (handle, addr) = start(Server::builder().room_names(None)).await;
+    let relay = TestRelay::start(Server::builder().room_names(None)).await;
     let long = "z".repeat(500);
-    handle.create_room(&long).unwrap();
-    let mut client = Client::connect(addr).await.unwrap();
-    client.join(&long).await.unwrap();
-    expect_joined(&mut client, &long).await;
+    relay.create_room(&long);
+    let mut client = relay.client().await;
+    client.join(&long).await;
+    client.expect_joined(&long).await;
 }
 
 #[tokio::test]
 async fn towers_concurrency_limit_and_timeout_drop_in_unchanged() {
-    let (handle, addr) = start(
+    let relay = TestRelay::start(
         Server::builder()
             .layer(ConcurrencyLimitLayer::new(1))
             .layer(TimeoutLayer::new(Duration::from_secs(30))),
     )
     .await;
-    handle.create_room("arena").unwrap();
-    let mut clients = join_all(addr, "arena", 2).await;
+    relay.create_room("arena");
+    let mut clients = relay.join_all("arena", 2).await;
     let mut b = clients.pop().unwrap();
     let mut a = clients.pop().unwrap();
-    a.broadcast(b"through tower").await.unwrap();
-    assert!(matches!(
-        next_event(&mut b).await,
-        ServerEvent::Broadcast { data, .. } if &data[..] == b"through tower"
-    ));
+    a.broadcast(b"through tower").await;
+    b.expect_broadcast(a.client_id(), b"through tower").await;
 }

@@ -3,18 +3,18 @@
 mod common;
 
 use common::*;
+use ghost_sync::testing::TestRelay;
 use ghost_sync::{Server, ServerEvent, ServerHandler, SyncError, Uuid};
 use std::net::SocketAddr;
 
 #[tokio::test]
 async fn joining_a_missing_room_says_room_not_found() {
-    let (_handle, addr) = start(Server::builder()).await;
-    let mut client = ghost_sync::Client::connect(addr).await.unwrap();
-    client.join("lobby").await.unwrap();
-    assert_eq!(
-        next_event(&mut client).await,
-        ServerEvent::Error("room not found: lobby".into())
-    );
+    let relay = TestRelay::start(Server::builder()).await;
+    let mut client = relay.client().await;
+    client.join("lobby").await;
+    client
+        .expect_event(ServerEvent::Error("room not found: lobby".into()))
+        .await;
 }
 
 struct Refuse;
@@ -27,35 +27,29 @@ impl ServerHandler for Refuse {
 
 #[tokio::test]
 async fn a_join_refused_by_on_join_says_join_rejected() {
-    let (handle, addr) = start(Server::builder().handler(Refuse)).await;
-    handle.create_room("lobby").unwrap();
-    let mut client = ghost_sync::Client::connect(addr).await.unwrap();
-    client.join("lobby").await.unwrap();
-    assert_eq!(
-        next_event(&mut client).await,
-        ServerEvent::Error("join rejected: lobby".into())
-    );
-    assert_eq!(handle.room_client_count("lobby"), Some(0));
+    let relay = TestRelay::start(Server::builder().handler(Refuse)).await;
+    relay.create_room("lobby");
+    let mut client = relay.client().await;
+    client.join("lobby").await;
+    client
+        .expect_event(ServerEvent::Error("join rejected: lobby".into()))
+        .await;
+    assert_eq!(relay.handle().room_client_count("lobby"), Some(0));
 }
 
 #[tokio::test]
 async fn the_joiner_gets_joined_and_the_others_get_player_joined() {
     let (recorder, mut hooks) = Recorder::new();
-    let (handle, addr) = start(Server::builder().handler(recorder)).await;
-    handle.create_room("lobby").unwrap();
-    let mut first = joined(addr, "lobby").await;
-    let second = joined(addr, "lobby").await;
-    assert_eq!(
-        next_event(&mut first).await,
-        ServerEvent::PlayerJoined {
-            client_id: second.client_id()
-        }
-    );
+    let relay = TestRelay::start(Server::builder().handler(recorder)).await;
+    relay.create_room("lobby");
+    let mut first = relay.joined("lobby").await;
+    let second = relay.joined("lobby").await;
+    first.expect_member_joined(second.client_id()).await;
     wait_hook(&mut hooks, |h| {
         *h == Hook::Join(second.client_id(), "lobby".into())
     })
     .await;
-    let mut members = handle.room_members("lobby").unwrap();
+    let mut members = relay.handle().room_members("lobby").unwrap();
     members.sort();
     let mut expected = vec![first.client_id(), second.client_id()];
     expected.sort();
@@ -65,67 +59,50 @@ async fn the_joiner_gets_joined_and_the_others_get_player_joined() {
 #[tokio::test]
 async fn joining_another_room_leaves_the_first() {
     let (recorder, mut hooks) = Recorder::new();
-    let (handle, addr) = start(Server::builder().handler(recorder)).await;
-    handle.create_room("a").unwrap();
-    handle.create_room("b").unwrap();
-    let mut clients = join_all(addr, "a", 2).await;
+    let relay = TestRelay::start(Server::builder().handler(recorder)).await;
+    relay.create_room("a");
+    relay.create_room("b");
+    let mut clients = relay.join_all("a", 2).await;
     let mut mover = clients.pop().unwrap();
     let mut stayer = clients.pop().unwrap();
 
-    mover.join("b").await.unwrap();
-    assert_eq!(
-        next_event(&mut mover).await,
-        ServerEvent::Joined {
+    mover.join("b").await;
+    mover
+        .expect_event(ServerEvent::Joined {
             client_id: mover.client_id(),
-            room_id: "b".into()
-        }
-    );
-    assert_eq!(
-        next_event(&mut stayer).await,
-        ServerEvent::PlayerLeft {
-            client_id: mover.client_id()
-        }
-    );
+            room_id: "b".into(),
+        })
+        .await;
+    stayer.expect_member_left(mover.client_id()).await;
     wait_hook(&mut hooks, |h| {
         *h == Hook::Leave(mover.client_id(), "a".into())
     })
     .await;
-    assert_eq!(handle.room_client_count("a"), Some(1));
-    assert_eq!(handle.room_client_count("b"), Some(1));
+    assert_eq!(relay.handle().room_client_count("a"), Some(1));
+    assert_eq!(relay.handle().room_client_count("b"), Some(1));
 }
 
 #[tokio::test]
 async fn leaving_confirms_tells_the_rest_and_fires_on_leave_once() {
     let (recorder, mut hooks) = Recorder::new();
-    let (handle, addr) = start(Server::builder().handler(recorder)).await;
-    handle.create_room("lobby").unwrap();
-    let mut clients = join_all(addr, "lobby", 2).await;
+    let relay = TestRelay::start(Server::builder().handler(recorder)).await;
+    relay.create_room("lobby");
+    let mut clients = relay.join_all("lobby", 2).await;
     let mut leaver = clients.pop().unwrap();
     let mut stayer = clients.pop().unwrap();
-    leaver.leave().await.unwrap();
-    assert_eq!(
-        next_event(&mut leaver).await,
-        ServerEvent::Left {
-            room_id: "lobby".into()
-        }
-    );
-    assert_eq!(
-        next_event(&mut stayer).await,
-        ServerEvent::PlayerLeft {
-            client_id: leaver.client_id()
-        }
-    );
+    leaver.leave().await;
+    leaver.expect_left("lobby").await;
+    stayer.expect_member_left(leaver.client_id()).await;
     // Leaving again is refused, and disconnecting afterwards fires no second on_leave.
-    leaver.leave().await.unwrap();
-    assert_eq!(
-        next_event(&mut leaver).await,
-        ServerEvent::Error("not in a room".into())
-    );
+    leaver.leave().await;
+    leaver
+        .expect_event(ServerEvent::Error("not in a room".into()))
+        .await;
     let leaver_id = leaver.client_id();
     drop(leaver);
     drop(stayer);
     // Once shutdown returns every connection task has ended: all hooks are in.
-    within("shutdown", handle.shutdown()).await;
+    within("shutdown", relay.shutdown()).await;
     let leaves = std::iter::from_fn(|| hooks.try_recv().ok())
         .filter(|h| *h == Hook::Leave(leaver_id, "lobby".into()))
         .count();
@@ -135,22 +112,19 @@ async fn leaving_confirms_tells_the_rest_and_fires_on_leave_once() {
 #[tokio::test]
 async fn disconnecting_tells_the_rest_and_fires_on_leave_exactly_once() {
     let (recorder, mut hooks) = Recorder::new();
-    let (handle, addr) = start(Server::builder().handler(recorder)).await;
-    handle.create_room("lobby").unwrap();
-    let mut clients = join_all(addr, "lobby", 2).await;
+    let relay = TestRelay::start(Server::builder().handler(recorder)).await;
+    relay.create_room("lobby");
+    let mut clients = relay.join_all("lobby", 2).await;
     let gone = clients.pop().unwrap();
     let mut stayer = clients.pop().unwrap();
     let gone_id = gone.client_id();
     drop(gone);
-    assert_eq!(
-        next_event(&mut stayer).await,
-        ServerEvent::PlayerLeft { client_id: gone_id }
-    );
+    stayer.expect_member_left(gone_id).await;
     wait_hook(&mut hooks, |h| *h == Hook::Leave(gone_id, "lobby".into())).await;
-    assert_eq!(handle.room_client_count("lobby"), Some(1));
+    assert_eq!(relay.handle().room_client_count("lobby"), Some(1));
     drop(stayer);
     // Once shutdown returns every connection task has ended: all hooks are in.
-    within("shutdown", handle.shutdown()).await;
+    within("shutdown", relay.shutdown()).await;
     let again = std::iter::from_fn(|| hooks.try_recv().ok())
         .filter(|h| *h == Hook::Leave(gone_id, "lobby".into()))
         .count();
@@ -160,7 +134,8 @@ async fn disconnecting_tells_the_rest_and_fires_on_leave_exactly_once() {
 #[tokio::test]
 async fn rooms_come_from_the_handle_only_and_empty_rooms_stay() {
     let (recorder, mut hooks) = Recorder::new();
-    let (handle, addr) = start(Server::builder().handler(recorder)).await;
+    let relay = TestRelay::start(Server::builder().handler(recorder)).await;
+    let handle = relay.handle();
     assert_eq!(handle.room_count(), 0);
     handle.create_room("lobby").unwrap();
     assert_eq!(
@@ -171,7 +146,7 @@ async fn rooms_come_from_the_handle_only_and_empty_rooms_stay() {
         handle.create_room("lobby"),
         Err(SyncError::RoomAlreadyExists(id)) if id == "lobby"
     ));
-    let client = joined(addr, "lobby").await;
+    let client = relay.joined("lobby").await;
     drop(client);
     wait_hook(&mut hooks, |h| matches!(h, Hook::Leave(..))).await;
     assert!(handle.room_exists("lobby"), "an empty room is not deleted");
@@ -190,57 +165,41 @@ async fn rooms_come_from_the_handle_only_and_empty_rooms_stay() {
 
 #[tokio::test]
 async fn a_soft_deleted_room_keeps_its_members_connected_but_refuses_their_broadcasts() {
-    let (handle, addr) = start(Server::builder()).await;
-    handle.create_room("arena").unwrap();
-    let mut clients = join_all(addr, "arena", 2).await;
+    let relay = TestRelay::start(Server::builder()).await;
+    relay.create_room("arena");
+    let mut clients = relay.join_all("arena", 2).await;
     let mut b = clients.pop().unwrap();
     let mut a = clients.pop().unwrap();
-    assert!(handle.delete_room("arena"));
+    assert!(relay.handle().delete_room("arena"));
 
-    a.broadcast(b"anyone?").await.unwrap();
-    assert_eq!(
-        next_event(&mut a).await,
-        ServerEvent::Error("room deleted: arena".into())
-    );
+    a.broadcast(b"anyone?").await;
+    a.expect_event(ServerEvent::Error("room deleted: arena".into()))
+        .await;
     // Still connected: a ping round trip works, and b received nothing.
-    a.join("arena").await.unwrap();
-    assert_eq!(
-        next_event(&mut a).await,
-        ServerEvent::Error("room not found: arena".into())
-    );
+    a.join("arena").await;
+    a.expect_event(ServerEvent::Error("room not found: arena".into()))
+        .await;
 
     // A new room with the same name starts empty and does not inherit the old members.
-    handle.create_room("arena").unwrap();
-    assert_eq!(handle.room_client_count("arena"), Some(0));
-    let mut c = joined(addr, "arena").await;
-    c.broadcast(b"fresh").await.unwrap();
-    b.broadcast(b"stale").await.unwrap();
-    assert_eq!(
-        next_event(&mut b).await,
-        ServerEvent::Error("room deleted: arena".into())
-    );
+    relay.create_room("arena");
+    assert_eq!(relay.handle().room_client_count("arena"), Some(0));
+    let mut c = relay.joined("arena").await;
+    c.broadcast(b"fresh").await;
+    b.broadcast(b"stale").await;
+    b.expect_event(ServerEvent::Error("room deleted: arena".into()))
+        .await;
     // a joins the new room: it gets c's next message, and never b's stale one.
-    a.join("arena").await.unwrap();
-    assert_eq!(expect_joined(&mut a, "arena").await, vec![c.client_id()]);
-    assert_eq!(
-        next_event(&mut c).await,
-        ServerEvent::PlayerJoined {
-            client_id: a.client_id()
-        }
-    );
-    c.broadcast(b"welcome").await.unwrap();
-    assert_eq!(
-        next_event(&mut a).await,
-        ServerEvent::Broadcast {
-            sender_id: c.client_id(),
-            data: bytes::Bytes::from_static(b"welcome")
-        }
-    );
+    a.join("arena").await;
+    assert_eq!(a.expect_joined("arena").await, vec![c.client_id()]);
+    c.expect_member_joined(a.client_id()).await;
+    c.broadcast(b"welcome").await;
+    a.expect_broadcast(c.client_id(), b"welcome").await;
 }
 
 #[tokio::test]
 async fn room_metadata_is_set_and_read_through_the_handle() {
-    let (handle, _addr) = start(Server::builder()).await;
+    let relay = TestRelay::start(Server::builder()).await;
+    let handle = relay.handle();
     assert!(matches!(
         handle.set_room_meta("lobby", "map", "dust"),
         Err(SyncError::RoomNotFound(id)) if id == "lobby"
@@ -310,17 +269,17 @@ async fn every_handle_method_can_be_called_from_inside_every_hook() {
         .handler_with(|handle| Reentrant { handle })
         .build();
     server.handle().create_room("lobby").unwrap();
-    let handle = server.run().await.unwrap();
-    let addr = handle.local_addr().unwrap();
-    let mut clients = join_all(addr, "lobby", 2).await;
-    clients[0].broadcast(b"x").await.unwrap();
-    assert!(matches!(
-        next_event(&mut clients[1]).await,
-        ServerEvent::Broadcast { .. }
-    ));
-    assert!(!handle.room_exists("side"), "on_broadcast deleted it");
+    let relay = TestRelay::run(server).await;
+    let mut clients = relay.join_all("lobby", 2).await;
+    clients[0].broadcast(b"x").await;
+    let sender = clients[0].client_id();
+    clients[1].expect_broadcast_from(sender).await;
+    assert!(
+        !relay.handle().room_exists("side"),
+        "on_broadcast deleted it"
+    );
     drop(clients);
-    within("shutdown", handle.shutdown()).await;
+    within("shutdown", relay.shutdown()).await;
 }
 
 /// Deletes and re-creates the room from inside `on_join`: the join must not slip into the
@@ -345,16 +304,13 @@ async fn a_join_admitted_into_a_room_never_lands_in_its_replacement() {
         .build();
     let handle = server.handle();
     handle.create_room("arena").unwrap();
-    let handle = server.run().await.unwrap();
-    let mut client = ghost_sync::Client::connect(handle.local_addr().unwrap())
-        .await
-        .unwrap();
-    client.join("arena").await.unwrap();
-    assert_eq!(
-        next_event(&mut client).await,
-        ServerEvent::Error("room not found: arena".into())
-    );
-    assert_eq!(handle.room_client_count("arena"), Some(0));
+    let relay = TestRelay::run(server).await;
+    let mut client = relay.client().await;
+    client.join("arena").await;
+    client
+        .expect_event(ServerEvent::Error("room not found: arena".into()))
+        .await;
+    assert_eq!(relay.handle().room_client_count("arena"), Some(0));
 }
 
 /// Deletes the room a client asks to join while the join is being admitted, as a concurrent
@@ -381,18 +337,15 @@ async fn a_refused_join_leaves_the_client_in_its_room() {
     let handle = server.handle();
     handle.create_room("a").unwrap();
     handle.create_room("b").unwrap();
-    let handle = server.run().await.unwrap();
-    let mut clients = join_all(handle.local_addr().unwrap(), "a", 2).await;
-    clients[0].join("b").await.unwrap();
-    assert_eq!(
-        next_event(&mut clients[0]).await,
-        ServerEvent::Error("room not found: b".into())
-    );
-    assert_eq!(handle.room_client_count("a"), Some(2));
+    let relay = TestRelay::run(server).await;
+    let mut clients = relay.join_all("a", 2).await;
+    clients[0].join("b").await;
+    clients[0]
+        .expect_event(ServerEvent::Error("room not found: b".into()))
+        .await;
+    assert_eq!(relay.handle().room_client_count("a"), Some(2));
     // Still in "a": a broadcast reaches the other member, with no PlayerLeft before it.
-    clients[0].broadcast(b"still here").await.unwrap();
-    assert!(matches!(
-        next_event(&mut clients[1]).await,
-        ServerEvent::Broadcast { .. }
-    ));
+    clients[0].broadcast(b"still here").await;
+    let sender = clients[0].client_id();
+    clients[1].expect_broadcast_from(sender).await;
 }

@@ -6,23 +6,14 @@ mod common;
 
 use common::*;
 use ghost_sync::protocol::DisconnectCode;
+use ghost_sync::testing::{Received, TestRelay};
 use ghost_sync::{DisconnectKind, DisconnectReason, Server, ServerEvent};
 use std::time::Duration;
-
-/// The one connected client that is not `known` (a raw client, whose id the test never read).
-fn other_client(handle: &ghost_sync::ServerHandle, known: ghost_sync::Uuid) -> ghost_sync::Uuid {
-    handle
-        .clients()
-        .into_iter()
-        .find(|c| c.id != known)
-        .map(|c| c.id)
-        .expect("another client is connected")
-}
 
 #[tokio::test]
 async fn the_byte_budget_drops_frames_for_a_reader_that_stalls() {
     let (make, mut hooks) = Recorder::reentrant();
-    let (handle, addr) = start(
+    let relay = TestRelay::start(
         Server::builder()
             .handler_with(make)
             .max_payload(1024)
@@ -32,14 +23,15 @@ async fn the_byte_budget_drops_frames_for_a_reader_that_stalls() {
             .write_timeout(Duration::from_secs(3600)),
     )
     .await;
-    handle.create_room("arena").unwrap();
-    let deaf = RawClient::joined(addr, "arena").await;
-    let mut loud = joined(addr, "arena").await;
-    let deaf_id = other_client(&handle, loud.client_id());
+    let handle = relay.handle();
+    relay.create_room("arena");
+    let deaf = relay.joined("arena").await.stop_reading();
+    let deaf_id = deaf.client_id();
+    let mut loud = relay.joined("arena").await;
     // Enough to fill the kernel's socket buffers many times over; stops at the first drop.
     let dropped = within("a drop", async {
         for _ in 0..100_000 {
-            loud.broadcast(&[0; 1024]).await.unwrap();
+            loud.broadcast([0; 1024]).await;
             if handle.stats().frames_dropped > 0 {
                 return true;
             }
@@ -61,22 +53,23 @@ async fn the_byte_budget_drops_frames_for_a_reader_that_stalls() {
 #[tokio::test]
 async fn a_socket_that_stops_draining_is_disconnected_as_a_slow_consumer() {
     let (make, mut hooks) = Recorder::reentrant();
-    let (handle, addr) = start(
+    let relay = TestRelay::start(
         Server::builder()
             .handler_with(make)
             .write_timeout(Duration::from_millis(300)),
     )
     .await;
-    handle.create_room("arena").unwrap();
-    let deaf = RawClient::joined(addr, "arena").await;
-    let mut loud = joined(addr, "arena").await;
-    let deaf_id = other_client(&handle, loud.client_id());
+    let handle = relay.handle();
+    relay.create_room("arena");
+    let deaf = relay.joined("arena").await.stop_reading();
+    let deaf_id = deaf.client_id();
+    let mut loud = relay.joined("arena").await;
     let gone = Hook::Disconnect(deaf_id, DisconnectReason::SlowConsumer);
     // Keep the pressure on until the deaf client is dropped; the publisher never stalls.
     let mut hook_seen = false;
     within("the slow-consumer disconnect", async {
         for _ in 0..1_000_000 {
-            loud.broadcast(&[0; 16 * 1024]).await.unwrap();
+            loud.broadcast([0; 16 * 1024]).await;
             while let Ok(hook) = hooks.try_recv() {
                 hook_seen |= hook == gone;
             }
@@ -89,12 +82,10 @@ async fn a_socket_that_stops_draining_is_disconnected_as_a_slow_consumer() {
     .await;
     assert!(hook_seen);
     // The rest of the room hears that it left, and the slot is free.
-    loop {
-        match next_event(&mut loud).await {
-            ServerEvent::PlayerLeft { client_id } if client_id == deaf_id => break,
-            _ => continue,
-        }
-    }
+    loud.wait_for("the deaf client's PlayerLeft", |event| {
+        *event == ServerEvent::PlayerLeft { client_id: deaf_id }
+    })
+    .await;
     assert!(handle.client_info(deaf_id).is_none());
     assert_eq!(
         handle.stats().disconnects_for(DisconnectKind::SlowConsumer),
@@ -109,41 +100,46 @@ async fn a_socket_that_stops_draining_is_disconnected_as_a_slow_consumer() {
 #[tokio::test]
 async fn a_slow_consumer_that_reads_again_gets_whole_frames_then_its_reason() {
     let long = Duration::from_secs(600);
-    let (handle, addr) = start(
+    let relay = TestRelay::start(
         Server::builder()
             .write_timeout(Duration::from_millis(300))
             .ping_interval(long)
             .idle_timeout(long),
     )
     .await;
-    handle.create_room("arena").unwrap();
-    let mut deaf = RawClient::tiny_window_joined(addr, "arena").await;
-    let mut loud = joined(addr, "arena").await;
-    let deaf_id = other_client(&handle, loud.client_id());
+    let handle = relay.handle();
+    relay.create_room("arena");
+    let mut deaf = relay.client_builder().receive_buffer(4096).connect().await;
+    deaf.join("arena").await;
+    deaf.expect_joined("arena").await;
+    let deaf_id = deaf.client_id();
+    let deaf = deaf.stop_reading();
+    let mut loud = relay.joined("arena").await;
     // Odd-sized frames, so that the deadline is all but sure to fall inside one.
     within("the slow-consumer disconnect", async {
         while handle.client_info(deaf_id).is_some() {
-            loud.broadcast(&[7; 10_007]).await.unwrap();
+            loud.broadcast([7; 10_007]).await;
             tokio::task::yield_now().await;
         }
     })
     .await;
 
-    // Reading again: only whole frames (`recv` panics on a malformed one), and the last of
-    // them is the reason.
-    let mut last = None;
-    while let Some(frame) = deaf.recv().await {
-        last = Some(frame);
-    }
-    let farewell = Frame::Disconnect {
+    // Reading again: only whole frames (anything else is not one of loud's frames), and the
+    // last of them is the reason.
+    let mut deaf = deaf.resume();
+    let loud_id = loud.client_id();
+    let last = loop {
+        match deaf.next_received().await {
+            Received::Event(ServerEvent::PlayerJoined { client_id }) if client_id == loud_id => {}
+            Received::Event(ServerEvent::Broadcast { sender_id, data })
+                if sender_id == loud_id && data.len() == 10_007 => {}
+            other => break other,
+        }
+    };
+    let farewell = Received::Disconnect {
         code: DisconnectCode::SlowConsumer as u8,
         message: "slow consumer".into(),
     };
-    if last.as_ref() != Some(&farewell) {
-        let last = last.map(|frame| match frame {
-            Frame::Broadcast { data, .. } => format!("a broadcast of {} bytes", data.len()),
-            other => format!("{other:?}"),
-        });
-        panic!("the stream ended with {last:?}, not the reason");
-    }
+    assert_eq!(last, farewell, "the stream did not end with the reason");
+    deaf.expect_closed().await;
 }

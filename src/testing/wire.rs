@@ -1,0 +1,224 @@
+//! The test client's connection: a raw socket speaking the public codec, so that every fault
+//! the kit injects happens to a real TCP connection. It answers the relay's pings, gathers
+//! split member lists, and turns frames into [`Received`] values.
+
+use crate::event::ServerEvent;
+use crate::protocol::{
+    decode_frame, encode_into, member_ids, ClientFrame, FrameReader, ServerFrame, MAX_REASON_LEN,
+};
+use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use uuid::Uuid;
+
+/// The longest member list gathered (16 MiB of ids): past it the relay is misbehaving.
+const MAX_MEMBER_LIST: usize = 1 << 20;
+
+/// What a test client received: an event, keepalive, the relay's goodbye, or the end.
+///
+/// The relay's pings never show up here: the client answers them itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Received {
+    /// An event, as [`Client::recv`](crate::Client::recv) would return it (a member list
+    /// split over several frames comes as one [`ServerEvent::Members`]).
+    Event(ServerEvent),
+    /// The answer to this client's [`ping`](super::TestClient::ping).
+    Pong,
+    /// The relay's last frame: why it is closing the connection.
+    Disconnect {
+        /// A [`DisconnectCode`](crate::protocol::DisconnectCode) value.
+        code: u8,
+        /// The reason's text.
+        message: String,
+    },
+    /// The relay closed the connection (end of stream).
+    Closed,
+    /// The connection broke (a reset, a broken pipe): the error's text.
+    Reset(String),
+    /// The relay sent something this kit cannot follow (a frame that does not decode, a
+    /// second `Welcome`): a bug in the relay, and always a failure.
+    Invalid(String),
+}
+
+impl Received {
+    /// True for the two ways a stream ends: [`Closed`](Received::Closed) and
+    /// [`Reset`](Received::Reset).
+    pub fn is_end(&self) -> bool {
+        matches!(self, Self::Closed | Self::Reset(_))
+    }
+}
+
+/// A raw connection with its buffers.
+#[derive(Debug)]
+pub(super) struct Wire {
+    pub(super) stream: TcpStream,
+    /// Bytes read and not yet split into frames.
+    pub(super) buf: BytesMut,
+    pub(super) frames: FrameReader,
+    /// Frame bodies a slow reader's task split off and has not handed out yet.
+    pub(super) pending: VecDeque<Bytes>,
+    /// How the stream ended, once it did: every later read returns it again.
+    pub(super) ended: Option<Received>,
+    /// Bytes queued for the relay and not yet written (a cancelled write keeps its tail).
+    out: BytesMut,
+    /// A member list split over several frames, gathered until its last one.
+    members: Option<(String, Vec<Uuid>)>,
+}
+
+impl Wire {
+    pub(super) fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::with_capacity(8 * 1024),
+            // Until the welcome tells the relay's limit, accept handshake-sized frames.
+            frames: FrameReader::for_payload(MAX_REASON_LEN),
+            pending: VecDeque::new(),
+            ended: None,
+            out: BytesMut::new(),
+            members: None,
+        }
+    }
+
+    /// Accepts frames carrying up to `max_payload` bytes (and reasons, clipped to
+    /// `MAX_REASON_LEN`, whatever the limit).
+    pub(super) fn set_max_payload(&mut self, max_payload: usize) {
+        self.frames = FrameReader::for_payload(max_payload.max(MAX_REASON_LEN));
+    }
+
+    /// Encodes `frame` and writes it (and anything left from before).
+    pub(super) async fn send(&mut self, frame: &ClientFrame<'_>) -> io::Result<()> {
+        encode_into(frame, &mut self.out);
+        self.flush().await
+    }
+
+    /// Writes raw bytes, framed or not.
+    pub(super) async fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.extend_from_slice(bytes);
+        self.flush().await
+    }
+
+    /// Writes until nothing is queued; cancel-safe (the unsent tail stays queued).
+    async fn flush(&mut self) -> io::Result<()> {
+        while !self.out.is_empty() {
+            match self.stream.try_write(&self.out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out.advance(n),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.stream.writable().await?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next complete frame body, or how the stream ended.
+    pub(super) async fn next_body(&mut self) -> Result<Bytes, Received> {
+        loop {
+            if let Some(body) = self.pending.pop_front() {
+                return Ok(body);
+            }
+            match self.frames.next_frame(&mut self.buf) {
+                Ok(Some(body)) => return Ok(body),
+                Ok(None) => {}
+                Err(err) => {
+                    // Past a frame it cannot take the stream cannot be followed.
+                    self.buf.clear();
+                    self.ended = Some(Received::Invalid(err.to_string()));
+                }
+            }
+            if let Some(end) = &self.ended {
+                return Err(end.clone());
+            }
+            self.buf.reserve(64 * 1024);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => self.ended = Some(Received::Closed),
+                Ok(_) => {}
+                Err(err) => self.ended = Some(Received::Reset(err.to_string())),
+            }
+        }
+    }
+
+    /// The next thing received after the handshake; answers pings on the way.
+    pub(super) async fn next_received(&mut self) -> Received {
+        loop {
+            let body = match self.next_body().await {
+                Ok(body) => body,
+                Err(end) => return end,
+            };
+            if let Some(received) = self.interpret(&body).await {
+                return received;
+            }
+        }
+    }
+
+    /// What a frame body means; `None` for a frame handled here (a ping, part of a list).
+    async fn interpret(&mut self, body: &Bytes) -> Option<Received> {
+        let frame = match decode_frame::<ServerFrame<'_>>(body) {
+            Ok(frame) => frame,
+            Err(err) => return Some(Received::Invalid(err.to_string())),
+        };
+        let event = match frame {
+            ServerFrame::Ping => {
+                // A relay that is gone shows up on the next read; nothing to do here.
+                let _ = self.send(&ClientFrame::Pong).await;
+                return None;
+            }
+            ServerFrame::Pong => return Some(Received::Pong),
+            ServerFrame::Welcome { .. } | ServerFrame::Rejected { .. } => {
+                return Some(Received::Invalid(format!(
+                    "a handshake frame after the handshake: {frame:?}"
+                )))
+            }
+            ServerFrame::Disconnect { code, message } => {
+                return Some(Received::Disconnect {
+                    code,
+                    message: message.to_owned(),
+                })
+            }
+            ServerFrame::Members {
+                room_id,
+                client_ids,
+                more,
+            } => {
+                let (room, mut ids) = match self.members.take() {
+                    Some((room, ids)) if room == room_id => (room, ids),
+                    _ => (room_id.to_owned(), Vec::new()),
+                };
+                ids.extend(member_ids(client_ids));
+                if ids.len() > MAX_MEMBER_LIST {
+                    return Some(Received::Invalid(format!(
+                        "a member list of more than {MAX_MEMBER_LIST} ids"
+                    )));
+                }
+                if more {
+                    self.members = Some((room, ids));
+                    return None;
+                }
+                ServerEvent::Members {
+                    room_id: room,
+                    client_ids: ids,
+                }
+            }
+            ServerFrame::Joined { client_id, room_id } => ServerEvent::Joined {
+                client_id,
+                room_id: room_id.to_owned(),
+            },
+            ServerFrame::Left { room_id } => ServerEvent::Left {
+                room_id: room_id.to_owned(),
+            },
+            ServerFrame::PlayerJoined { client_id } => ServerEvent::PlayerJoined { client_id },
+            ServerFrame::PlayerLeft { client_id } => ServerEvent::PlayerLeft { client_id },
+            ServerFrame::Broadcast { sender_id, data } => ServerEvent::Broadcast {
+                sender_id,
+                // Zero-copy: a slice of the frame.
+                data: body.slice_ref(data),
+            },
+            ServerFrame::Error { message } => ServerEvent::Error(message.to_owned()),
+        };
+        Some(Received::Event(event))
+    }
+}
