@@ -66,6 +66,8 @@ pub mod server;
 mod session;
 mod stats;
 mod sync;
+#[cfg(feature = "metrics")]
+pub mod telemetry;
 
 pub use auth::Identity;
 pub use client::{Client, ClientBuilder, ClientReceiver, ClientSender};

@@ -90,6 +90,7 @@ pub(crate) async fn accept_loop<L>(
                     RejectCode::ConnectRejected
                 };
                 tracing::debug!(%peer, error = %err, "connection refused");
+                shared.counters.refused(code);
                 match Arc::clone(&refusals).try_acquire_owned() {
                     Ok(permit) => {
                         shared.tasks.spawn(async move {
