@@ -1,4 +1,4 @@
-//! Metrics through the [`metrics`](::metrics) facade (cargo feature `metrics`): the names,
+//! Metrics through the [`metrics`] facade (cargo feature `metrics`): the names,
 //! and the handles a server registers once, when it is built.
 //!
 //! The application installs a recorder (`metrics-exporter-prometheus`, say) **before**

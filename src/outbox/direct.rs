@@ -137,6 +137,7 @@ impl Pending {
 mod tests {
     use super::super::{outbox_to, Inbox};
     use super::*;
+    use crate::stats::Counters;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -174,7 +175,7 @@ mod tests {
     }
 
     fn queue(sink: &Arc<Sink>) -> (Outbox, Inbox, Arc<Counters>) {
-        let counters = Arc::new(crate::stats::Counters::default());
+        let counters = Arc::new(Counters::default());
         let direct: Arc<dyn DirectWrite> = Arc::clone(sink) as Arc<dyn DirectWrite>;
         let (tx, rx) = outbox_to(1024, 1 << 20, Some(direct), Arc::clone(&counters));
         (tx, rx, counters)
