@@ -10,7 +10,6 @@ mod common;
 
 use common::*;
 use ghost_sync::layers::BoxError;
-use ghost_sync::protocol::RejectCode;
 use ghost_sync::telemetry::*;
 use ghost_sync::{
     Client, DisconnectKind, DisconnectReason, Identity, Server, ServerBuilder, SyncError,
@@ -265,7 +264,6 @@ async fn refused_handshakes_count_by_reason() {
     assert_eq!(refusals("unsupported_version"), 0);
     // A refused connection is no connection.
     assert_eq!(recorder.counter(CONNECTIONS_TOTAL), 1);
-    assert_eq!(RejectCode::from_u8(0), Some(RejectCode::ServerFull));
     relay.shutdown().await;
 }
 
