@@ -7,7 +7,13 @@
 //! GET  /rooms                          every room with its members and capacity
 //! GET  /clients                        every client: address, identity, room, queue depth
 //! POST /kick/{client_id}?reason=...    disconnects a client, telling it the reason
+//! GET  /metrics                        Prometheus text (built with `--features metrics`)
 //! ```
+//!
+//! With `--features metrics`, the relay's metrics (see `ghost_sync::telemetry`) go to a
+//! `metrics-exporter-prometheus` recorder installed before the relay is built, and `/metrics`
+//! renders them: the admin router serves them, so the exporter needs no HTTP listener of its
+//! own.
 //!
 //! Self-contained by default: it starts the relay and the admin endpoint on free ports,
 //! connects a player, calls each route over HTTP, prints the answers and stops. To keep it
@@ -16,6 +22,8 @@
 //! ```text
 //! cargo run --example axum_admin -- --serve
 //! curl -s localhost:8080/stats
+//! cargo run --example axum_admin --features metrics -- --serve
+//! curl -s localhost:8080/metrics
 //! ```
 
 use axum::extract::{Path, Query, State};
@@ -37,6 +45,36 @@ pub fn router(relay: ServerHandle) -> Router {
         .route("/clients", get(clients))
         .route("/kick/{client_id}", post(kick))
         .with_state(relay)
+}
+
+/// Installs the Prometheus recorder as the process's global recorder, to be done before the
+/// relay is built (the relay registers its series then). The handle renders them.
+#[cfg(feature = "metrics")]
+pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    Ok(metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?)
+}
+
+/// `router` with `GET /metrics`: the Prometheus text of `metrics`. It reads the relay's
+/// stats first, which brings the broker's counters (with a broker) up to date.
+#[cfg(feature = "metrics")]
+pub fn with_metrics(
+    router: Router,
+    relay: ServerHandle,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Router {
+    router.route(
+        "/metrics",
+        get(move || async move {
+            let _ = relay.stats();
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4",
+                )],
+                metrics.render(),
+            )
+        }),
+    )
 }
 
 async fn stats(State(relay): State<ServerHandle>) -> Json<Value> {
@@ -131,7 +169,7 @@ async fn kick(
 }
 
 /// A bare HTTP/1.1 request, enough for the demo (no HTTP client dependency).
-async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> anyhow::Result<String> {
+pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect(addr).await?;
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
@@ -152,6 +190,9 @@ async fn main() -> anyhow::Result<()> {
     } else {
         ("127.0.0.1:0", "127.0.0.1:0")
     };
+    // Before the relay is built: it registers its metrics with the recorder installed then.
+    #[cfg(feature = "metrics")]
+    let metrics = install_metrics()?;
     let relay = ghost_sync::Server::builder()
         .bind(relay_bind)
         .build()
@@ -161,6 +202,20 @@ async fn main() -> anyhow::Result<()> {
     let admin = TcpListener::bind(admin_bind).await?;
     let admin_addr = admin.local_addr()?;
     let app = router(relay.clone());
+    #[cfg(feature = "metrics")]
+    let app = {
+        // Without the exporter's own listener, nobody else drains its histograms: every 5 s
+        // (its default), so that they do not grow between scrapes.
+        let upkeep = metrics.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        with_metrics(app, relay.clone(), metrics)
+    };
     let server = tokio::spawn(async move { axum::serve(admin, app).await });
     println!(
         "relay on {}, admin on http://{admin_addr}",
@@ -175,7 +230,11 @@ async fn main() -> anyhow::Result<()> {
     player.join("lobby").await?;
     player.recv().await?; // Joined
     player.recv().await?; // the member list
-    for path in ["/stats", "/rooms", "/clients"] {
+    let mut paths = vec!["/stats", "/rooms", "/clients"];
+    if cfg!(feature = "metrics") {
+        paths.push("/metrics");
+    }
+    for path in paths {
         println!("GET {path} -> {}", http(admin_addr, "GET", path).await?);
     }
     let kick = format!("/kick/{}?reason=afk", player.client_id());

@@ -78,6 +78,8 @@ mod session;
 #[cfg(feature = "server")]
 mod stats;
 mod sync;
+#[cfg(feature = "metrics")]
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 

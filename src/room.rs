@@ -78,6 +78,10 @@ pub(crate) struct Room {
     /// room, so that receivers notice frames the broker lost.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     published: AtomicU64,
+    /// Where this room's broadcasts record their number of recipients: the server's one
+    /// series, or this room's own with `metrics_room_labels` (see the registry).
+    #[cfg(feature = "metrics")]
+    fanout: ::metrics::Histogram,
 }
 
 impl Room {
@@ -93,7 +97,25 @@ impl Room {
             remote_len: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             published: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            fanout: ::metrics::Histogram::noop(),
         }
+    }
+
+    /// The room with its broadcasts recorded in `fanout`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn with_fanout(mut self, fanout: ::metrics::Histogram) -> Self {
+        self.fanout = fanout;
+        self
+    }
+
+    /// One broadcast reached `recipients` members here: recorded once the members' lock is
+    /// released, since a recorder is the application's code.
+    fn fanned_out(&self, recipients: usize) {
+        #[cfg(feature = "metrics")]
+        self.fanout.record(recipients as f64);
+        #[cfg(not(feature = "metrics"))]
+        let _ = recipients;
     }
 
     pub(crate) fn id(&self) -> &Arc<str> {
@@ -289,7 +311,14 @@ impl Room {
 
     /// Queues `frame` for every member but `from`; `pending` then writes them.
     pub(crate) fn broadcast(&self, from: Uuid, frame: &Bytes, pending: &mut Pending) -> Dropped {
-        relay(&read(&self.members), from, frame, pending)
+        let members = read(&self.members);
+        let dropped = relay(&members, from, frame, pending);
+        // Every member but the sender: a client only broadcasts to the room it is in. (A
+        // frame from another relay comes through `broadcast_all`.)
+        let recipients = members.len().saturating_sub(1);
+        drop(members);
+        self.fanned_out(recipients);
+        dropped
     }
 
     /// Queues `frame` for every member (`pending` then writes them); returns how many got
@@ -298,7 +327,10 @@ impl Room {
         let members = read(&self.members);
         // No member has the server's (nil) id, so nobody is skipped.
         let dropped = relay(&members, Uuid::nil(), frame, pending);
-        (members.len() - dropped.len(), dropped)
+        let recipients = members.len();
+        drop(members);
+        self.fanned_out(recipients);
+        (recipients - dropped.len(), dropped)
     }
 
     pub(crate) fn set_meta(&self, key: &str, value: String) {

@@ -230,7 +230,7 @@ pub(crate) fn report_backpressure(
     dropped: &[Uuid],
     room_id: &str,
 ) {
-    Counters::add(&counters.frames_dropped, dropped.len() as u64);
+    counters.dropped(dropped.len() as u64);
     for &client_id in dropped {
         tracing::debug!(%client_id, room_id, "write queue full: frame dropped");
         guarded("on_backpressure", || {

@@ -6,27 +6,134 @@
 use crate::disconnect::DisconnectKind;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// The live counters of one server.
+/// The live counters of one server, and with the `metrics` feature the handles of its
+/// metrics: every method adds to both, so the call sites stay the same either way.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) connections_total: AtomicU64,
-    pub(crate) frames_in: AtomicU64,
-    pub(crate) bytes_in: AtomicU64,
-    pub(crate) frames_out: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
-    pub(crate) frames_dropped: AtomicU64,
+    connections_total: AtomicU64,
+    frames_in: AtomicU64,
+    bytes_in: AtomicU64,
+    frames_out: AtomicU64,
+    bytes_out: AtomicU64,
+    frames_dropped: AtomicU64,
     disconnects: [AtomicU64; DisconnectKind::ALL.len()],
+    #[cfg(feature = "metrics")]
+    metrics: crate::telemetry::ServerMetrics,
+    #[cfg(all(feature = "metrics", feature = "redis"))]
+    broker: std::sync::OnceLock<crate::telemetry::BrokerMetrics>,
+}
+
+/// Why a join was refused (a label of `ghost_sync_join_refusals_total`); nothing without
+/// the `metrics` feature.
+#[cfg(feature = "metrics")]
+pub(crate) use crate::telemetry::JoinRefusal;
+
+/// Why a join was refused; counted only with the `metrics` feature.
+#[cfg(not(feature = "metrics"))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum JoinRefusal {
+    NotFound,
+    Full,
+    Rejected,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Broker,
 }
 
 impl Counters {
-    pub(crate) fn disconnected(&self, kind: DisconnectKind) {
-        self.disconnects[kind.index()].fetch_add(1, Relaxed);
+    /// A client completed its handshake.
+    pub(crate) fn connected(&self) {
+        self.connections_total.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        {
+            self.metrics.connections_total.increment(1);
+            self.metrics.connections.increment(1.0);
+        }
     }
 
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        if n > 0 {
-            counter.fetch_add(n, Relaxed);
+    /// A connection that completed its handshake ended (once per [`connected`](Self::connected)).
+    pub(crate) fn disconnected(&self, kind: DisconnectKind) {
+        self.disconnects[kind.index()].fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.metrics.disconnected(kind);
+    }
+
+    /// One read batch: `frames` frames of `bytes` bytes in all.
+    pub(crate) fn received(&self, frames: u64, bytes: u64) {
+        if frames > 0 {
+            self.frames_in.fetch_add(frames, Relaxed);
+            self.bytes_in.fetch_add(bytes, Relaxed);
+            #[cfg(feature = "metrics")]
+            {
+                self.metrics.frames_received.increment(frames);
+                self.metrics.bytes_received.increment(bytes);
+            }
         }
+    }
+
+    /// One write: `frames` frames of `bytes` bytes in all.
+    pub(crate) fn sent(&self, frames: u64, bytes: u64) {
+        if frames > 0 {
+            self.frames_out.fetch_add(frames, Relaxed);
+            self.bytes_out.fetch_add(bytes, Relaxed);
+            #[cfg(feature = "metrics")]
+            {
+                self.metrics.frames_sent.increment(frames);
+                self.metrics.bytes_sent.increment(bytes);
+            }
+        }
+    }
+
+    /// `frames` frames dropped for full write queues.
+    pub(crate) fn dropped(&self, frames: u64) {
+        if frames > 0 {
+            self.frames_dropped.fetch_add(frames, Relaxed);
+            #[cfg(feature = "metrics")]
+            self.metrics.frames_dropped.increment(frames);
+        }
+    }
+
+    /// A connection refused at admission or at its handshake (metrics only).
+    pub(crate) fn refused(&self, code: crate::protocol::RejectCode) {
+        #[cfg(feature = "metrics")]
+        self.metrics.refused(code);
+        #[cfg(not(feature = "metrics"))]
+        let _ = code;
+    }
+
+    /// A client joined a room (metrics only).
+    pub(crate) fn joined(&self) {
+        #[cfg(feature = "metrics")]
+        self.metrics.joins.increment(1);
+    }
+
+    /// A join was refused (metrics only).
+    pub(crate) fn join_refused(&self, why: JoinRefusal) {
+        #[cfg(feature = "metrics")]
+        self.metrics.join_refused(why);
+        #[cfg(not(feature = "metrics"))]
+        let _ = why;
+    }
+
+    /// A client's write queue held `frames` frames at its ping tick (metrics only).
+    pub(crate) fn queue_depth(&self, frames: usize) {
+        #[cfg(feature = "metrics")]
+        self.metrics.queue_depth.record(frames as f64);
+        #[cfg(not(feature = "metrics"))]
+        let _ = frames;
+    }
+
+    /// Whether anything records the queue depth: sampling it takes a lock, for nothing
+    /// without the `metrics` feature.
+    pub(crate) const SAMPLES_QUEUE_DEPTH: bool = cfg!(feature = "metrics");
+
+    /// The broker's totals, as `stats()` read them, copied to the broker's metrics.
+    pub(crate) fn broker_totals(&self, totals: [u64; 5]) {
+        #[cfg(all(feature = "metrics", feature = "redis"))]
+        self.broker
+            .get_or_init(crate::telemetry::BrokerMetrics::register)
+            .update(totals);
+        #[cfg(not(all(feature = "metrics", feature = "redis")))]
+        let _ = totals;
     }
 
     pub(crate) fn snapshot(&self, connections: usize, rooms: usize) -> Stats {

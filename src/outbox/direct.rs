@@ -7,7 +7,6 @@
 //! the queue is empty again.
 
 use super::{Outbox, Queue};
-use crate::stats::Counters;
 use crate::sync::lock;
 use bytes::Bytes;
 use std::io::{self, IoSlice};
@@ -65,11 +64,13 @@ fn flush(queue: &Queue, write_now: bool) {
         .unwrap_or_default();
     let head_sent = state.head_sent;
     if head_sent + written == queued {
-        Counters::add(&queue.counters.frames_out, frames.len() as u64);
-        Counters::add(&queue.counters.bytes_out, queued as u64);
+        let whole = frames.len();
         state.bytes = state.bytes.saturating_sub(queued);
         state.frames.clear();
         state.head_sent = 0;
+        // Counted once the lock is released: a metrics recorder is the application's code.
+        drop(guard);
+        queue.counters.sent(whole as u64, queued as u64);
         return;
     }
     // Cut short: drop the frames written whole, remember where the next one stopped, and
@@ -88,9 +89,8 @@ fn flush(queue: &Queue, write_now: bool) {
     state.frames.drain(..whole);
     state.head_sent = done;
     state.bytes = state.bytes.saturating_sub(whole_bytes);
-    Counters::add(&queue.counters.frames_out, whole as u64);
-    Counters::add(&queue.counters.bytes_out, whole_bytes as u64);
     drop(guard);
+    queue.counters.sent(whole as u64, whole_bytes as u64);
     queue.ready.notify_one();
 }
 
@@ -137,6 +137,7 @@ impl Pending {
 mod tests {
     use super::super::{outbox_to, Inbox};
     use super::*;
+    use crate::stats::Counters;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -203,12 +204,7 @@ mod tests {
         assert_eq!(sink.writes(), vec![b"onetwothree".to_vec()]);
         assert!(rx.is_empty());
         assert!(!writer_woken(&rx).await);
-        assert_eq!(
-            counters
-                .frames_out
-                .load(std::sync::atomic::Ordering::Relaxed),
-            3
-        );
+        assert_eq!(counters.snapshot(0, 0).frames_out, 3);
         // Written: the bytes no longer count against the limit.
         assert_eq!(lock(&rx.queue.state).bytes, 0);
     }

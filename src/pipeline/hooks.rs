@@ -14,6 +14,7 @@ use super::{ClientMessage, FrameRequest, Reply, ReplyKind};
 use crate::disconnect::DisconnectReason;
 use crate::handler::{guarded, JoinRequest, SharedHandler};
 use crate::server::Shared;
+use crate::stats::JoinRefusal;
 use bytes::Bytes;
 use ghost_sync_layers::BoxError;
 use pin_project_lite::pin_project;
@@ -95,6 +96,7 @@ where
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let handler = Arc::clone(&self.handler);
+                let shared = Arc::clone(&self.shared);
                 ResponseFuture::boxed(Box::pin(async move {
                     let turn = room.turnstile().lock_owned().await;
                     let session = req.session();
@@ -115,6 +117,7 @@ where
                         return Ok(Reply::disconnect(hook_failed("on_join")));
                     };
                     if let Err(reason) = verdict {
+                        shared.counters.join_refused(JoinRefusal::Rejected);
                         return Ok(Reply::error(if reason.is_empty() {
                             format!("join rejected: {room_id}")
                         } else {

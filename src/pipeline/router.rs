@@ -12,6 +12,7 @@ use crate::protocol::{encode, ServerFrame};
 use crate::room::{JoinRefused, Room};
 use crate::server::Shared;
 use crate::session::{report_backpressure, Session};
+use crate::stats::JoinRefusal;
 use bytes::Bytes;
 use ghost_sync_layers::BoxError;
 use std::future::Future;
@@ -75,7 +76,9 @@ impl RoomRouter {
             Some(room) => Some(Arc::clone(room)),
             None => self.shared.registry.get(room_id),
         };
+        let counters = &self.shared.counters;
         let Some(room) = room else {
+            counters.join_refused(JoinRefusal::NotFound);
             return Err(Reply::error(format!("room not found: {room_id}")));
         };
         if session
@@ -90,6 +93,7 @@ impl RoomRouter {
         // A room deleted while this join waited for admission: refuse before leaving the
         // current room, so that a refused join changes nothing.
         if room.is_deleted() {
+            counters.join_refused(JoinRefusal::NotFound);
             return Err(Reply::error(format!("room not found: {room_id}")));
         }
         // Likewise a full room (checked again, atomically, by the join itself).
@@ -98,6 +102,7 @@ impl RoomRouter {
             .max_clients
             .is_some_and(|max| room.len() >= max)
         {
+            counters.join_refused(JoinRefusal::Full);
             return Err(Reply::error(format!("room full: {room_id}")));
         }
         session.leave_room(&*self.handler, &self.shared.counters);
@@ -108,14 +113,22 @@ impl RoomRouter {
         let client_id = session.client_id;
         let max_payload = self.shared.config.max_payload;
         let announce = encode(&ServerFrame::PlayerJoined { client_id });
+        let counters = &self.shared.counters;
         match room.join(session.member(), &announce, max_payload) {
             Ok(dropped) => {
                 session.set_room(Arc::clone(&room));
-                report_backpressure(&*self.handler, &self.shared.counters, &dropped, room.id());
+                counters.joined();
+                report_backpressure(&*self.handler, counters, &dropped, room.id());
                 Reply::none()
             }
-            Err(JoinRefused::Deleted) => Reply::error(format!("room not found: {}", room.id())),
-            Err(JoinRefused::Full) => Reply::error(format!("room full: {}", room.id())),
+            Err(JoinRefused::Deleted) => {
+                counters.join_refused(JoinRefusal::NotFound);
+                Reply::error(format!("room not found: {}", room.id()))
+            }
+            Err(JoinRefused::Full) => {
+                counters.join_refused(JoinRefusal::Full);
+                Reply::error(format!("room full: {}", room.id()))
+            }
         }
     }
 
@@ -131,15 +144,24 @@ impl RoomRouter {
         let handler = Arc::clone(&self.handler);
         RouterFuture::boxed(Box::pin(async move {
             let id = Arc::clone(room.id());
+            let counters = &shared.counters;
             match cluster.join(Arc::clone(&room), session.member()).await {
                 Ok(dropped) => {
                     session.set_room(room);
-                    report_backpressure(&*handler, &shared.counters, &dropped, &id);
+                    counters.joined();
+                    report_backpressure(&*handler, counters, &dropped, &id);
                     Ok(Reply::none())
                 }
-                Err(JoinFailure::NoRoom) => Ok(Reply::error(format!("room not found: {id}"))),
-                Err(JoinFailure::Full) => Ok(Reply::error(format!("room full: {id}"))),
+                Err(JoinFailure::NoRoom) => {
+                    counters.join_refused(JoinRefusal::NotFound);
+                    Ok(Reply::error(format!("room not found: {id}")))
+                }
+                Err(JoinFailure::Full) => {
+                    counters.join_refused(JoinRefusal::Full);
+                    Ok(Reply::error(format!("room full: {id}")))
+                }
                 Err(JoinFailure::Broker(why)) => {
+                    counters.join_refused(JoinRefusal::Broker);
                     tracing::warn!(room_id = %id, why, "join failed at the broker");
                     Ok(Reply::error(format!(
                         "join failed: {id}: the broker did not answer"

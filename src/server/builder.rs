@@ -120,6 +120,16 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// With the `metrics` feature: labels `ghost_sync_fanout_recipients` with `room`, one
+    /// series per room (off by default: one series for the whole server). Every room ever
+    /// created then stays a series in the recorder, so keep it for a few long-lived rooms,
+    /// or let the recorder forget idle series. See [`telemetry`](crate::telemetry).
+    #[cfg(feature = "metrics")]
+    pub fn metrics_room_labels(mut self, on: bool) -> Self {
+        self.config.metrics_room_labels = on;
+        self
+    }
+
     /// Emits a [`Stats`](crate::Stats) snapshot as a `tracing` event (target
     /// `ghost_sync::stats`, level INFO) every `every`. Off by default.
     pub fn stats_interval(mut self, every: Duration) -> Self {

@@ -31,6 +31,9 @@ pub(crate) struct Config {
     /// The broker this relay shares its rooms through; `None`: it is alone.
     #[cfg(feature = "redis")]
     pub(crate) redis: Option<crate::cluster::RedisOptions>,
+    /// A `room` label on the fan-out histogram (see `telemetry.rs`); off by default.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics_room_labels: bool,
 }
 
 /// Default listen address.
@@ -70,6 +73,8 @@ impl Default for Config {
             room_names: Some(RoomNamePolicyLayer::new()),
             #[cfg(feature = "redis")]
             redis: None,
+            #[cfg(feature = "metrics")]
+            metrics_room_labels: false,
         }
     }
 }

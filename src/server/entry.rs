@@ -104,6 +104,7 @@ impl<L: FrameLayer> Entry<L> {
     pub(crate) fn refuse_tcp(&self, mut stream: TcpStream, peer: SocketAddr, err: BoxError) {
         let code = reject_code(&err);
         tracing::debug!(%peer, error = %err, "connection refused");
+        self.shared.counters.refused(code);
         match Arc::clone(&self.refusals).try_acquire_owned() {
             Ok(permit) => {
                 self.shared.tasks.spawn(async move {
@@ -157,6 +158,7 @@ impl<L: FrameLayer> Entry<L> {
                 Err(err) => {
                     let code = reject_code(&err);
                     tracing::debug!(%peer, error = %err, "connection refused");
+                    entry.shared.counters.refused(code);
                     let Ok(_lingering) = Arc::clone(&entry.refusals).try_acquire_owned() else {
                         // As on TCP: past the lingering refusals, one quick attempt only.
                         let frame = rejection(code, &err.to_string());

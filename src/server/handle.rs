@@ -349,7 +349,9 @@ impl ServerHandle {
             .counters
             .snapshot(self.shared.directory.len(), self.shared.registry.count());
         if let Some(cluster) = self.shared.cluster() {
-            let [published, received, dropped, lost, disconnects] = cluster.stats();
+            let totals = cluster.stats();
+            self.shared.counters.broker_totals(totals);
+            let [published, received, dropped, lost, disconnects] = totals;
             stats.broker_published = published;
             stats.broker_received = received;
             stats.broker_dropped = dropped;

@@ -52,6 +52,11 @@ impl Shared {
             .map(|every| Arc::new(Flusher::new(every)));
         Self {
             flusher,
+            // With the `metrics` feature, these register their series with the recorder
+            // installed now.
+            #[cfg(feature = "metrics")]
+            registry: Registry::with_room_labels(config.metrics_room_labels),
+            #[cfg(not(feature = "metrics"))]
             registry: Registry::default(),
             directory: Directory::default(),
             counters: Arc::default(),

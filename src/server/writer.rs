@@ -12,7 +12,6 @@ use crate::disconnect::DisconnectReason;
 use crate::outbox::Inbox;
 use crate::protocol::HEADER_LEN;
 use crate::session::Session;
-use crate::stats::Counters;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -132,8 +131,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 return false;
             }
         }
-        Counters::add(&self.shared.counters.frames_out, n as u64);
-        Counters::add(&self.shared.counters.bytes_out, bytes as u64);
+        self.shared.counters.sent(n as u64, bytes as u64);
         if n == 1 && self.queue.is_empty() {
             // A lone frame (a ping, say) with nothing behind it: the client is quiet, so its
             // buffers go back to the allocator until the next burst.

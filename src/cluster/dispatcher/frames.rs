@@ -12,7 +12,6 @@ use crate::outbox::Pending;
 use crate::protocol::{encode, ServerFrame};
 use crate::server::Shared;
 use crate::session::report_backpressure;
-use crate::stats::Counters;
 use crate::sync::lock;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -140,7 +139,7 @@ impl FrameSink for RoomFrames {
             Some(handler) => {
                 report_backpressure(&*handler, &self.shared.counters, &dropped, room.id())
             }
-            None => Counters::add(&self.shared.counters.frames_dropped, dropped.len() as u64),
+            None => self.shared.counters.dropped(dropped.len() as u64),
         }
     }
 }

@@ -121,7 +121,7 @@ impl Dispatcher {
         if let Some(handler) = self.shared.handler() {
             report_backpressure(&*handler, &self.shared.counters, dropped, room.id());
         } else {
-            crate::stats::Counters::add(&self.shared.counters.frames_dropped, dropped.len() as u64);
+            self.shared.counters.dropped(dropped.len() as u64);
         }
     }
 

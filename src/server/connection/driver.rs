@@ -80,6 +80,9 @@ where
                 _ = self.session.ended() => return self.session.end_reason(),
                 _ = &mut idle => return DisconnectReason::IdleTimeout,
                 _ = ping.tick() => {
+                    if Counters::SAMPLES_QUEUE_DEPTH {
+                        self.shared.counters.queue_depth(self.session.outbox.depth());
+                    }
                     if self.buf.is_empty() {
                         // Nothing is pending: until its next frame, the connection holds no
                         // read buffer (see `read_some`), and starts small again.
@@ -344,8 +347,7 @@ struct Tally<'a> {
 impl Drop for Tally<'_> {
     fn drop(&mut self) {
         self.session.flush(self.frames > 1);
-        Counters::add(&self.counters.frames_in, self.frames);
-        Counters::add(&self.counters.bytes_in, self.bytes);
+        self.counters.received(self.frames, self.bytes);
     }
 }
 

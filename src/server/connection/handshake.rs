@@ -39,6 +39,7 @@ where
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT.min(config.idle_timeout);
     let hello = tokio::select! {
         _ = shared.shutdown.cancelled() => {
+            shared.counters.refused(RejectCode::ShuttingDown);
             reject(reader, writer, RejectCode::ShuttingDown, "server shutting down").await;
             return None;
         }
@@ -82,6 +83,7 @@ where
     };
     if let Some((code, message)) = refusal {
         tracing::debug!(?code, message, "handshake refused");
+        shared.counters.refused(code);
         reject(reader, writer, code, &message).await;
         return None;
     }

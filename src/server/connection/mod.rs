@@ -33,7 +33,6 @@ use ghost_sync_layers::{
 };
 use handshake::handshake;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
@@ -92,10 +91,7 @@ pub(crate) async fn serve<R, W, L>(
         if let Some(cluster) = shared.cluster() {
             cluster.client_connected(&session);
         }
-        shared
-            .counters
-            .connections_total
-            .fetch_add(1, Ordering::Relaxed);
+        shared.counters.connected();
         // Whatever happens next, the client leaves the directory and `on_disconnect` fires
         // once: this guard is dropped last, even if the task is cancelled.
         let mut farewell_guard = DisconnectOnDrop {
