@@ -1,20 +1,18 @@
 //! The test client's connection: a raw socket speaking the public codec, so that every fault
-//! the kit injects happens to a real TCP connection. It answers the relay's pings, gathers
-//! split member lists, and turns frames into [`Received`] values.
+//! the kit injects happens to a real TCP connection. It answers the relay's pings and turns
+//! frames into [`Received`] values with the client's own [`EventDecoder`], so that it reads
+//! the relay exactly as a [`Client`](crate::Client) does.
 
 use crate::event::ServerEvent;
 use crate::protocol::{
-    decode_frame, encode_into, member_ids, ClientFrame, FrameReader, ServerFrame, MAX_REASON_LEN,
+    encode_into, ClientFrame, Decoded, EventDecoder, EventError, FrameReader, Goodbye,
+    MAX_REASON_LEN,
 };
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use uuid::Uuid;
-
-/// The longest member list gathered (16 MiB of ids): past it the relay is misbehaving.
-const MAX_MEMBER_LIST: usize = 1 << 20;
 
 /// What a test client received: an event, keepalive, the relay's goodbye, or the end.
 ///
@@ -39,7 +37,8 @@ pub enum Received {
     /// The connection broke (a reset, a broken pipe): the error's text.
     Reset(String),
     /// The relay sent something this kit cannot follow (a frame that does not decode, a
-    /// second `Welcome`): a bug in the relay, and always a failure.
+    /// second `Welcome`, a member list broken by another frame): a bug in the relay, and
+    /// always a failure.
     Invalid(String),
 }
 
@@ -64,8 +63,8 @@ pub(super) struct Wire {
     pub(super) ended: Option<Received>,
     /// Bytes queued for the relay and not yet written (a cancelled write keeps its tail).
     out: BytesMut,
-    /// A member list split over several frames, gathered until its last one.
-    members: Option<(String, Vec<Uuid>)>,
+    /// Frames to events, as the client decodes them; gathers split member lists.
+    events: EventDecoder,
 }
 
 impl Wire {
@@ -78,7 +77,7 @@ impl Wire {
             pending: VecDeque::new(),
             ended: None,
             out: BytesMut::new(),
-            members: None,
+            events: EventDecoder::new(),
         }
     }
 
@@ -157,68 +156,28 @@ impl Wire {
 
     /// What a frame body means; `None` for a frame handled here (a ping, part of a list).
     async fn interpret(&mut self, body: &Bytes) -> Option<Received> {
-        let frame = match decode_frame::<ServerFrame<'_>>(body) {
-            Ok(frame) => frame,
-            Err(err) => return Some(Received::Invalid(err.to_string())),
-        };
-        let event = match frame {
-            ServerFrame::Ping => {
+        match self.events.decode(body) {
+            Ok(Some(Decoded::Event(event))) => Some(Received::Event(event)),
+            Ok(Some(Decoded::Ping)) => {
                 // A relay that is gone shows up on the next read; nothing to do here.
                 let _ = self.send(&ClientFrame::Pong).await;
-                return None;
+                None
             }
-            ServerFrame::Pong => return Some(Received::Pong),
-            ServerFrame::Welcome { .. } | ServerFrame::Rejected { .. } => {
-                return Some(Received::Invalid(format!(
-                    "a handshake frame after the handshake: {frame:?}"
-                )))
+            Ok(Some(Decoded::Pong)) => Some(Received::Pong),
+            Ok(Some(Decoded::Disconnect(Goodbye { code, message }))) => {
+                Some(Received::Disconnect { code, message })
             }
-            ServerFrame::Disconnect { code, message } => {
-                return Some(Received::Disconnect {
-                    code,
-                    message: message.to_owned(),
-                })
-            }
-            ServerFrame::Members {
-                room_id,
-                client_ids,
-                more,
-            } => {
-                let (room, mut ids) = match self.members.take() {
-                    Some((room, ids)) if room == room_id => (room, ids),
-                    _ => (room_id.to_owned(), Vec::new()),
-                };
-                ids.extend(member_ids(client_ids));
-                if ids.len() > MAX_MEMBER_LIST {
-                    return Some(Received::Invalid(format!(
-                        "a member list of more than {MAX_MEMBER_LIST} ids"
-                    )));
-                }
-                if more {
-                    self.members = Some((room, ids));
-                    return None;
-                }
-                ServerEvent::Members {
-                    room_id: room,
-                    client_ids: ids,
-                }
-            }
-            ServerFrame::Joined { client_id, room_id } => ServerEvent::Joined {
-                client_id,
-                room_id: room_id.to_owned(),
-            },
-            ServerFrame::Left { room_id } => ServerEvent::Left {
-                room_id: room_id.to_owned(),
-            },
-            ServerFrame::PlayerJoined { client_id } => ServerEvent::PlayerJoined { client_id },
-            ServerFrame::PlayerLeft { client_id } => ServerEvent::PlayerLeft { client_id },
-            ServerFrame::Broadcast { sender_id, data } => ServerEvent::Broadcast {
-                sender_id,
-                // Zero-copy: a slice of the frame.
-                data: body.slice_ref(data),
-            },
-            ServerFrame::Error { message } => ServerEvent::Error(message.to_owned()),
-        };
-        Some(Received::Event(event))
+            Ok(None) => None,
+            Err(err) => Some(Received::Invalid(invalid(err))),
+        }
+    }
+}
+
+/// The words of a [`Received::Invalid`]; the kit's own where it had its own before.
+fn invalid(err: EventError) -> String {
+    match err {
+        EventError::Handshake(frame) => format!("a handshake frame after the handshake: {frame:?}"),
+        EventError::MemberListTooLong { max } => format!("a member list of more than {max} ids"),
+        other => other.to_string(),
     }
 }
