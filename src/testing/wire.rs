@@ -181,3 +181,98 @@ fn invalid(err: EventError) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{encode, ServerFrame};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+    use uuid::Uuid;
+
+    /// A wire reading `frames` from a real loopback socket, then the end of the stream.
+    async fn wire_reading(frames: Vec<Bytes>) -> Wire {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let relay = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            for frame in frames {
+                stream.write_all(&frame).await.unwrap();
+            }
+        });
+        let wire = Wire::new(TcpStream::connect(addr).await.unwrap());
+        relay.await.unwrap();
+        wire
+    }
+
+    fn members(room_id: &str, more: bool) -> Bytes {
+        encode(&ServerFrame::Members {
+            room_id,
+            client_ids: Uuid::from_u128(7).as_bytes(),
+            more,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_broken_member_list_is_invalid_as_the_client_refuses_it() {
+        let mut wire = wire_reading(vec![
+            members("r", true),
+            encode(&ServerFrame::Error { message: "x" }),
+            members("q", false),
+        ])
+        .await;
+        assert_eq!(
+            wire.next_received().await,
+            Received::Invalid("the member list of r was cut short by another frame".to_owned())
+        );
+        assert_eq!(
+            wire.next_received().await,
+            Received::Event(ServerEvent::Members {
+                room_id: "q".to_owned(),
+                client_ids: vec![Uuid::from_u128(7)],
+            })
+        );
+        assert_eq!(wire.next_received().await, Received::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_split_list_a_goodbye_and_a_late_welcome_read_as_before() {
+        let welcome = ServerFrame::Welcome {
+            client_id: Uuid::nil(),
+            version: 1,
+            max_payload: 1024,
+        };
+        let mut wire = wire_reading(vec![
+            members("r", true),
+            members("r", false),
+            encode(&ServerFrame::Pong),
+            encode(&welcome),
+            encode(&ServerFrame::Disconnect {
+                code: 4,
+                message: "bye",
+            }),
+        ])
+        .await;
+        assert_eq!(
+            wire.next_received().await,
+            Received::Event(ServerEvent::Members {
+                room_id: "r".to_owned(),
+                client_ids: vec![Uuid::from_u128(7); 2],
+            })
+        );
+        assert_eq!(wire.next_received().await, Received::Pong);
+        assert_eq!(
+            wire.next_received().await,
+            Received::Invalid(format!(
+                "a handshake frame after the handshake: {welcome:?}"
+            ))
+        );
+        assert_eq!(
+            wire.next_received().await,
+            Received::Disconnect {
+                code: 4,
+                message: "bye".to_owned()
+            }
+        );
+    }
+}
