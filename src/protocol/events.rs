@@ -74,7 +74,7 @@ impl Goodbye {
 }
 
 impl From<Goodbye> for SyncError {
-    /// The error [`Client::recv`](crate::Client::recv) returns for this goodbye.
+    /// The error the client's `recv` returns for this goodbye.
     fn from(goodbye: Goodbye) -> Self {
         match goodbye.kind() {
             Some(DisconnectCode::IdleTimeout) => SyncError::IdleTimeout,
@@ -172,8 +172,7 @@ impl std::error::Error for EventError {
 }
 
 impl From<EventError> for SyncError {
-    /// [`SyncError::Protocol`] with the error's text, as [`Client::recv`](crate::Client::recv)
-    /// returns it.
+    /// [`SyncError::Protocol`] with the error's text, as the client's `recv` returns it.
     fn from(err: EventError) -> Self {
         SyncError::Protocol(err.to_string())
     }
