@@ -13,7 +13,7 @@
 use crate::error::SyncError;
 use crate::event::ServerEvent;
 use crate::protocol::{
-    decode_frame, encode_into, member_ids, ClientFrame, DisconnectCode, FrameError, FrameReader,
+    decode_frame, encode_into, ClientFrame, Decoded, EventDecoder, FrameError, FrameReader,
     RejectCode, ServerFrame, MAX_REASON_LEN, PROTOCOL_VERSION,
 };
 use crate::sync::lock;
@@ -101,13 +101,9 @@ pub struct ClientReceiver {
     /// The relay's goodbye, kept until `recv` has returned it (so that a `recv` cancelled
     /// while closing our side cannot lose it).
     goodbye: Option<SyncError>,
-    /// A member list split over several `Members` frames, gathered until its last frame.
-    members: Option<(String, Vec<Uuid>)>,
+    /// Frames to events; gathers a member list split over several frames.
+    events: EventDecoder,
 }
-
-/// The longest member list the client gathers (16 MiB of ids): past it, the relay is
-/// misbehaving rather than serving a real room.
-const MAX_MEMBER_LIST: usize = 1 << 20;
 
 /// The socket and the outgoing buffer both halves share.
 #[derive(Debug)]
@@ -201,7 +197,7 @@ impl Client {
             frames: FrameReader::for_payload(MAX_REASON_LEN),
             closed: false,
             goodbye: None,
-            members: None,
+            events: EventDecoder::new(),
         };
         conn.send(&ClientFrame::Hello {
             version: PROTOCOL_VERSION,
@@ -234,7 +230,7 @@ impl Client {
                     frames: FrameReader::for_payload(max_payload.max(MAX_REASON_LEN)),
                     closed: false,
                     goodbye: None,
-                    members: None,
+                    events: EventDecoder::new(),
                 };
                 Ok(Self {
                     sender: ClientSender { conn, max_payload },
@@ -467,96 +463,19 @@ impl ClientReceiver {
 
     /// Handles one frame: keepalive is answered and hidden, a disconnect becomes its error.
     fn handle(&mut self, body: &Bytes) -> Result<Option<ServerEvent>, SyncError> {
-        let frame = decode_frame::<ServerFrame<'_>>(body).map_err(protocol)?;
-        match (&self.members, &frame) {
-            (None, _) | (Some(_), ServerFrame::Members { .. }) => {}
-            // A relay giving up on a client that stopped reading finishes the frame it was
-            // writing, then says why: the rest of a list may be missing.
-            (Some(_), ServerFrame::Disconnect { .. }) => self.members = None,
-            // Otherwise the relay queues a whole member list at once: nothing comes between.
-            (Some((room_id, _)), _) => {
-                let err = SyncError::Protocol(format!(
-                    "the member list of {room_id} was cut short by another frame"
-                ));
-                self.members = None;
-                return Err(err);
+        match self.events.decode(body)? {
+            Some(Decoded::Event(event)) => Ok(Some(event)),
+            Some(Decoded::Ping) => {
+                self.conn.queue(PONG_FRAME);
+                Ok(None)
+            }
+            // Part of a member list, or the answer to our ping.
+            None | Some(Decoded::Pong) => Ok(None),
+            Some(Decoded::Disconnect(goodbye)) => {
+                self.close();
+                Err(goodbye.into())
             }
         }
-        let event = match frame {
-            ServerFrame::Ping => {
-                self.conn.queue(PONG_FRAME);
-                return Ok(None);
-            }
-            ServerFrame::Pong => return Ok(None),
-            ServerFrame::Joined { client_id, room_id } => ServerEvent::Joined {
-                client_id,
-                room_id: room_id.to_owned(),
-            },
-            ServerFrame::Left { room_id } => ServerEvent::Left {
-                room_id: room_id.to_owned(),
-            },
-            ServerFrame::PlayerJoined { client_id } => ServerEvent::PlayerJoined { client_id },
-            ServerFrame::PlayerLeft { client_id } => ServerEvent::PlayerLeft { client_id },
-            ServerFrame::Broadcast { sender_id, data } => ServerEvent::Broadcast {
-                sender_id,
-                data: body.slice_ref(data),
-            },
-            ServerFrame::Members {
-                room_id,
-                client_ids,
-                more,
-            } => {
-                let (list_room, list) = self
-                    .members
-                    .get_or_insert_with(|| (room_id.to_owned(), Vec::new()));
-                let broken = if list_room != room_id {
-                    Some(format!(
-                        "the member list of {list_room} went on with the room {room_id}"
-                    ))
-                } else if list.len() + client_ids.len() / 16 > MAX_MEMBER_LIST {
-                    Some(format!("a member list longer than {MAX_MEMBER_LIST} ids"))
-                } else {
-                    None
-                };
-                if let Some(why) = broken {
-                    // Reported once; the next list starts afresh.
-                    self.members = None;
-                    return Err(SyncError::Protocol(why));
-                }
-                list.extend(member_ids(client_ids));
-                if more {
-                    return Ok(None);
-                }
-                let (room_id, client_ids) = self.members.take().unwrap_or_default();
-                ServerEvent::Members {
-                    room_id,
-                    client_ids,
-                }
-            }
-            ServerFrame::Error { message } => ServerEvent::Error(message.to_owned()),
-            ServerFrame::Disconnect { code, message } => {
-                self.closed = true;
-                self.conn.closed.store(true, Ordering::Release);
-                return Err(match DisconnectCode::from_u8(code) {
-                    Some(DisconnectCode::IdleTimeout) => SyncError::IdleTimeout,
-                    Some(DisconnectCode::PingTimeout) => SyncError::PingTimeout,
-                    Some(DisconnectCode::PayloadTooLarge) => SyncError::PayloadTooLarge,
-                    Some(DisconnectCode::Protocol) => SyncError::Protocol(message.to_owned()),
-                    Some(DisconnectCode::Kicked) => SyncError::Kicked(message.to_owned()),
-                    Some(DisconnectCode::ServerShutdown) => SyncError::ConnectionClosed,
-                    Some(DisconnectCode::SlowConsumer) => SyncError::SlowConsumer,
-                    Some(DisconnectCode::Internal | DisconnectCode::Policy) | None => {
-                        SyncError::Disconnected(message.to_owned())
-                    }
-                });
-            }
-            other @ (ServerFrame::Welcome { .. } | ServerFrame::Rejected { .. }) => {
-                return Err(SyncError::Protocol(format!(
-                    "unexpected handshake frame {other:?}"
-                )))
-            }
-        };
-        Ok(Some(event))
     }
 
     /// Reads one whole frame during the handshake.

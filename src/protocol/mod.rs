@@ -8,10 +8,14 @@
 //! never copies a payload: the relay turns a borrowed payload back into a zero-copy [`Bytes`]
 //! slice of the frame with [`Bytes::slice_ref`].
 //!
+//! [`EventDecoder`] turns the relay's frames into the [`ServerEvent`](crate::ServerEvent)s a
+//! client receives, for a client over any transport.
+//!
 //! [`Bytes`]: bytes::Bytes
 //! [`Bytes::slice_ref`]: bytes::Bytes::slice_ref
 
 mod codec;
+mod events;
 mod members;
 mod message;
 
@@ -19,5 +23,6 @@ pub use codec::{
     clip_reason, decode_frame, encode, encode_into, FrameError, FrameReader, WireMessage,
     FRAME_OVERHEAD, HEADER_LEN, MAX_PAYLOAD_LIMIT, MAX_REASON_LEN,
 };
+pub use events::{Decoded, EventDecoder, EventError, Goodbye, HandshakeFrame};
 pub use members::{encode_members, member_ids, members_per_frame};
 pub use message::{ClientFrame, DisconnectCode, RejectCode, ServerFrame, PROTOCOL_VERSION};

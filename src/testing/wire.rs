@@ -1,20 +1,18 @@
 //! The test client's connection: a raw socket speaking the public codec, so that every fault
-//! the kit injects happens to a real TCP connection. It answers the relay's pings, gathers
-//! split member lists, and turns frames into [`Received`] values.
+//! the kit injects happens to a real TCP connection. It answers the relay's pings and turns
+//! frames into [`Received`] values with the client's own [`EventDecoder`], so that it reads
+//! the relay exactly as a [`Client`](crate::Client) does.
 
 use crate::event::ServerEvent;
 use crate::protocol::{
-    decode_frame, encode_into, member_ids, ClientFrame, FrameReader, ServerFrame, MAX_REASON_LEN,
+    encode_into, ClientFrame, Decoded, EventDecoder, EventError, FrameReader, Goodbye,
+    MAX_REASON_LEN,
 };
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use uuid::Uuid;
-
-/// The longest member list gathered (16 MiB of ids): past it the relay is misbehaving.
-const MAX_MEMBER_LIST: usize = 1 << 20;
 
 /// What a test client received: an event, keepalive, the relay's goodbye, or the end.
 ///
@@ -39,7 +37,8 @@ pub enum Received {
     /// The connection broke (a reset, a broken pipe): the error's text.
     Reset(String),
     /// The relay sent something this kit cannot follow (a frame that does not decode, a
-    /// second `Welcome`): a bug in the relay, and always a failure.
+    /// second `Welcome`, a member list broken by another frame): a bug in the relay, and
+    /// always a failure.
     Invalid(String),
 }
 
@@ -64,8 +63,8 @@ pub(super) struct Wire {
     pub(super) ended: Option<Received>,
     /// Bytes queued for the relay and not yet written (a cancelled write keeps its tail).
     out: BytesMut,
-    /// A member list split over several frames, gathered until its last one.
-    members: Option<(String, Vec<Uuid>)>,
+    /// Frames to events, as the client decodes them; gathers split member lists.
+    events: EventDecoder,
 }
 
 impl Wire {
@@ -78,7 +77,7 @@ impl Wire {
             pending: VecDeque::new(),
             ended: None,
             out: BytesMut::new(),
-            members: None,
+            events: EventDecoder::new(),
         }
     }
 
@@ -157,68 +156,123 @@ impl Wire {
 
     /// What a frame body means; `None` for a frame handled here (a ping, part of a list).
     async fn interpret(&mut self, body: &Bytes) -> Option<Received> {
-        let frame = match decode_frame::<ServerFrame<'_>>(body) {
-            Ok(frame) => frame,
-            Err(err) => return Some(Received::Invalid(err.to_string())),
-        };
-        let event = match frame {
-            ServerFrame::Ping => {
+        match self.events.decode(body) {
+            Ok(Some(Decoded::Event(event))) => Some(Received::Event(event)),
+            Ok(Some(Decoded::Ping)) => {
                 // A relay that is gone shows up on the next read; nothing to do here.
                 let _ = self.send(&ClientFrame::Pong).await;
-                return None;
+                None
             }
-            ServerFrame::Pong => return Some(Received::Pong),
-            ServerFrame::Welcome { .. } | ServerFrame::Rejected { .. } => {
-                return Some(Received::Invalid(format!(
-                    "a handshake frame after the handshake: {frame:?}"
-                )))
+            Ok(Some(Decoded::Pong)) => Some(Received::Pong),
+            Ok(Some(Decoded::Disconnect(Goodbye { code, message }))) => {
+                Some(Received::Disconnect { code, message })
             }
-            ServerFrame::Disconnect { code, message } => {
-                return Some(Received::Disconnect {
-                    code,
-                    message: message.to_owned(),
-                })
+            Ok(None) => None,
+            Err(err) => Some(Received::Invalid(invalid(err))),
+        }
+    }
+}
+
+/// The words of a [`Received::Invalid`]; the kit's own where it had its own before.
+fn invalid(err: EventError) -> String {
+    match err {
+        EventError::Handshake(frame) => format!("a handshake frame after the handshake: {frame:?}"),
+        EventError::MemberListTooLong { max } => format!("a member list of more than {max} ids"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{encode, ServerFrame};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+    use uuid::Uuid;
+
+    /// A wire reading `frames` from a real loopback socket, then the end of the stream.
+    async fn wire_reading(frames: Vec<Bytes>) -> Wire {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let relay = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            for frame in frames {
+                stream.write_all(&frame).await.unwrap();
             }
-            ServerFrame::Members {
-                room_id,
-                client_ids,
-                more,
-            } => {
-                let (room, mut ids) = match self.members.take() {
-                    Some((room, ids)) if room == room_id => (room, ids),
-                    _ => (room_id.to_owned(), Vec::new()),
-                };
-                ids.extend(member_ids(client_ids));
-                if ids.len() > MAX_MEMBER_LIST {
-                    return Some(Received::Invalid(format!(
-                        "a member list of more than {MAX_MEMBER_LIST} ids"
-                    )));
-                }
-                if more {
-                    self.members = Some((room, ids));
-                    return None;
-                }
-                ServerEvent::Members {
-                    room_id: room,
-                    client_ids: ids,
-                }
-            }
-            ServerFrame::Joined { client_id, room_id } => ServerEvent::Joined {
-                client_id,
-                room_id: room_id.to_owned(),
-            },
-            ServerFrame::Left { room_id } => ServerEvent::Left {
-                room_id: room_id.to_owned(),
-            },
-            ServerFrame::PlayerJoined { client_id } => ServerEvent::PlayerJoined { client_id },
-            ServerFrame::PlayerLeft { client_id } => ServerEvent::PlayerLeft { client_id },
-            ServerFrame::Broadcast { sender_id, data } => ServerEvent::Broadcast {
-                sender_id,
-                // Zero-copy: a slice of the frame.
-                data: body.slice_ref(data),
-            },
-            ServerFrame::Error { message } => ServerEvent::Error(message.to_owned()),
+        });
+        let wire = Wire::new(TcpStream::connect(addr).await.unwrap());
+        relay.await.unwrap();
+        wire
+    }
+
+    fn members(room_id: &str, more: bool) -> Bytes {
+        encode(&ServerFrame::Members {
+            room_id,
+            client_ids: Uuid::from_u128(7).as_bytes(),
+            more,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_broken_member_list_is_invalid_as_the_client_refuses_it() {
+        let mut wire = wire_reading(vec![
+            members("r", true),
+            encode(&ServerFrame::Error { message: "x" }),
+            members("q", false),
+        ])
+        .await;
+        assert_eq!(
+            wire.next_received().await,
+            Received::Invalid("the member list of r was cut short by another frame".to_owned())
+        );
+        assert_eq!(
+            wire.next_received().await,
+            Received::Event(ServerEvent::Members {
+                room_id: "q".to_owned(),
+                client_ids: vec![Uuid::from_u128(7)],
+            })
+        );
+        assert_eq!(wire.next_received().await, Received::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_split_list_a_goodbye_and_a_late_welcome_read_as_before() {
+        let welcome = ServerFrame::Welcome {
+            client_id: Uuid::nil(),
+            version: 1,
+            max_payload: 1024,
         };
-        Some(Received::Event(event))
+        let mut wire = wire_reading(vec![
+            members("r", true),
+            members("r", false),
+            encode(&ServerFrame::Pong),
+            encode(&welcome),
+            encode(&ServerFrame::Disconnect {
+                code: 4,
+                message: "bye",
+            }),
+        ])
+        .await;
+        assert_eq!(
+            wire.next_received().await,
+            Received::Event(ServerEvent::Members {
+                room_id: "r".to_owned(),
+                client_ids: vec![Uuid::from_u128(7); 2],
+            })
+        );
+        assert_eq!(wire.next_received().await, Received::Pong);
+        assert_eq!(
+            wire.next_received().await,
+            Received::Invalid(format!(
+                "a handshake frame after the handshake: {welcome:?}"
+            ))
+        );
+        assert_eq!(
+            wire.next_received().await,
+            Received::Disconnect {
+                code: 4,
+                message: "bye".to_owned()
+            }
+        );
     }
 }
