@@ -17,6 +17,19 @@ pub(crate) struct Registry {
     series: crate::telemetry::RoomSeries,
 }
 
+/// A server gone takes its rooms out of the rooms gauge, which the whole process shares (a
+/// restarted or a second server would otherwise count them forever).
+#[cfg(feature = "metrics")]
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let rooms = match self.rooms.get_mut() {
+            Ok(rooms) => rooms.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        };
+        self.series.rooms.decrement(rooms as f64);
+    }
+}
+
 impl Registry {
     /// An empty registry whose rooms record their fan-out per room (`room_labels`) or in one
     /// series.

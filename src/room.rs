@@ -111,7 +111,7 @@ impl Room {
 
     /// One broadcast reached `recipients` members here: recorded once the members' lock is
     /// released, since a recorder is the application's code.
-    fn fanned_out(&self, recipients: usize) {
+    pub(crate) fn fanned_out(&self, recipients: usize) {
         #[cfg(feature = "metrics")]
         self.fanout.record(recipients as f64);
         #[cfg(not(feature = "metrics"))]
@@ -309,16 +309,20 @@ impl Room {
         read(&self.remote).clone()
     }
 
-    /// Queues `frame` for every member but `from`; `pending` then writes them.
-    pub(crate) fn broadcast(&self, from: Uuid, frame: &Bytes, pending: &mut Pending) -> Dropped {
+    /// Queues `frame` for every member but `from`; `pending` then writes them. Returns how
+    /// many it was for, and who did not get it; the caller records the fan-out
+    /// ([`fanned_out`](Room::fanned_out)) once it holds no lock (its `pending` is behind one).
+    pub(crate) fn broadcast(
+        &self,
+        from: Uuid,
+        frame: &Bytes,
+        pending: &mut Pending,
+    ) -> (usize, Dropped) {
         let members = read(&self.members);
         let dropped = relay(&members, from, frame, pending);
         // Every member but the sender: a client only broadcasts to the room it is in. (A
         // frame from another relay comes through `broadcast_all`.)
-        let recipients = members.len().saturating_sub(1);
-        drop(members);
-        self.fanned_out(recipients);
-        dropped
+        (members.len().saturating_sub(1), dropped)
     }
 
     /// Queues `frame` for every member (`pending` then writes them); returns how many got
@@ -405,9 +409,9 @@ mod tests {
         while ra.try_recv().is_some() {} // a's Joined and Members, then b's PlayerJoined
         while rb.try_recv().is_some() {} // b's Joined and Members
         let frame = Bytes::from_static(b"frame");
-        assert!(room
-            .broadcast(Uuid::from_u128(1), &frame, &mut Pending::default())
-            .is_empty());
+        let (recipients, dropped) =
+            room.broadcast(Uuid::from_u128(1), &frame, &mut Pending::default());
+        assert_eq!((recipients, dropped.is_empty()), (1, true));
         let got = rb.try_recv().unwrap();
         assert_eq!(got.as_ptr(), frame.as_ptr(), "same buffer, not a copy");
         assert!(
@@ -426,7 +430,7 @@ mod tests {
         room.join(b, &Bytes::new(), 1024).unwrap();
         room.join(c, &Bytes::new(), 1024).unwrap();
         // a's single slot already holds its Joined.
-        let dropped = room.broadcast(
+        let (_, dropped) = room.broadcast(
             Uuid::from_u128(3),
             &Bytes::from_static(b"x"),
             &mut Pending::default(),

@@ -127,11 +127,20 @@ impl Session {
     /// one frame, so the relay is not keeping up with this client at once; the recipients'
     /// writer tasks then write, each taking what several publishers queued meanwhile.
     pub(crate) fn flush(&self, behind: bool) {
-        let mut pending = lock(&self.pending);
+        // Taken out of the lock: writing counts what was sent, and counting may call the
+        // application's metrics recorder, which must not run under a lock of ours.
+        let mut pending = std::mem::take(&mut *lock(&self.pending));
         match &self.flusher {
             Some(flusher) => flusher.hand(&mut pending),
             None if behind => pending.wake_writers(),
             None => pending.flush(),
+        }
+        // Back, emptied, so that its allocation serves the next batch (only this
+        // connection's task fills it, so nothing came in meanwhile; if something did, that
+        // list stays).
+        let mut slot = lock(&self.pending);
+        if slot.is_empty() {
+            *slot = pending;
         }
     }
 

@@ -20,7 +20,7 @@ pub(crate) struct Counters {
     #[cfg(feature = "metrics")]
     metrics: crate::telemetry::ServerMetrics,
     #[cfg(all(feature = "metrics", feature = "redis"))]
-    broker: std::sync::OnceLock<crate::telemetry::BrokerMetrics>,
+    broker: crate::telemetry::BrokerMetrics,
 }
 
 /// Why a join was refused (a label of `ghost_sync_join_refusals_total`); nothing without
@@ -40,6 +40,25 @@ pub(crate) enum JoinRefusal {
 }
 
 impl Counters {
+    /// A server's counters: with the `metrics` feature, its series are registered now, with
+    /// the recorder installed now (the broker's too, for a relay with one). `Default` gives
+    /// counters that register nothing, for values outside a server.
+    pub(crate) fn registered(with_broker: bool) -> Self {
+        #[cfg(not(all(feature = "metrics", feature = "redis")))]
+        let _ = with_broker;
+        Self {
+            #[cfg(feature = "metrics")]
+            metrics: crate::telemetry::ServerMetrics::register(),
+            #[cfg(all(feature = "metrics", feature = "redis"))]
+            broker: if with_broker {
+                crate::telemetry::BrokerMetrics::register()
+            } else {
+                crate::telemetry::BrokerMetrics::default()
+            },
+            ..Self::default()
+        }
+    }
+
     /// A client completed its handshake.
     pub(crate) fn connected(&self) {
         self.connections_total.fetch_add(1, Relaxed);
@@ -129,9 +148,7 @@ impl Counters {
     /// The broker's totals, as `stats()` read them, copied to the broker's metrics.
     pub(crate) fn broker_totals(&self, totals: [u64; 5]) {
         #[cfg(all(feature = "metrics", feature = "redis"))]
-        self.broker
-            .get_or_init(crate::telemetry::BrokerMetrics::register)
-            .update(totals);
+        self.broker.update(totals);
         #[cfg(not(all(feature = "metrics", feature = "redis")))]
         let _ = totals;
     }

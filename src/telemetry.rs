@@ -158,9 +158,24 @@ pub(crate) struct ServerMetrics {
     pub(crate) queue_depth: Histogram,
 }
 
+/// Handles that record nothing: the counters of a value outside any server (a
+/// `FrameRequest` built for a test), which must not register series of its own.
 impl Default for ServerMetrics {
     fn default() -> Self {
-        Self::register()
+        Self {
+            connections: Gauge::noop(),
+            connections_total: Counter::noop(),
+            handshake_refusals: REJECT_CODES.map(|_| Counter::noop()),
+            joins: Counter::noop(),
+            join_refusals: JoinRefusal::ALL.map(|_| Counter::noop()),
+            frames_received: Counter::noop(),
+            bytes_received: Counter::noop(),
+            frames_sent: Counter::noop(),
+            bytes_sent: Counter::noop(),
+            frames_dropped: Counter::noop(),
+            disconnects: DisconnectKind::ALL.map(|_| Counter::noop()),
+            queue_depth: Histogram::noop(),
+        }
     }
 }
 
@@ -213,9 +228,14 @@ pub(crate) struct RoomSeries {
     fanout: Histogram,
 }
 
+/// Handles that record nothing, for a registry outside a server.
 impl Default for RoomSeries {
     fn default() -> Self {
-        Self::register(false)
+        Self {
+            room_labels: false,
+            rooms: Gauge::noop(),
+            fanout: Histogram::noop(),
+        }
     }
 }
 
@@ -239,10 +259,18 @@ impl RoomSeries {
     }
 }
 
-/// The broker's counters, copied from the cluster's whenever stats are read.
+/// The broker's counters, copied from the cluster's whenever stats are read; handles that
+/// record nothing by default (a relay without a broker).
 #[cfg(feature = "redis")]
 #[derive(Debug)]
 pub(crate) struct BrokerMetrics([Counter; 5]);
+
+#[cfg(feature = "redis")]
+impl Default for BrokerMetrics {
+    fn default() -> Self {
+        Self([(); 5].map(|()| Counter::noop()))
+    }
+}
 
 #[cfg(feature = "redis")]
 impl BrokerMetrics {

@@ -366,3 +366,25 @@ async fn room_labels_are_opt_in_one_fanout_series_per_room() {
     assert_eq!(recorder.samples(FANOUT_RECIPIENTS), Vec::<f64>::new());
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_gone_takes_its_rooms_out_of_the_rooms_gauge() {
+    let recorder = TestRecorder::default();
+    let (handle, _) = start_recorded(&recorder, quiet()).await;
+    handle.create_room("a").unwrap();
+    handle.create_room("b").unwrap();
+    assert_eq!(recorder.gauge(ROOMS), 2.0);
+    handle.shutdown().await;
+    drop(handle);
+    // The gauge is the process's: a restarted server must not find these two still counted.
+    assert_eq!(recorder.gauge(ROOMS), 0.0);
+}
+
+#[test]
+fn a_request_built_for_a_test_registers_no_series() {
+    let recorder = TestRecorder::default();
+    metrics::with_local_recorder(&recorder, || {
+        ghost_sync::FrameRequest::builder(ghost_sync::ClientMessage::Leave).build()
+    });
+    assert_eq!(recorder.names(), Vec::<String>::new());
+}

@@ -293,3 +293,44 @@ async fn a_tcp_stream_accepted_by_the_caller_serves_the_library_s_client() {
     }
     relay.handle().shutdown().await;
 }
+
+#[tokio::test]
+async fn the_handle_of_a_tcp_stream_completes_only_when_the_connection_ends() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let relay = Server::builder().build().start().await.unwrap();
+    let client = tokio::spawn(async move { ghost_sync::Client::connect(addr).await.unwrap() });
+    let (stream, peer) = listener.accept().await.unwrap();
+    let served = relay.serve_connection(stream, peer);
+    let client = client.await.unwrap();
+    // Welcomed, so the connection is being served: its task cannot have ended.
+    assert!(
+        !served.is_finished(),
+        "the handle ended with the connection still open"
+    );
+    drop(client);
+    tokio::time::timeout(PATIENCE, served)
+        .await
+        .unwrap()
+        .unwrap();
+    relay.handle().shutdown().await;
+}
+
+#[tokio::test]
+async fn the_handler_outlives_the_relay_value_until_shutdown() {
+    let (recorder, mut hooks) = common::Recorder::new();
+    let relay = Server::builder()
+        .handler(recorder)
+        .build()
+        .start()
+        .await
+        .unwrap();
+    let handle = relay.handle();
+    drop(relay);
+    handle.create_room("later").unwrap();
+    common::wait_hook(&mut hooks, |h| {
+        *h == common::Hook::RoomCreate("later".into())
+    })
+    .await;
+    handle.shutdown().await;
+}

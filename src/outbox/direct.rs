@@ -125,6 +125,11 @@ impl Pending {
         }
     }
 
+    /// No queue waits to be written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
     /// Lets go of the list's allocation, for a task gone quiet.
     pub(crate) fn release(&mut self) {
         if self.queues.is_empty() {

@@ -184,7 +184,11 @@ impl RoomRouter {
             data,
         });
         // Written by the driver at the end of its batch of frames (`Session::flush`).
-        let dropped = room.broadcast(session.client_id, &frame, &mut session.pending());
+        let mut pending = session.pending();
+        let (recipients, dropped) = room.broadcast(session.client_id, &frame, &mut pending);
+        drop(pending);
+        // The application's recorder runs under no lock of ours.
+        room.fanned_out(recipients);
         // Members on other relays get it through the broker: one publish for all of them,
         // and none at all while the room's members are all here.
         if room.has_remote() {

@@ -309,8 +309,8 @@ impl<L> ServerBuilder<L> {
 /// A relay server, ready to [`run`](Server::run).
 pub struct Server<L = Identity> {
     shared: Arc<Shared>,
-    /// The strong reference that keeps the handler alive until `run` hands it to the
-    /// server's tasks (the shared state only holds a weak one).
+    /// The strong reference that keeps the handler alive until `run` or `start` hands it to
+    /// the entry that connections come in through (the shared state only holds a weak one).
     handler: SharedHandler,
     layer: L,
 }
@@ -404,7 +404,16 @@ impl<L> Server<L> {
         L: FrameLayer,
     {
         self.connect_broker().await?;
-        Ok(Relay::new(self.launch()))
+        let entry = self.launch();
+        // The entry (and the handler in it) lives until shutdown, as the accept loop keeps
+        // it under `run`: dropping every `Relay` must not silence the handle's hooks.
+        let keep = Arc::clone(&entry);
+        let stop = entry.shared.shutdown.clone();
+        entry.shared.tasks.spawn(async move {
+            stop.cancelled().await;
+            drop(keep);
+        });
+        Ok(Relay::new(entry))
     }
 
     /// With a broker configured, connects to it and loads the cluster's rooms.

@@ -86,6 +86,14 @@ pub(crate) const CONNECTION_OVERHEAD: u64 = 16 * 1024;
 pub(crate) const MEMBER_OVERHEAD: u64 = 64;
 
 impl Config {
+    /// Whether the relay shares its rooms through a broker.
+    pub(crate) fn has_broker(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.redis.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
     /// The most memory the relay's connections can hold at once, whatever clients do: every
     /// slot taken, every read buffer holding a largest frame, every queue full to its byte
     /// budget while its writer copies a batch. Rooms and their metadata, which only the

@@ -20,6 +20,7 @@ use ghost_sync_layers::{
 };
 use std::any::Any;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,39 +85,50 @@ impl<L: FrameLayer> Entry<L> {
         self.admission.clone().oneshot(peer).await
     }
 
-    /// Serves an accepted TCP connection that admission let in, on a task of the server.
-    pub(crate) fn serve_tcp(&self, stream: TcpStream, peer: SocketAddr, permits: Permits) {
+    /// The task of an accepted TCP connection that admission let in: until it is fully
+    /// closed.
+    pub(crate) fn tcp_connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permits: Permits,
+    ) -> impl Future<Output = ()> + Send + 'static {
         // Frames are batched, so Nagle's delay would only add latency.
         let _ = stream.set_nodelay(true);
         let (shared, handler, layer) = self.parts();
-        self.shared.tasks.spawn(async move {
+        async move {
             let (reader, writer) = stream.into_split();
             let writer = SharedWriteHalf::new(writer);
             let direct = Some(writer.direct());
             serve(shared, handler, layer, reader, (writer, direct), peer).await;
             // The slots free only once the connection is fully closed.
             drop(permits);
-        });
+        }
     }
 
     /// Refuses an accepted TCP connection: a `Rejected` frame with the reason, and a
-    /// lingering close so that the client reads it.
-    pub(crate) fn refuse_tcp(&self, mut stream: TcpStream, peer: SocketAddr, err: BoxError) {
+    /// lingering close (the task returned) so that the client reads it; past
+    /// [`MAX_LINGERING_REFUSALS`], one non-blocking write and no task.
+    pub(crate) fn tcp_refusal(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        err: BoxError,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let code = reject_code(&err);
         tracing::debug!(%peer, error = %err, "connection refused");
         self.shared.counters.refused(code);
         match Arc::clone(&self.refusals).try_acquire_owned() {
-            Ok(permit) => {
-                self.shared.tasks.spawn(async move {
-                    let (mut reader, mut writer) = stream.split();
-                    reject(&mut reader, &mut writer, code, &err.to_string()).await;
-                    drop(permit);
-                });
-            }
+            Ok(permit) => Some(async move {
+                let (mut reader, mut writer) = stream.split();
+                reject(&mut reader, &mut writer, code, &err.to_string()).await;
+                drop(permit);
+            }),
             Err(_) => {
                 // A flood of refused connections must not become a flood of tasks and open
                 // sockets: best effort, and close at once.
                 let _ = stream.try_write(&rejection(code, &err.to_string()));
+                None
             }
         }
     }
@@ -138,8 +150,12 @@ impl<L: FrameLayer> Entry<L> {
                 let entry = Arc::clone(self);
                 return self.shared.tasks.spawn(async move {
                     match entry.admit(peer).await {
-                        Ok(permits) => entry.serve_tcp(stream, peer, permits),
-                        Err(err) => entry.refuse_tcp(stream, peer, err),
+                        Ok(permits) => entry.tcp_connection(stream, peer, permits).await,
+                        Err(err) => {
+                            if let Some(refusal) = entry.tcp_refusal(stream, peer, err) {
+                                refusal.await;
+                            }
+                        }
                     }
                 });
             }
@@ -162,7 +178,12 @@ impl<L: FrameLayer> Entry<L> {
                     let Ok(_lingering) = Arc::clone(&entry.refusals).try_acquire_owned() else {
                         // As on TCP: past the lingering refusals, one quick attempt only.
                         let frame = rejection(code, &err.to_string());
-                        let _ = tokio::time::timeout(QUICK_REFUSAL, writer.write_all(&frame)).await;
+                        let _ = tokio::time::timeout(QUICK_REFUSAL, async {
+                            writer.write_all(&frame).await?;
+                            // A buffering transport (TLS) sends only on flush or close.
+                            writer.shutdown().await
+                        })
+                        .await;
                         return;
                     };
                     reject(&mut reader, &mut writer, code, &err.to_string()).await;

@@ -27,8 +27,16 @@ pub(crate) async fn accept_loop<L: FrameLayer>(listener: TcpListener, entry: Arc
         // Admission never waits; it runs here, in accept order, so that a burst past the
         // limit refuses exactly the connections that came last.
         match entry.admit(peer).await {
-            Ok(permits) => entry.serve_tcp(stream, peer, permits),
-            Err(err) => entry.refuse_tcp(stream, peer, err),
+            Ok(permits) => {
+                shared
+                    .tasks
+                    .spawn(entry.tcp_connection(stream, peer, permits));
+            }
+            Err(err) => {
+                if let Some(refusal) = entry.tcp_refusal(stream, peer, err) {
+                    shared.tasks.spawn(refusal);
+                }
+            }
         }
     }
 }

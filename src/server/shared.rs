@@ -59,7 +59,7 @@ impl Shared {
             #[cfg(not(feature = "metrics"))]
             registry: Registry::default(),
             directory: Directory::default(),
-            counters: Arc::default(),
+            counters: Arc::new(Counters::registered(config.has_broker())),
             config,
             validator,
             handler: OnceLock::new(),
