@@ -19,6 +19,10 @@ use tower::Service;
 /// `on_broadcast` around the room router. A layer given to
 /// [`ServerBuilder::layer`](crate::ServerBuilder::layer) wraps it (see
 /// [`FrameLayer`](super::FrameLayer)).
+///
+/// Write a layer generic over the service it wraps (`impl<S> Layer<S>`), as tower's own
+/// are: one written for `CoreService` alone cannot be unit-tested, since only the relay
+/// builds a `CoreService`.
 #[derive(Clone)]
 pub struct CoreService {
     inner: Hooks<RoomRouter>,
