@@ -8,6 +8,7 @@ mod entry;
 mod handle;
 mod listener;
 mod relay;
+mod run;
 mod shared;
 mod socket;
 mod writer;
@@ -15,11 +16,12 @@ mod writer;
 /// The bottom of the frame stack, under the user's layers (also at
 /// [`pipeline::CoreService`](crate::pipeline::CoreService)).
 pub use crate::pipeline::CoreService;
-pub use builder::{Server, ServerBuilder};
+pub use builder::ServerBuilder;
 pub use config::{
     DEFAULT_BIND, DEFAULT_CHANNEL_CAPACITY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS,
     DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_WRITE_TIMEOUT,
 };
 pub use handle::{ServerHandle, SERVER_ID};
 pub use relay::Relay;
+pub use run::Server;
 pub(crate) use shared::Shared;
