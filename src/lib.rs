@@ -32,9 +32,16 @@
 //! ```
 //!
 //! ## Layout
-//! - [`server`]: builder, handle, accept loop, connection driver, batched writer.
-//! - [`pipeline`]: the tower `Service` stack each client frame passes through.
-//! - [`protocol`]: the wire format (see `PROTOCOL.md`).
+//! - [`server`]: builder, handle, accept loop, connection driver, batched writer, and
+//!   [`Relay::serve_connection`] for connections over any transport.
+//! - [`pipeline`]: the tower `Service` stack each client frame passes through
+//!   ([`FrameLayer`], and [`FrameRequest::builder`] to unit-test a layer alone).
+//! - [`protocol`]: the wire format (see `PROTOCOL.md`), and `protocol::EventDecoder` for a
+//!   client over another transport.
+//! - Feature `testing`: `testing`, the test kit (an in-process relay, test clients with
+//!   expectations and faults). Feature `metrics`: `telemetry`, the metric names.
+//! - Features `client` and `server` (both default): a client-only build has [`Client`],
+//!   [`ServerEvent`], [`SyncError`] and [`protocol`], and none of the server's dependencies.
 //! - [`auth`]: credentials, identities, validators ([`auth::HmacTokenValidator`]).
 //! - [`Client`] (and its halves [`ClientSender`], [`ClientReceiver`]), [`ServerEvent`],
 //!   [`SyncError`], [`ServerHandler`] (and [`JoinRequest`], [`DisconnectReason`]).
