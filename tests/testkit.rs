@@ -289,3 +289,58 @@ async fn expect_no_event_while_answers_pings_and_fails_on_an_event() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_dropped_client_with_unread_frames_still_closes_cleanly() {
+    let (recorder, mut hooks) = Recorder::new();
+    let relay = TestRelay::start(Server::builder().handler(recorder)).await;
+    relay.create_room("arena");
+    let mut clients = relay.join_all("arena", 2).await;
+    let (quitter, mut talker) = (clients.remove(0), clients.remove(0));
+    let id = quitter.client_id();
+    for n in 0..5u8 {
+        talker.broadcast([n]).await;
+    }
+    // Two round trips: the relay has written the broadcasts to the quitter's socket, which
+    // holds them unread.
+    talker.expect_round_trip().await;
+    talker.expect_round_trip().await;
+    drop(quitter);
+    // Closing a socket with unread bytes would be a reset (a transport error to the relay).
+    let gone = wait_hook(
+        &mut hooks,
+        |h| matches!(h, Hook::Disconnect(who, _) if *who == id),
+    )
+    .await;
+    assert_eq!(gone, Hook::Disconnect(id, DisconnectReason::ClientClosed));
+}
+
+#[tokio::test]
+async fn a_write_the_relay_does_not_take_fails_instead_of_hanging() {
+    use tower::limit::RateLimitLayer;
+    // The join uses the hour's only frame; the relay then stops reading this client.
+    let relay = TestRelay::start(
+        Server::builder().layer(RateLimitLayer::new(1, Duration::from_secs(3600))),
+    )
+    .await;
+    relay.create_room("arena");
+    let mut client = relay
+        .joined("arena")
+        .await
+        .with_timeout(Duration::from_millis(500));
+    let data = vec![7u8; 60 * 1024];
+    let chunk = ghost_sync::protocol::encode(&ghost_sync::protocol::ClientFrame::Broadcast {
+        data: &data,
+    });
+    let mut failed = None;
+    // The kernel's buffers and the relay's read reserve hold a few MiB at most.
+    for _ in 0..2_000 {
+        if let Err(err) = client.try_send_raw(&chunk).await {
+            failed = Some(err);
+            break;
+        }
+    }
+    let err = failed.expect("the writes never blocked");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(err.to_string().contains("not reading"), "{err}");
+}

@@ -19,6 +19,10 @@ use tokio::task::JoinHandle;
 /// limit, `on_connect`), the handshake, the whole frame pipeline with your layers, the
 /// writer, the farewell. Cloning is cheap and every clone serves the same relay.
 ///
+/// The relay runs until [`ServerHandle::shutdown`] (or `drain`), whether or not a `Relay`
+/// is still around: dropping every clone stops nothing, and its state (rooms, handler) lives
+/// on until that shutdown.
+///
 /// ```no_run
 /// use ghost_sync::Server;
 /// use std::net::{Ipv4Addr, SocketAddr};

@@ -101,7 +101,8 @@ impl<L> Server<L> {
     /// [`Relay::serve_connection`], over any transport (Unix sockets, TLS, in-memory
     /// streams). [`bind`](super::ServerBuilder::bind) is not used, and
     /// [`ServerHandle::local_addr`] is `None`. With a broker, it first connects to it, as
-    /// [`run`](Server::run) does.
+    /// [`run`](Server::run) does. It serves until [`ServerHandle::shutdown`], as `run` does,
+    /// even once every `Relay` is dropped.
     ///
     /// Fails with [`SyncError::Broker`] if the broker cannot be reached within 5 s.
     pub async fn start(self) -> Result<Relay<L>, SyncError>

@@ -25,8 +25,9 @@ pub(crate) struct Shared {
     pub(crate) validator: Option<Validator>,
     /// The handler, for the handle's room hooks. Weak: a handler made by `handler_with`
     /// holds a handle, and so this state; a strong reference here would be a cycle that
-    /// keeps both alive forever. The server itself (before `run`) and then its tasks hold the
-    /// strong references, so the handler lives exactly as long as the server serves.
+    /// keeps both alive forever. The server itself (before `run` or `start`), then the entry
+    /// connections come in through (held by the accept loop, or until shutdown after
+    /// `start`, and by every `Relay`) and the connections' tasks hold the strong references.
     handler: OnceLock<Weak<dyn ServerHandler>>,
     /// Cancelled by `shutdown()`; every task of the server watches it.
     pub(crate) shutdown: CancellationToken,
@@ -88,8 +89,6 @@ impl Shared {
             .unwrap_or(super::writer::FAREWELL_TIMEOUT)
     }
 
-    /// Runs `work` for at most [`farewell_patience`](Shared::farewell_patience), and not past
-    /// the end of a drain; `None` if it was cut short.
     /// Writes the queues `pending` filled: now, or at the end of the flush window.
     pub(crate) fn flush(&self, pending: &mut Pending) {
         match &self.flusher {
@@ -98,6 +97,8 @@ impl Shared {
         }
     }
 
+    /// Runs `work` for at most [`farewell_patience`](Shared::farewell_patience), and not past
+    /// the end of a drain; `None` if it was cut short.
     pub(crate) async fn with_patience<T>(
         &self,
         work: impl std::future::Future<Output = T>,
@@ -113,7 +114,8 @@ impl Shared {
         self.cluster.get()
     }
 
-    /// The handler, unless the server has stopped (or was dropped without running).
+    /// The handler, unless the server has stopped and nothing holds it any more (or the
+    /// server was dropped without running).
     pub(crate) fn handler(&self) -> Option<SharedHandler> {
         self.handler.get().and_then(Weak::upgrade)
     }

@@ -25,10 +25,15 @@ pub(super) const HISTORY: usize = 6;
 /// [`try_send_raw`](TestClient::try_send_raw) return the error instead). They check nothing the relay should check: a test can send a payload over
 /// `max_payload` or bytes that are not a frame at all.
 ///
+/// A write the relay takes no byte of for the client's timeout fails (the relay is not
+/// reading), rather than waiting for ever.
+///
 /// While waiting in an expectation the client answers the relay's pings with pongs, so a long
 /// test is not disconnected for a ping timeout; between expectations it reads nothing (the
-/// relay's pings wait in the socket). Dropping it closes the connection cleanly, with a FIN
-/// and no `Leave` frame, as a client that quits does; [`sever`](TestClient::sever) resets it.
+/// relay's pings wait in the socket, and an unanswered one ends the connection at the next
+/// ping tick). Dropping it reads what is waiting, then closes the connection with a FIN and
+/// no `Leave` frame, as a client that quits does (bytes that arrive in between would still
+/// turn the close into a reset); [`sever`](TestClient::sever) resets it on purpose.
 pub struct TestClient {
     pub(super) wire: Wire,
     pub(super) id: Uuid,
@@ -170,6 +175,7 @@ impl TestClientBuilder {
             )
         });
         wire.set_max_payload(max_payload);
+        wire.write_patience = self.timeout;
         self.names.insert(id, &label);
         TestClient {
             wire,
@@ -233,12 +239,14 @@ impl TestClient {
 
     /// This client with expectations waiting `timeout` each.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.set_timeout(timeout);
         self
     }
 
-    /// Makes expectations wait `timeout` each from now on.
+    /// Makes expectations (and a write the relay does not take) wait `timeout` each from now
+    /// on.
     pub fn set_timeout(&mut self, timeout: Duration) {
+        self.wire.write_patience = timeout;
         self.timeout = timeout;
     }
 

@@ -32,6 +32,7 @@ impl TestClient {
     /// its pings go unanswered, as with a peer whose machine froze. Build the client with a
     /// small [`receive_buffer`](super::TestClientBuilder::receive_buffer) for the relay to
     /// notice within a few KiB.
+    #[must_use = "dropping the Stalled closes the connection at once"]
     pub fn stop_reading(self) -> Stalled {
         Stalled { client: self }
     }
@@ -40,6 +41,7 @@ impl TestClient {
     /// pings as it goes: a client behind a slow link. The frames it reads wait for the test
     /// in the client (at most the rate times the time it ran); [`SlowReader::stop`] gives the
     /// client back, and every expectation then sees them in order.
+    #[must_use = "dropping the SlowReader stops it and closes the connection"]
     pub fn slow_reader(self, bytes_per_sec: u64) -> SlowReader {
         let id = self.id;
         let name = self.name.clone();

@@ -25,6 +25,10 @@
 //! test is not cut off by the ping timeout; a [stalled](TestClient::stop_reading) client does
 //! not, which is the point of it.
 //!
+//! Run these tests on tokio's real clock, not `start_paused`: the sockets are real, and a
+//! paused clock that jumps ahead whenever the runtime idles would fire timeouts early and
+//! make a slow reader's pace meaningless.
+//!
 //! ```
 //! use ghost_sync::testing::TestRelay;
 //! use ghost_sync::{DisconnectKind, Server};

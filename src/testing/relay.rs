@@ -3,6 +3,7 @@
 
 use super::client::{TestClient, TestClientBuilder};
 use super::names::Names;
+use super::DEFAULT_TIMEOUT;
 use crate::pipeline::FrameLayer;
 use crate::protocol::RejectCode;
 use crate::server::{Server, ServerBuilder, ServerHandle};
@@ -11,13 +12,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A relay for a test: bound to `127.0.0.1` on a free port and serving in the background.
 ///
-/// Dropping it starts a [`shutdown`](ServerHandle::shutdown) on the current runtime (when
-/// there is one), so a test that starts several relays does not keep the earlier ones
-/// serving; call [`shutdown`](TestRelay::shutdown) to wait until every connection is closed
-/// and every hook has run.
+/// Dropping it starts a [`shutdown`](ServerHandle::shutdown) on the runtime it runs on
+/// (wherever the drop happens), so a test that starts several relays does not keep the
+/// earlier ones serving; call [`shutdown`](TestRelay::shutdown) to wait until every
+/// connection is closed and every hook has run.
 #[derive(Debug)]
 pub struct TestRelay {
     handle: ServerHandle,
+    /// The runtime the relay runs on, for the shutdown a drop starts.
+    runtime: tokio::runtime::Handle,
     addr: SocketAddr,
     names: Names,
     made: AtomicUsize,
@@ -48,6 +51,7 @@ impl TestRelay {
         };
         Self {
             handle,
+            runtime: tokio::runtime::Handle::current(),
             addr,
             names: Names::default(),
             made: AtomicUsize::new(0),
@@ -117,17 +121,23 @@ impl TestRelay {
     /// Shuts the relay down and waits until every connection is closed and every hook ran
     /// (see [`ServerHandle::shutdown`]).
     pub async fn shutdown(&self) {
-        self.handle.shutdown().await;
+        // A connection lingers at most a few seconds: past this, something is stuck (a hook
+        // that blocks, say), and the test says so instead of hanging.
+        let patience = DEFAULT_TIMEOUT * 3;
+        if tokio::time::timeout(patience, self.handle.shutdown())
+            .await
+            .is_err()
+        {
+            panic!("the relay did not shut down within {patience:?}: a hook or a task is stuck");
+        }
     }
 }
 
 impl Drop for TestRelay {
     fn drop(&mut self) {
-        // Cheap and idempotent. Outside a runtime (dropped after it) the relay's tasks ended
-        // with their runtime already.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let handle = self.handle.clone();
-            runtime.spawn(async move { handle.shutdown().await });
-        }
+        // Cheap and idempotent; on the runtime the relay runs on, wherever the drop happens
+        // (once that runtime is gone, so are the relay's tasks).
+        let handle = self.handle.clone();
+        self.runtime.spawn(async move { handle.shutdown().await });
     }
 }

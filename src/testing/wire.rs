@@ -3,6 +3,7 @@
 //! frames into [`Received`] values with the client's own [`EventDecoder`], so that it reads
 //! the relay exactly as a [`Client`](crate::Client) does.
 
+use super::DEFAULT_TIMEOUT;
 use crate::event::ServerEvent;
 use crate::protocol::{
     encode_into, ClientFrame, Decoded, EventDecoder, EventError, FrameReader, Goodbye,
@@ -11,6 +12,7 @@ use crate::protocol::{
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io;
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -65,6 +67,21 @@ pub(super) struct Wire {
     out: BytesMut,
     /// Frames to events, as the client decodes them; gathers split member lists.
     events: EventDecoder,
+    /// How long a write may wait for the relay to take a byte before it fails.
+    pub(super) write_patience: Duration,
+}
+
+/// Reads what is waiting before the socket closes: closing a TCP socket with unread bytes
+/// sends a reset, which the relay would see as a transport error rather than a close.
+impl Drop for Wire {
+    fn drop(&mut self) {
+        let mut scratch = [0u8; 4096];
+        while let Ok(n) = self.stream.try_read(&mut scratch) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
 }
 
 impl Wire {
@@ -78,6 +95,7 @@ impl Wire {
             ended: None,
             out: BytesMut::new(),
             events: EventDecoder::new(),
+            write_patience: DEFAULT_TIMEOUT,
         }
     }
 
@@ -106,7 +124,18 @@ impl Wire {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.out.advance(n),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.stream.writable().await?;
+                    match tokio::time::timeout(self.write_patience, self.stream.writable()).await {
+                        Ok(ready) => ready?,
+                        Err(_) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!(
+                                    "the relay took no byte for {:?}: it is not reading",
+                                    self.write_patience
+                                ),
+                            ))
+                        }
+                    }
                 }
                 Err(err) => return Err(err),
             }
