@@ -23,18 +23,17 @@ pub(crate) struct Counters {
     broker: crate::telemetry::BrokerMetrics,
 }
 
-/// Why a join was refused (a label of `ghost_sync_join_refusals_total`); nothing without
-/// the `metrics` feature.
-#[cfg(feature = "metrics")]
-pub(crate) use crate::telemetry::JoinRefusal;
-
-/// Why a join was refused; counted only with the `metrics` feature.
-#[cfg(not(feature = "metrics"))]
+/// Why a join was refused: a label of `ghost_sync_join_refusals_total` with the `metrics`
+/// feature (its names and `ALL` are in `telemetry.rs`), counted nowhere without it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum JoinRefusal {
+    /// No such room, or it was deleted.
     NotFound,
+    /// The room holds its `max_clients`.
     Full,
+    /// `on_join_request` refused.
     Rejected,
+    /// The broker did not answer.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Broker,
 }

@@ -48,6 +48,7 @@
 
 use crate::disconnect::DisconnectKind;
 use crate::protocol::RejectCode;
+use crate::stats::JoinRefusal;
 use ::metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
     Gauge, Histogram, Unit,
@@ -112,20 +113,6 @@ fn reject_label(code: RejectCode) -> &'static str {
         RejectCode::Protocol => "protocol",
         RejectCode::ShuttingDown => "shutting_down",
     }
-}
-
-/// Why a join was refused, for `ghost_sync_join_refusals_total`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum JoinRefusal {
-    /// No such room, or it was deleted.
-    NotFound,
-    /// The room holds its `max_clients`.
-    Full,
-    /// `on_join_request` refused.
-    Rejected,
-    /// The broker did not answer.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    Broker,
 }
 
 impl JoinRefusal {
