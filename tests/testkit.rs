@@ -329,9 +329,8 @@ async fn a_write_the_relay_does_not_take_fails_instead_of_hanging() {
         .await
         .with_timeout(Duration::from_millis(500));
     let data = vec![7u8; 60 * 1024];
-    let chunk = ghost_sync::protocol::encode(&ghost_sync::protocol::ClientFrame::Broadcast {
-        data: &data,
-    });
+    let chunk =
+        ghost_sync::protocol::encode(&ghost_sync::protocol::ClientFrame::Broadcast { data: &data });
     let mut failed = None;
     // The kernel's buffers and the relay's read reserve hold a few MiB at most.
     for _ in 0..2_000 {
