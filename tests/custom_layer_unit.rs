@@ -32,6 +32,14 @@ fn router(
     })
 }
 
+/// One request through `stack`, once it is ready: what the relay's driver does per frame.
+async fn call<S>(stack: &mut S, request: FrameRequest) -> Result<Reply, S::Error>
+where
+    S: Service<FrameRequest, Response = Reply>,
+{
+    stack.ready().await?.call(request).await
+}
+
 fn broadcast(data: &'static [u8]) -> FrameRequest {
     FrameRequest::builder(ClientMessage::broadcast(data))
         .room("chat")
@@ -47,13 +55,7 @@ async fn block_word_passes_clean_messages_to_the_service_below() {
             strikes: 3,
         })
         .service(router(Arc::clone(&seen)));
-    let reply = stack
-        .ready()
-        .await
-        .unwrap()
-        .call(broadcast(b"gg"))
-        .await
-        .unwrap();
+    let reply = call(&mut stack, broadcast(b"gg")).await.unwrap();
     assert_eq!(
         reply.kind(),
         &ReplyKind::Relayed {
@@ -77,11 +79,7 @@ async fn block_word_refuses_the_word_and_the_client_reads_why() {
             strikes: 3,
         })
         .service(router(Arc::clone(&seen)));
-    let reply = stack
-        .ready()
-        .await
-        .unwrap()
-        .call(broadcast(b"want to cheat?"))
+    let reply = call(&mut stack, broadcast(b"want to cheat?"))
         .await
         .unwrap();
     assert_eq!(
@@ -104,24 +102,12 @@ async fn block_word_disconnects_at_the_last_strike_with_a_reason() {
             strikes: 2,
         })
         .service(router(Arc::clone(&seen)));
-    let first = stack
-        .ready()
-        .await
-        .unwrap()
-        .call(broadcast(b"cheat"))
-        .await
-        .unwrap();
+    let first = call(&mut stack, broadcast(b"cheat")).await.unwrap();
     assert!(
         first.error_message().is_some(),
         "the first strike only refuses: {first:?}"
     );
-    let second = stack
-        .ready()
-        .await
-        .unwrap()
-        .call(broadcast(b"cheat"))
-        .await
-        .unwrap();
+    let second = call(&mut stack, broadcast(b"cheat")).await.unwrap();
     assert_eq!(
         second.disconnect_reason(),
         Some(&DisconnectReason::Policy(
@@ -144,10 +130,9 @@ async fn block_word_counts_strikes_per_connection() {
     let mut second = ServiceBuilder::new()
         .layer(layer)
         .service(router(Arc::clone(&seen)));
-    let _ = first.ready().await.unwrap().call(broadcast(b"cheat")).await;
-    let reply = second.ready().await.unwrap().call(broadcast(b"cheat"));
+    let _ = call(&mut first, broadcast(b"cheat")).await;
     assert!(
-        reply.await.is_err(),
+        call(&mut second, broadcast(b"cheat")).await.is_err(),
         "the other connection's strike must not count here"
     );
 }
@@ -162,9 +147,9 @@ async fn block_word_lets_joins_and_leaves_through() {
         })
         .service(router(Arc::clone(&seen)));
     let join = FrameRequest::builder(ClientMessage::join("cheaters")).build();
-    stack.ready().await.unwrap().call(join).await.unwrap();
+    call(&mut stack, join).await.unwrap();
     let leave = FrameRequest::builder(ClientMessage::Leave).build();
-    stack.ready().await.unwrap().call(leave).await.unwrap();
+    call(&mut stack, leave).await.unwrap();
     assert_eq!(seen.lock().unwrap().len(), 2);
 }
 
@@ -175,24 +160,12 @@ async fn the_text_only_filter_refuses_bytes_that_are_not_utf8() {
         .map_result(recover)
         .layer(FilterLayer::new(text_only))
         .service(router(Arc::clone(&seen)));
-    let reply = stack
-        .ready()
-        .await
-        .unwrap()
-        .call(broadcast(&[0xff, 0xfe]))
-        .await
-        .unwrap();
+    let reply = call(&mut stack, broadcast(&[0xff, 0xfe])).await.unwrap();
     assert_eq!(
         reply.error_message(),
         Some("only text messages are relayed")
     );
-    let reply = stack
-        .ready()
-        .await
-        .unwrap()
-        .call(broadcast(b"text"))
-        .await
-        .unwrap();
+    let reply = call(&mut stack, broadcast(b"text")).await.unwrap();
     assert!(
         matches!(reply.kind(), ReplyKind::Relayed { .. }),
         "{reply:?}"
@@ -227,7 +200,7 @@ async fn the_relay_s_auth_layer_refuses_an_unauthenticated_request() {
     let request = FrameRequest::builder(ClientMessage::broadcast("hi"))
         .unauthenticated()
         .build();
-    let reply = stack.ready().await.unwrap().call(request).await.unwrap();
+    let reply = call(&mut stack, request).await.unwrap();
     assert!(
         matches!(
             reply.kind(),
