@@ -14,7 +14,8 @@ use crate::error::SyncError;
 use crate::event::ServerEvent;
 use crate::protocol::{
     decode_frame, encode_into, ClientFrame, Decoded, EventDecoder, FrameError, FrameReader,
-    RejectCode, ServerFrame, MAX_REASON_LEN, PROTOCOL_VERSION,
+    RejectCode, ServerFrame, MAX_DIRECT_TARGETS, MAX_REASON_LEN, MAX_STATE_KEY_LEN,
+    PROTOCOL_VERSION,
 };
 use crate::sync::lock;
 use bytes::{Buf, Bytes, BytesMut};
@@ -202,6 +203,7 @@ impl Client {
         conn.send(&ClientFrame::Hello {
             version: PROTOCOL_VERSION,
             credentials: token,
+            resume: &[],
         })
         .await?;
         let body = receiver.read_frame().await?;
@@ -210,6 +212,7 @@ impl Client {
                 client_id,
                 version,
                 max_payload,
+                ..
             } => {
                 if version != PROTOCOL_VERSION {
                     return Err(SyncError::Protocol(format!(
@@ -242,9 +245,12 @@ impl Client {
                 Some(RejectCode::AuthFailed) => SyncError::AuthFailed(message.to_owned()),
                 Some(RejectCode::ConnectRejected) => SyncError::ConnectRejected(message.to_owned()),
                 Some(RejectCode::ShuttingDown) => SyncError::ConnectionClosed,
-                Some(RejectCode::UnsupportedVersion | RejectCode::Protocol) | None => {
-                    SyncError::Protocol(message.to_owned())
-                }
+                Some(
+                    RejectCode::UnsupportedVersion
+                    | RejectCode::Protocol
+                    | RejectCode::ResumeFailed,
+                )
+                | None => SyncError::Protocol(message.to_owned()),
             }),
             other => Err(SyncError::Protocol(format!(
                 "expected a welcome, got {other:?}"
@@ -287,10 +293,43 @@ impl Client {
         self.sender.broadcast(data).await
     }
 
+    /// Sends `data` to the members `targets` of the current room only; they receive it as
+    /// [`ServerEvent::Direct`]. The relay refuses the whole send with an
+    /// [`ServerEvent::Error`] if one of them is not in the room.
+    ///
+    /// Fails with [`SyncError::PayloadTooLarge`] without sending if the targets (16 bytes
+    /// each) and `data` together are longer than the relay's `max_payload`, and with
+    /// [`SyncError::InvalidRequest`] for an empty list or one of more than
+    /// [`MAX_DIRECT_TARGETS`] ids.
+    pub async fn send_to(&mut self, targets: &[Uuid], data: &[u8]) -> Result<(), SyncError> {
+        self.sender.send_to(targets, data).await
+    }
+
+    /// Sends `data` to every other member of the current room as the latest state of `key`
+    /// (an entity's position, say): they receive it as [`ServerEvent::Keyed`]. For a member
+    /// that falls behind, the relay replaces this client's older frame of the same key still
+    /// queued for it, rather than dropping the new one.
+    pub async fn broadcast_keyed(&mut self, key: u32, data: &[u8]) -> Result<(), SyncError> {
+        self.sender.broadcast_keyed(key, data).await
+    }
+
+    /// Sets the entry `key` of the current room's state to `value`, or deletes it if `value`
+    /// is empty. The other members receive it as [`ServerEvent::State`], and so does every
+    /// later joiner, after its member list. The entry goes when this client leaves the room.
+    pub async fn set_state(&mut self, key: &str, value: &[u8]) -> Result<(), SyncError> {
+        self.sender.set_state(key, value).await
+    }
+
     /// Sends a keepalive ping. It counts as activity for the relay's idle timeout; the pong
     /// is consumed by [`recv`](Client::recv).
     pub async fn ping(&mut self) -> Result<(), SyncError> {
         self.sender.ping().await
+    }
+
+    /// Says goodbye and closes the connection: the relay ends this client's seat at once
+    /// (dropping the client closes it too, without the goodbye).
+    pub async fn close(mut self) -> Result<(), SyncError> {
+        self.sender.close().await
     }
 
     /// Waits for the next event. Answers the relay's pings and hides keepalive traffic.
@@ -358,9 +397,52 @@ impl ClientSender {
         self.conn.send(&ClientFrame::Broadcast { data }).await
     }
 
+    /// See [`Client::send_to`].
+    pub async fn send_to(&mut self, targets: &[Uuid], data: &[u8]) -> Result<(), SyncError> {
+        if targets.is_empty() || targets.len() > MAX_DIRECT_TARGETS {
+            return Err(SyncError::InvalidRequest(format!(
+                "a direct send names 1 to {MAX_DIRECT_TARGETS} members, not {}",
+                targets.len()
+            )));
+        }
+        self.check_payload(targets.len() * 16 + data.len())?;
+        let ids: Vec<u8> = targets.iter().flat_map(|id| *id.as_bytes()).collect();
+        self.conn
+            .send(&ClientFrame::Direct {
+                targets: &ids,
+                data,
+            })
+            .await
+    }
+
+    /// See [`Client::broadcast_keyed`].
+    pub async fn broadcast_keyed(&mut self, key: u32, data: &[u8]) -> Result<(), SyncError> {
+        self.check_payload(data.len())?;
+        self.conn.send(&ClientFrame::Keyed { key, data }).await
+    }
+
+    /// See [`Client::set_state`].
+    pub async fn set_state(&mut self, key: &str, value: &[u8]) -> Result<(), SyncError> {
+        if key.is_empty() || key.len() > MAX_STATE_KEY_LEN {
+            return Err(SyncError::InvalidRequest(format!(
+                "a room-state key is 1 to {MAX_STATE_KEY_LEN} bytes, not {}",
+                key.len()
+            )));
+        }
+        self.check_payload(key.len() + value.len())?;
+        self.conn.send(&ClientFrame::SetState { key, value }).await
+    }
+
     /// See [`Client::ping`].
     pub async fn ping(&mut self) -> Result<(), SyncError> {
         self.conn.send(&ClientFrame::Ping).await
+    }
+
+    /// See [`Client::close`].
+    pub async fn close(&mut self) -> Result<(), SyncError> {
+        let said = self.conn.send(&ClientFrame::Bye).await;
+        self.conn.close_write();
+        said
     }
 
     fn check_payload(&self, len: usize) -> Result<(), SyncError> {

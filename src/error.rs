@@ -22,6 +22,9 @@ pub enum SyncError {
     PayloadTooLarge,
     /// A frame could not be decoded or broke the protocol.
     Protocol(String),
+    /// A request that cannot be sent as asked (an empty list of targets, a room-state key of
+    /// more than 255 bytes); what is wrong with it. Nothing was sent.
+    InvalidRequest(String),
     /// No room with this id exists.
     RoomNotFound(String),
     /// A room with this id already exists.
@@ -87,6 +90,7 @@ impl fmt::Display for SyncError {
             Self::ConnectionReset => f.write_str("connection reset"),
             Self::PayloadTooLarge => f.write_str("payload too large"),
             Self::Protocol(why) => write!(f, "protocol error: {why}"),
+            Self::InvalidRequest(why) => write!(f, "invalid request: {why}"),
             Self::RoomNotFound(id) => write!(f, "room not found: {id}"),
             Self::RoomAlreadyExists(id) => write!(f, "room already exists: {id}"),
             Self::ServerFull => f.write_str("server full"),

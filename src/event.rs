@@ -51,6 +51,44 @@ pub enum ServerEvent {
         /// The bytes, as sent; derefs to `[u8]`.
         data: Bytes,
     },
+    /// Another member sent `data` to this client alone, or to a list of members that
+    /// includes it ([`Client::send_to`](crate::Client::send_to)); or the server did.
+    Direct {
+        /// Who sent it; [`SERVER_ID`](crate::SERVER_ID) for the server.
+        sender_id: Uuid,
+        /// The bytes, as sent.
+        data: Bytes,
+    },
+    /// The latest state of `key`, as another member broadcast it
+    /// ([`Client::broadcast_keyed`](crate::Client::broadcast_keyed)). When this client fell
+    /// behind, the relay kept only the newest of the sender's frames for a key, so older
+    /// states may never arrive; the last one always does.
+    Keyed {
+        /// Who sent it.
+        sender_id: Uuid,
+        /// What the state is of (an entity id, say).
+        key: u32,
+        /// The bytes, as sent.
+        data: Bytes,
+    },
+    /// An entry of the room's state: after [`Members`](ServerEvent::Members), one per entry
+    /// the room held when this client joined, then one for each change while it is in the
+    /// room. An empty `value`: the entry was deleted.
+    State {
+        /// Who set it; [`SERVER_ID`](crate::SERVER_ID) for the server.
+        owner: Uuid,
+        /// The entry's key.
+        key: String,
+        /// The entry's value; empty when it was deleted.
+        value: Bytes,
+    },
+    /// `count` frames for this client were dropped since the last such notice, because it
+    /// did not read fast enough: what follows is live again, and a game may resync (join its
+    /// room again for a fresh member list and room state).
+    Dropped {
+        /// How many frames were lost (saturating at `u32::MAX`).
+        count: u32,
+    },
     /// The relay refused a request ("room not found: lobby", "join rejected: lobby"); the
     /// connection stays open.
     Error(String),

@@ -65,6 +65,41 @@ impl<'a> JoinRequest<'a> {
     }
 }
 
+/// A direct send as [`ServerHandler::on_direct`] sees it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct DirectRequest<'a> {
+    /// Who sends.
+    pub client_id: Uuid,
+    /// The room the sender is in.
+    pub room_id: &'a str,
+    /// The members it names, as it listed them (not yet checked to be in the room).
+    pub targets: &'a [Uuid],
+    /// The bytes to relay.
+    pub data: &'a [u8],
+}
+
+impl<'a> DirectRequest<'a> {
+    /// A send of `data` from `client_id` in `room_id` to `targets`: for unit tests of an
+    /// `on_direct` hook.
+    ///
+    /// ```
+    /// use ghost_sync::{DirectRequest, Uuid};
+    ///
+    /// let to = [Uuid::from_u128(2)];
+    /// let whisper = DirectRequest::new(Uuid::from_u128(1), "arena", &to, b"psst");
+    /// assert_eq!(whisper.targets, &to);
+    /// ```
+    pub fn new(client_id: Uuid, room_id: &'a str, targets: &'a [Uuid], data: &'a [u8]) -> Self {
+        Self {
+            client_id,
+            room_id,
+            targets,
+            data,
+        }
+    }
+}
+
 /// Policy hooks called by the relay. Every method has a no-op default that allows everything.
 ///
 /// ```
@@ -132,9 +167,19 @@ pub trait ServerHandler: Send + Sync + 'static {
         let _ = (client_id, room_id);
     }
 
-    /// `client_id` relayed `data` to the other members of `room_id`.
+    /// `client_id` relayed `data` to the other members of `room_id`: a broadcast, or a
+    /// latest-state (keyed) broadcast.
     fn on_broadcast(&self, client_id: Uuid, room_id: &str, data: &[u8]) {
         let _ = (client_id, room_id, data);
+    }
+
+    /// A member of a room asks to send bytes to some members only (`Client::send_to`);
+    /// return `Err(reason)` to refuse: nobody receives them, and the sender gets
+    /// `Error("direct rejected: <reason>")` (`"direct rejected"` for an empty reason).
+    /// Called before the relay checks that the targets are in the room.
+    fn on_direct(&self, direct: &DirectRequest<'_>) -> Result<(), String> {
+        let _ = direct;
+        Ok(())
     }
 
     /// A frame for `client_id` in `room_id` was dropped because its write queue was full.

@@ -44,7 +44,7 @@
 //!   [`ServerEvent`], [`SyncError`] and [`protocol`], and none of the server's dependencies.
 //! - [`auth`]: credentials, identities, validators ([`auth::HmacTokenValidator`]).
 //! - [`Client`] (and its halves [`ClientSender`], [`ClientReceiver`]), [`ServerEvent`],
-//!   [`SyncError`], [`ServerHandler`] (and [`JoinRequest`], [`DisconnectReason`]).
+//!   [`SyncError`], [`ServerHandler`] (and [`JoinRequest`], [`DirectRequest`], [`DisconnectReason`]).
 //! - The control surface's values: [`ClientInfo`], [`Stats`], [`RoomOptions`].
 //! - The reusable layers live in the `ghost-sync-layers` crate, re-exported as [`layers`].
 
@@ -101,7 +101,7 @@ pub use disconnect::{DisconnectKind, DisconnectReason};
 pub use error::SyncError;
 pub use event::{ServerEvent, SERVER_ID};
 #[cfg(feature = "server")]
-pub use handler::{JoinRequest, NoopHandler, ServerHandler};
+pub use handler::{DirectRequest, JoinRequest, NoopHandler, ServerHandler};
 #[cfg(feature = "server")]
 pub use pipeline::{ClientMessage, FrameLayer, FrameRequest, Reply, ReplyKind};
 #[cfg(feature = "server")]

@@ -94,13 +94,14 @@ pub const BROKER_LOST_TOTAL: &str = "ghost_sync_broker_lost_total";
 pub const BROKER_DISCONNECTS_TOTAL: &str = "ghost_sync_broker_disconnects_total";
 
 /// Every [`RejectCode`], in wire order: `handshake_refusals[code as usize]`.
-const REJECT_CODES: [RejectCode; 6] = [
+const REJECT_CODES: [RejectCode; 7] = [
     RejectCode::ServerFull,
     RejectCode::ConnectRejected,
     RejectCode::AuthFailed,
     RejectCode::UnsupportedVersion,
     RejectCode::Protocol,
     RejectCode::ShuttingDown,
+    RejectCode::ResumeFailed,
 ];
 
 /// The `reason` label of a refused handshake.
@@ -112,6 +113,7 @@ fn reject_label(code: RejectCode) -> &'static str {
         RejectCode::UnsupportedVersion => "unsupported_version",
         RejectCode::Protocol => "protocol",
         RejectCode::ShuttingDown => "shutting_down",
+        RejectCode::ResumeFailed => "resume_failed",
     }
 }
 

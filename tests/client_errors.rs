@@ -1,7 +1,9 @@
 //! The client's mapping of what a relay says (or does) to `SyncError`, against a scripted
 //! fake relay speaking raw frames.
 
-use ghost_sync::protocol::{encode, ClientFrame, DisconnectCode, RejectCode, ServerFrame};
+use ghost_sync::protocol::{
+    encode, ClientFrame, DisconnectCode, RejectCode, ServerFrame, PROTOCOL_VERSION,
+};
 use ghost_sync::{Client, SyncError, Uuid};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,8 +21,9 @@ where
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         let hello = encode(&ClientFrame::Hello {
-            version: ghost_sync::protocol::PROTOCOL_VERSION,
+            version: PROTOCOL_VERSION,
             credentials: &[],
+            resume: &[],
         });
         let mut got = vec![0; hello.len()];
         stream.read_exact(&mut got).await.unwrap();
@@ -38,6 +41,8 @@ fn welcome(version: u16) -> bytes::Bytes {
         client_id: Uuid::from_u128(1),
         version,
         max_payload: 1024,
+        ping_interval_ms: 1000,
+        resume_token: &[],
     })
 }
 
@@ -79,7 +84,7 @@ async fn each_disconnect_code_becomes_its_error() {
     ];
     for (code, expected) in cases {
         let addr = fake(move |mut s| async move {
-            s.write_all(&welcome(1)).await.unwrap();
+            s.write_all(&welcome(PROTOCOL_VERSION)).await.unwrap();
             let bye = encode(&ServerFrame::Disconnect {
                 code: code as u8,
                 message: "why",
@@ -131,7 +136,7 @@ async fn each_reject_code_becomes_its_error() {
 #[tokio::test]
 async fn a_welcome_of_another_version_is_a_protocol_error() {
     let addr = fake(|mut s| async move {
-        s.write_all(&welcome(2)).await.unwrap();
+        s.write_all(&welcome(PROTOCOL_VERSION + 1)).await.unwrap();
     })
     .await;
     assert!(matches!(
@@ -143,7 +148,7 @@ async fn a_welcome_of_another_version_is_a_protocol_error() {
 #[tokio::test]
 async fn garbage_from_the_relay_is_a_protocol_error() {
     let addr = fake(|mut s| async move {
-        s.write_all(&welcome(1)).await.unwrap();
+        s.write_all(&welcome(PROTOCOL_VERSION)).await.unwrap();
         s.write_all(&[0, 0, 0, 2, 0xEE, 0xEE]).await.unwrap();
     })
     .await;
@@ -154,7 +159,7 @@ async fn garbage_from_the_relay_is_a_protocol_error() {
 async fn a_relay_vanishing_without_goodbye_is_a_connection_reset() {
     let addr = fake(|s| async move {
         let mut s = s;
-        s.write_all(&welcome(1)).await.unwrap();
+        s.write_all(&welcome(PROTOCOL_VERSION)).await.unwrap();
         // Half a frame, then an abortive close (RST).
         s.write_all(&[0, 0, 0, 9, 6]).await.unwrap();
         s.set_zero_linger().unwrap();
@@ -167,7 +172,7 @@ async fn a_relay_vanishing_without_goodbye_is_a_connection_reset() {
 #[tokio::test]
 async fn a_clean_close_without_goodbye_reads_as_the_end() {
     let addr = fake(|mut s| async move {
-        s.write_all(&welcome(1)).await.unwrap();
+        s.write_all(&welcome(PROTOCOL_VERSION)).await.unwrap();
         s.shutdown().await.unwrap();
     })
     .await;
@@ -182,7 +187,7 @@ async fn a_clean_close_without_goodbye_reads_as_the_end() {
 #[tokio::test]
 async fn a_frame_over_the_limit_is_reported_once_then_the_client_is_closed() {
     let addr = fake(|mut stream| async move {
-        stream.write_all(&welcome(1)).await.unwrap();
+        stream.write_all(&welcome(PROTOCOL_VERSION)).await.unwrap();
         // 1024 + 64 is the most this client takes from a relay of max_payload 1024.
         stream.write_all(&5000u32.to_be_bytes()).await.unwrap();
         stream.write_all(&[0; 64]).await.unwrap();
@@ -221,7 +226,7 @@ fn joined(room_id: &str) -> bytes::Bytes {
 #[tokio::test]
 async fn a_disconnect_that_cuts_a_member_list_short_is_still_its_reason() {
     let addr = fake(|mut stream| async move {
-        stream.write_all(&welcome(1)).await.unwrap();
+        stream.write_all(&welcome(PROTOCOL_VERSION)).await.unwrap();
         stream.write_all(&joined("r")).await.unwrap();
         stream.write_all(&members("r", true)).await.unwrap();
         let bye = encode(&ServerFrame::Disconnect {
@@ -246,7 +251,7 @@ async fn a_disconnect_that_cuts_a_member_list_short_is_still_its_reason() {
 #[tokio::test]
 async fn a_broken_member_list_is_reported_once_and_the_next_one_reads() {
     let addr = fake(|mut stream| async move {
-        stream.write_all(&welcome(1)).await.unwrap();
+        stream.write_all(&welcome(PROTOCOL_VERSION)).await.unwrap();
         stream.write_all(&members("r", true)).await.unwrap();
         stream
             .write_all(&encode(&ServerFrame::Error { message: "x" }))

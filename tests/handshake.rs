@@ -80,6 +80,7 @@ async fn another_protocol_version_is_refused() {
     raw.send(&ClientFrame::Hello {
         version: 999,
         credentials: &[],
+        resume: &[],
     })
     .await;
     match raw.recv().await {
@@ -98,6 +99,7 @@ async fn a_hello_after_the_handshake_is_a_protocol_error() {
     raw.send(&ClientFrame::Hello {
         version: 1,
         credentials: &[],
+        resume: &[],
     })
     .await;
     assert!(matches!(

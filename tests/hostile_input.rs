@@ -214,6 +214,7 @@ fn hello() -> bytes::Bytes {
     encode(&ClientFrame::Hello {
         version: PROTOCOL_VERSION,
         credentials: &[],
+        resume: &[],
     })
 }
 
@@ -453,8 +454,8 @@ async fn noise_in_well_formed_frames_after_the_handshake_disconnects_with_a_prot
 #[tokio::test]
 async fn an_unknown_tag_with_a_body_disconnects_with_a_protocol_error() {
     let (handle, addr) = relay(Server::builder()).await;
-    // Tag 6 is a server message (Broadcast), never a client one; 99 is nobody's.
-    for tag in [6u8, 99] {
+    // Tag 11 is a server message (Members), never a client one; 99 is nobody's.
+    for tag in [11u8, 99] {
         let mut raw = RawClient::greeted(addr).await;
         let mut frame = prefix(1 + 16 + 8 + 2).to_vec();
         frame.push(tag);
@@ -614,6 +615,7 @@ async fn ten_thousand_join_leave_flips_in_one_burst_stay_consistent() {
     raw.send(&ClientFrame::Hello {
         version: PROTOCOL_VERSION,
         credentials: &[],
+        resume: &[],
     })
     .await;
     let flipper = match raw.recv().await {
@@ -980,6 +982,7 @@ async fn a_panicking_on_broadcast_disconnects_that_client_and_the_relay_lives_on
     raw.send(&ClientFrame::Hello {
         version: PROTOCOL_VERSION,
         credentials: &[],
+        resume: &[],
     })
     .await;
     let offender = match raw.recv().await {

@@ -19,33 +19,42 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum OwnedClient {
-    Hello(u16, Vec<u8>),
+    Hello(u16, Vec<u8>, Vec<u8>),
     Join(String, Vec<u8>),
     Leave,
     Broadcast(Vec<u8>),
     Ping,
     Pong,
+    Direct(Vec<u8>, Vec<u8>),
+    Keyed(u32, Vec<u8>),
+    SetState(String, Vec<u8>),
+    Bye,
 }
 
 impl OwnedClient {
     fn frame(&self) -> ClientFrame<'_> {
         match self {
-            Self::Hello(version, credentials) => ClientFrame::Hello {
+            Self::Hello(version, credentials, resume) => ClientFrame::Hello {
                 version: *version,
                 credentials,
+                resume,
             },
             Self::Join(room_id, data) => ClientFrame::Join { room_id, data },
             Self::Leave => ClientFrame::Leave,
             Self::Broadcast(data) => ClientFrame::Broadcast { data },
             Self::Ping => ClientFrame::Ping,
             Self::Pong => ClientFrame::Pong,
+            Self::Direct(targets, data) => ClientFrame::Direct { targets, data },
+            Self::Keyed(key, data) => ClientFrame::Keyed { key: *key, data },
+            Self::SetState(key, value) => ClientFrame::SetState { key, value },
+            Self::Bye => ClientFrame::Bye,
         }
     }
 }
 
 #[derive(Debug, Clone)]
 enum OwnedServer {
-    Welcome(Uuid, u16, u32),
+    Welcome(Uuid, u16, u32, u32, Vec<u8>),
     Rejected(u8, String),
     Joined(Uuid, String),
     Left(String),
@@ -58,16 +67,24 @@ enum OwnedServer {
     Disconnect(u8, String),
     /// The room and the other members' ids, concatenated as on the wire.
     Members(String, Vec<u8>, bool),
+    Direct(Uuid, Vec<u8>),
+    Keyed(Uuid, u32, Vec<u8>),
+    State(Uuid, String, Vec<u8>),
+    Dropped(u32),
 }
 
 impl OwnedServer {
     fn frame(&self) -> ServerFrame<'_> {
         match self {
-            Self::Welcome(client_id, version, max_payload) => ServerFrame::Welcome {
-                client_id: *client_id,
-                version: *version,
-                max_payload: *max_payload,
-            },
+            Self::Welcome(client_id, version, max_payload, ping_interval_ms, resume_token) => {
+                ServerFrame::Welcome {
+                    client_id: *client_id,
+                    version: *version,
+                    max_payload: *max_payload,
+                    ping_interval_ms: *ping_interval_ms,
+                    resume_token,
+                }
+            }
             Self::Rejected(code, message) => ServerFrame::Rejected {
                 code: *code,
                 message,
@@ -99,6 +116,21 @@ impl OwnedServer {
                 client_ids,
                 more: *more,
             },
+            Self::Direct(sender_id, data) => ServerFrame::Direct {
+                sender_id: *sender_id,
+                data,
+            },
+            Self::Keyed(sender_id, key, data) => ServerFrame::Keyed {
+                sender_id: *sender_id,
+                key: *key,
+                data,
+            },
+            Self::State(owner, key, value) => ServerFrame::State {
+                owner: *owner,
+                key,
+                value,
+            },
+            Self::Dropped(count) => ServerFrame::Dropped { count: *count },
         }
     }
 }
@@ -125,18 +157,23 @@ fn uuid() -> impl Strategy<Value = Uuid> {
 
 fn client_message() -> impl Strategy<Value = OwnedClient> {
     prop_oneof![
-        (any::<u16>(), bytes()).prop_map(|(v, c)| OwnedClient::Hello(v, c)),
+        (any::<u16>(), bytes(), bytes()).prop_map(|(v, c, r)| OwnedClient::Hello(v, c, r)),
         (text(), bytes()).prop_map(|(r, d)| OwnedClient::Join(r, d)),
         Just(OwnedClient::Leave),
         bytes().prop_map(OwnedClient::Broadcast),
         Just(OwnedClient::Ping),
         Just(OwnedClient::Pong),
+        (bytes(), bytes()).prop_map(|(t, d)| OwnedClient::Direct(t, d)),
+        (any::<u32>(), bytes()).prop_map(|(k, d)| OwnedClient::Keyed(k, d)),
+        (text(), bytes()).prop_map(|(k, v)| OwnedClient::SetState(k, v)),
+        Just(OwnedClient::Bye),
     ]
 }
 
 fn server_message() -> impl Strategy<Value = OwnedServer> {
     prop_oneof![
-        (uuid(), any::<u16>(), any::<u32>()).prop_map(|(i, v, m)| OwnedServer::Welcome(i, v, m)),
+        (uuid(), any::<u16>(), any::<u32>(), any::<u32>(), bytes())
+            .prop_map(|(i, v, m, p, t)| OwnedServer::Welcome(i, v, m, p, t)),
         (any::<u8>(), text()).prop_map(|(c, m)| OwnedServer::Rejected(c, m)),
         (uuid(), text()).prop_map(|(i, r)| OwnedServer::Joined(i, r)),
         text().prop_map(OwnedServer::Left),
@@ -150,6 +187,10 @@ fn server_message() -> impl Strategy<Value = OwnedServer> {
         }),
         Just(OwnedServer::Pong),
         (any::<u8>(), text()).prop_map(|(c, m)| OwnedServer::Disconnect(c, m)),
+        (uuid(), bytes()).prop_map(|(i, d)| OwnedServer::Direct(i, d)),
+        (uuid(), any::<u32>(), bytes()).prop_map(|(i, k, d)| OwnedServer::Keyed(i, k, d)),
+        (uuid(), text(), bytes()).prop_map(|(i, k, v)| OwnedServer::State(i, k, v)),
+        any::<u32>().prop_map(OwnedServer::Dropped),
     ]
 }
 
@@ -427,8 +468,9 @@ fn every_worked_example_of_protocol_md_is_what_encode_produces() {
         (
             "Hello (client → relay)",
             encode(&ClientFrame::Hello {
-                version: 1,
+                version: 2,
                 credentials: b"",
+                resume: &[],
             }),
         ),
         (
@@ -448,8 +490,10 @@ fn every_worked_example_of_protocol_md_is_what_encode_produces() {
             "Welcome (relay → client)",
             encode(&ServerFrame::Welcome {
                 client_id: id,
-                version: 1,
+                version: 2,
                 max_payload: 65536,
+                ping_interval_ms: 13_000,
+                resume_token: &[],
             }),
         ),
         (

@@ -87,6 +87,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         self.send(&ClientFrame::Hello {
             version: PROTOCOL_VERSION,
             credentials: &[],
+            resume: &[],
         })
         .await;
         match self.recv().await {

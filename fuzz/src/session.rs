@@ -391,6 +391,7 @@ async fn connect<'a, L: FrameLayer>(
             conn.send(&encode(&ClientFrame::Hello {
                 version: PROTOCOL_VERSION,
                 credentials: &[],
+                resume: &[],
             }))
             .await;
         }
@@ -433,6 +434,7 @@ fn encode_frame(frame: &Frame) -> bytes::Bytes {
                 PROTOCOL_VERSION.wrapping_add(1)
             },
             credentials,
+            resume: &[],
         }),
         Frame::Join { room, data } => encode(&ClientFrame::Join {
             room_id: room.id(),

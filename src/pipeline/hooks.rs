@@ -4,7 +4,10 @@
 //!   one at a time (the room's turnstile), so a capacity check made in the hook with
 //!   `ServerHandle::room_client_count` and the insert that follows are atomic. The turnstile
 //!   guards no data and no handle method takes it, so the hook may call the handle freely.
-//! - `on_broadcast` fires after the router relayed the frame, with the room it used.
+//! - `on_direct` is an allow/deny gate in front of the router for direct sends, which sees
+//!   the targets.
+//! - `on_broadcast` fires after the router relayed a broadcast (plain or keyed), with the
+//!   room it used.
 //!
 //! `on_connect` runs at connection scope (`connect_hook.rs`); `on_leave`,
 //! `on_backpressure` and the room hooks fire where those events happen, always after every
@@ -12,7 +15,7 @@
 
 use super::{ClientMessage, FrameRequest, Reply, ReplyKind};
 use crate::disconnect::DisconnectReason;
-use crate::handler::{guarded, JoinRequest, SharedHandler};
+use crate::handler::{guarded, DirectRequest, JoinRequest, SharedHandler};
 use crate::server::Shared;
 use crate::stats::JoinRefusal;
 use bytes::Bytes;
@@ -50,7 +53,7 @@ impl<S> Layer<S> for HooksLayer {
     }
 }
 
-/// Calls `on_join` and `on_broadcast` around the inner service.
+/// Calls `on_join`, `on_direct` and `on_broadcast` around the inner service.
 #[derive(Clone)]
 pub struct Hooks<S> {
     inner: S,
@@ -132,7 +135,24 @@ where
                     reply.await
                 }))
             }
-            ClientMessage::Broadcast { data } => {
+            ClientMessage::Direct { targets, data } => {
+                let Some(room) = req.session().current_room() else {
+                    // The router answers "not in a room".
+                    return ResponseFuture::plain(self.inner.call(req));
+                };
+                let direct = DirectRequest::new(req.client_id(), room.id(), targets, data);
+                match guarded("on_direct", || self.handler.on_direct(&direct)) {
+                    None => ResponseFuture::ready(Reply::disconnect(hook_failed("on_direct"))),
+                    Some(Err(reason)) if reason.is_empty() => {
+                        ResponseFuture::ready(Reply::error("direct rejected"))
+                    }
+                    Some(Err(reason)) => {
+                        ResponseFuture::ready(Reply::error(format!("direct rejected: {reason}")))
+                    }
+                    Some(Ok(())) => ResponseFuture::plain(self.inner.call(req)),
+                }
+            }
+            ClientMessage::Broadcast { data } | ClientMessage::Keyed { data, .. } => {
                 let data = data.clone();
                 let client_id = req.client_id();
                 ResponseFuture {
@@ -164,6 +184,8 @@ pin_project! {
         Plain { #[pin] future: F },
         // A join waiting for its room's turnstile and `on_join`.
         Join { future: BoxedReply },
+        // A hook answered without the inner service (a refused direct send).
+        Ready { reply: Option<Reply> },
         // A broadcast; `on_broadcast` fires once it was relayed.
         Broadcast {
             #[pin] future: F,
@@ -186,6 +208,12 @@ impl<F> ResponseFuture<F> {
             state: State::Join { future },
         }
     }
+
+    fn ready(reply: Reply) -> Self {
+        Self {
+            state: State::Ready { reply: Some(reply) },
+        }
+    }
 }
 
 impl<F> Future for ResponseFuture<F>
@@ -198,6 +226,11 @@ where
         match self.project().state.project() {
             StateProjection::Plain { future } => future.poll(cx),
             StateProjection::Join { future } => future.as_mut().poll(cx),
+            // Polled once: a second poll after completion is a caller's bug, answered with an
+            // error rather than a panic.
+            StateProjection::Ready { reply } => {
+                Poll::Ready(reply.take().ok_or_else(|| "polled after completion".into()))
+            }
             StateProjection::Broadcast {
                 future,
                 client_id,

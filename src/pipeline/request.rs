@@ -30,6 +30,29 @@ pub enum ClientMessage {
         /// The bytes to relay.
         data: Bytes,
     },
+    /// Relay bytes to some members of the room only.
+    Direct {
+        /// The recipients: 1 to [`MAX_DIRECT_TARGETS`](crate::protocol::MAX_DIRECT_TARGETS)
+        /// ids, as the client listed them.
+        targets: Vec<Uuid>,
+        /// The bytes to relay.
+        data: Bytes,
+    },
+    /// Relay bytes to the rest of the room as the latest state of `key`, which may replace
+    /// the sender's older frame of that key in a slow member's queue.
+    Keyed {
+        /// What the state is of (an entity id, say).
+        key: u32,
+        /// The bytes to relay.
+        data: Bytes,
+    },
+    /// Set an entry of the room's state (delete it, with an empty value).
+    SetState {
+        /// The entry's key.
+        key: String,
+        /// The entry's value; empty to delete the entry.
+        value: Bytes,
+    },
 }
 
 impl ClientMessage {
@@ -44,6 +67,30 @@ impl ClientMessage {
     /// A broadcast of `data` to the rest of the room.
     pub fn broadcast(data: impl Into<Bytes>) -> Self {
         Self::Broadcast { data: data.into() }
+    }
+
+    /// `data` for the members `targets` only.
+    pub fn direct(targets: impl Into<Vec<Uuid>>, data: impl Into<Bytes>) -> Self {
+        Self::Direct {
+            targets: targets.into(),
+            data: data.into(),
+        }
+    }
+
+    /// A broadcast of `data` as the latest state of `key`.
+    pub fn keyed(key: u32, data: impl Into<Bytes>) -> Self {
+        Self::Keyed {
+            key,
+            data: data.into(),
+        }
+    }
+
+    /// Sets the room-state entry `key` to `value` (deletes it if `value` is empty).
+    pub fn set_state(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        Self::SetState {
+            key: key.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -135,7 +182,10 @@ impl PayloadLength for FrameRequest {
     fn payload_len(&self) -> usize {
         match &self.message {
             ClientMessage::Join { room_id, data } => room_id.len() + data.len(),
-            ClientMessage::Broadcast { data } => data.len(),
+            ClientMessage::Broadcast { data } | ClientMessage::Keyed { data, .. } => data.len(),
+            // As the relay checks it: the targets' bytes count, as the room id of a join does.
+            ClientMessage::Direct { targets, data } => targets.len() * 16 + data.len(),
+            ClientMessage::SetState { key, value } => key.len() + value.len(),
             ClientMessage::Leave => 0,
         }
     }

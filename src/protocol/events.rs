@@ -131,6 +131,10 @@ pub enum HandshakeFrame {
         version: u16,
         /// Its `max_payload`.
         max_payload: u32,
+        /// Its ping interval, in milliseconds.
+        ping_interval_ms: u32,
+        /// Its resume token.
+        resume_token: Vec<u8>,
     },
     /// A `Rejected`.
     Rejected {
@@ -219,11 +223,15 @@ impl EventDecoder {
                 client_id,
                 version,
                 max_payload,
+                ping_interval_ms,
+                resume_token,
             } => {
                 return Err(EventError::Handshake(HandshakeFrame::Welcome {
                     client_id,
                     version,
                     max_payload,
+                    ping_interval_ms,
+                    resume_token: resume_token.to_vec(),
                 }))
             }
             ServerFrame::Rejected { code, message } => {
@@ -253,6 +261,25 @@ impl EventDecoder {
                 sender_id,
                 data: body.slice_ref(data),
             },
+            ServerFrame::Direct { sender_id, data } => ServerEvent::Direct {
+                sender_id,
+                data: body.slice_ref(data),
+            },
+            ServerFrame::Keyed {
+                sender_id,
+                key,
+                data,
+            } => ServerEvent::Keyed {
+                sender_id,
+                key,
+                data: body.slice_ref(data),
+            },
+            ServerFrame::State { owner, key, value } => ServerEvent::State {
+                owner,
+                key: key.to_owned(),
+                value: body.slice_ref(value),
+            },
+            ServerFrame::Dropped { count } => ServerEvent::Dropped { count },
             ServerFrame::Error { message } => ServerEvent::Error(message.to_owned()),
         };
         Ok(Some(Decoded::Event(event)))

@@ -8,19 +8,43 @@ use uuid::Uuid;
 use wincode::{SchemaRead, SchemaWrite};
 
 /// Version of the protocol spoken by this crate; sent in `Hello` and `Welcome`.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// Every version's `Hello` starts with its tag and this version (bytes 0..3 of the body), so
+/// that a relay can refuse a client of another version by name, whatever the rest of its
+/// `Hello` looks like ([`hello_version`](super::hello_version)).
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The protocol version a `Hello` body announces (the two bytes after its tag), read before
+/// the rest of it is decoded, since another version's `Hello` may have other fields. `None`
+/// if `body` is not a `Hello`, or too short to say.
+pub fn hello_version(body: &[u8]) -> Option<u16> {
+    match body {
+        [0, low, high, ..] => Some(u16::from_le_bytes([*low, *high])),
+        _ => None,
+    }
+}
+
+/// Most targets one `Direct` frame may name.
+pub const MAX_DIRECT_TARGETS: usize = 256;
+
+/// Longest room-state key, in bytes (a key is 1 to this many bytes of UTF-8).
+pub const MAX_STATE_KEY_LEN: usize = 255;
 
 /// A message from a client to the relay.
 #[derive(SchemaWrite, SchemaRead, Debug, Clone, Copy, PartialEq, Eq)]
 #[wincode(tag_encoding = "u8")]
 pub enum ClientFrame<'a> {
-    /// First frame of every connection: the protocol version and opaque credentials.
+    /// First frame of every connection: the protocol version, opaque credentials and, to take
+    /// back a seat the relay holds, a resume token.
     #[wincode(tag = 0)]
     Hello {
         /// The client's [`PROTOCOL_VERSION`].
         version: u16,
         /// Credentials for the auth step; empty when the relay runs open.
         credentials: &'a [u8],
+        /// The resume token of an earlier `Welcome`, to take that seat back; empty for a new
+        /// seat.
+        resume: &'a [u8],
     },
     /// Ask to join a room (leaving the current one, if any).
     #[wincode(tag = 1)]
@@ -45,6 +69,36 @@ pub enum ClientFrame<'a> {
     /// Answer to a relay `Ping`.
     #[wincode(tag = 5)]
     Pong,
+    /// Relay `data` to some members of the sender's room only.
+    #[wincode(tag = 6)]
+    Direct {
+        /// The recipients' ids, 16 bytes each, concatenated: 1 to [`MAX_DIRECT_TARGETS`] of
+        /// them ([`member_ids`](super::member_ids) splits them).
+        targets: &'a [u8],
+        /// Opaque application bytes.
+        data: &'a [u8],
+    },
+    /// Relay `data` to every other member of the room as the latest state of `key`: under
+    /// backpressure, it replaces the sender's older frame of the same key still queued.
+    #[wincode(tag = 7)]
+    Keyed {
+        /// What the state is of (an entity id, say).
+        key: u32,
+        /// Opaque application bytes.
+        data: &'a [u8],
+    },
+    /// Set (or, with an empty value, delete) an entry of the room's state, which every
+    /// member gets now and every later joiner gets when it joins.
+    #[wincode(tag = 8)]
+    SetState {
+        /// The entry's key: 1 to [`MAX_STATE_KEY_LEN`] bytes.
+        key: &'a str,
+        /// The entry's value; empty to delete the entry.
+        value: &'a [u8],
+    },
+    /// The client is leaving for good: the relay ends its seat at once, then closes.
+    #[wincode(tag = 9)]
+    Bye,
 }
 
 /// A message from the relay to a client.
@@ -60,6 +114,12 @@ pub enum ServerFrame<'a> {
         version: u16,
         /// Largest payload (broadcast data, room id) the relay accepts, in bytes.
         max_payload: u32,
+        /// How often the relay pings, in milliseconds: a link silent for longer than twice
+        /// this is likely gone.
+        ping_interval_ms: u32,
+        /// The token that takes this seat back after a drop; empty when the relay holds no
+        /// seats.
+        resume_token: &'a [u8],
     },
     /// The handshake failed; the relay closes the connection after this frame.
     #[wincode(tag = 1)]
@@ -137,6 +197,44 @@ pub enum ServerFrame<'a> {
         /// the list's last frame.
         more: bool,
     },
+    /// Bytes another member (or the server) sent to this client alone, or to a list of
+    /// members that includes it.
+    #[wincode(tag = 12)]
+    Direct {
+        /// Who sent them; the nil id for the server.
+        sender_id: Uuid,
+        /// The bytes, as sent.
+        data: &'a [u8],
+    },
+    /// The latest state of `key`, as another member broadcast it: it may have replaced an
+    /// older one of the same sender and key that this client had not read yet.
+    #[wincode(tag = 13)]
+    Keyed {
+        /// Who sent it.
+        sender_id: Uuid,
+        /// What the state is of.
+        key: u32,
+        /// The bytes, as sent.
+        data: &'a [u8],
+    },
+    /// An entry of the room's state: part of what a joiner gets after its member list, or a
+    /// change a member or the server just made. An empty value: the entry was deleted.
+    #[wincode(tag = 14)]
+    State {
+        /// Who set it; the nil id for the server.
+        owner: Uuid,
+        /// The entry's key.
+        key: &'a str,
+        /// The entry's value; empty when it was deleted.
+        value: &'a [u8],
+    },
+    /// Frames for this client were dropped (its queue was full) since the last such notice:
+    /// it comes right before the next frame the client gets.
+    #[wincode(tag = 15)]
+    Dropped {
+        /// How many (saturating at `u32::MAX`).
+        count: u32,
+    },
 }
 
 /// Why a handshake was refused (the `code` of [`ServerFrame::Rejected`]).
@@ -155,6 +253,9 @@ pub enum RejectCode {
     Protocol = 4,
     /// The server is shutting down.
     ShuttingDown = 5,
+    /// The resume token of the `Hello` was refused (unknown, used, expired, or the relay
+    /// holds no seats).
+    ResumeFailed = 6,
 }
 
 impl RejectCode {
@@ -167,6 +268,7 @@ impl RejectCode {
             3 => Self::UnsupportedVersion,
             4 => Self::Protocol,
             5 => Self::ShuttingDown,
+            6 => Self::ResumeFailed,
             _ => return None,
         })
     }
@@ -225,12 +327,20 @@ impl WireMessage for ClientFrame<'_> {
             3 => "Broadcast",
             4 => "Ping",
             5 => "Pong",
+            6 => "Direct",
+            7 => "Keyed",
+            8 => "SetState",
+            9 => "Bye",
             _ => return None,
         })
     }
 
     fn text_field(tag: u8) -> Option<&'static str> {
-        (tag == 1).then_some("room id")
+        match tag {
+            1 => Some("room id"),
+            8 => Some("key"),
+            _ => None,
+        }
     }
 }
 
@@ -251,6 +361,10 @@ impl WireMessage for ServerFrame<'_> {
             9 => "Pong",
             10 => "Disconnect",
             11 => "Members",
+            12 => "Direct",
+            13 => "Keyed",
+            14 => "State",
+            15 => "Dropped",
             _ => return None,
         })
     }
@@ -259,6 +373,7 @@ impl WireMessage for ServerFrame<'_> {
         match tag {
             1 | 7 | 10 => Some("message"),
             2 | 3 | 11 => Some("room id"),
+            14 => Some("key"),
             _ => None,
         }
     }

@@ -25,4 +25,7 @@ pub use codec::{
 };
 pub use events::{Decoded, EventDecoder, EventError, Goodbye, HandshakeFrame};
 pub use members::{encode_members, member_ids, members_per_frame};
-pub use message::{ClientFrame, DisconnectCode, RejectCode, ServerFrame, PROTOCOL_VERSION};
+pub use message::{
+    hello_version, ClientFrame, DisconnectCode, RejectCode, ServerFrame, MAX_DIRECT_TARGETS,
+    MAX_STATE_KEY_LEN, PROTOCOL_VERSION,
+};

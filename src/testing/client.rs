@@ -140,6 +140,7 @@ impl TestClientBuilder {
         let hello = ClientFrame::Hello {
             version: PROTOCOL_VERSION,
             credentials: &self.token,
+            resume: &[],
         };
         if let Err(err) = wire.send(&hello).await {
             panic!("{label}: sending the Hello failed: {err}");

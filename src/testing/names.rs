@@ -80,6 +80,26 @@ impl Names {
                 self.who(*sender_id),
                 describe_bytes(data)
             ),
+            ServerEvent::Direct { sender_id, data } => format!(
+                "Direct from {}: {}",
+                self.who(*sender_id),
+                describe_bytes(data)
+            ),
+            ServerEvent::Keyed {
+                sender_id,
+                key,
+                data,
+            } => format!(
+                "Keyed({key}) from {}: {}",
+                self.who(*sender_id),
+                describe_bytes(data)
+            ),
+            ServerEvent::State { owner, key, value } => format!(
+                "State({key:?}) set by {}: {}",
+                self.who(*owner),
+                describe_bytes(value)
+            ),
+            ServerEvent::Dropped { count } => format!("Dropped({count})"),
             ServerEvent::Error(message) => format!("Error({message:?})"),
         }
     }

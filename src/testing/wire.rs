@@ -270,6 +270,8 @@ mod tests {
             client_id: Uuid::nil(),
             version: 1,
             max_payload: 1024,
+            ping_interval_ms: 1000,
+            resume_token: &[],
         };
         let mut wire = wire_reading(vec![
             members("r", true),

@@ -212,6 +212,8 @@ pub enum Frame {
     Welcome {
         client_id: Uuid,
         max_payload: u32,
+        ping_interval_ms: u32,
+        resume_token: Vec<u8>,
     },
     Rejected {
         code: u8,
@@ -235,6 +237,21 @@ pub enum Frame {
         data: Vec<u8>,
     },
     Error(String),
+    Direct {
+        sender_id: Uuid,
+        data: Vec<u8>,
+    },
+    Keyed {
+        sender_id: Uuid,
+        key: u32,
+        data: Vec<u8>,
+    },
+    State {
+        owner: Uuid,
+        key: String,
+        value: Vec<u8>,
+    },
+    Dropped(u32),
     Ping,
     Pong,
     Disconnect {
@@ -267,6 +284,7 @@ impl RawClient {
         raw.send(&ClientFrame::Hello {
             version: ghost_sync::protocol::PROTOCOL_VERSION,
             credentials: &[],
+            resume: &[],
         })
         .await;
         assert!(matches!(raw.recv().await, Some(Frame::Welcome { .. })));
@@ -285,6 +303,7 @@ impl RawClient {
         raw.send(&ClientFrame::Hello {
             version: ghost_sync::protocol::PROTOCOL_VERSION,
             credentials: &[],
+            resume: &[],
         })
         .await;
         match raw.recv().await {
@@ -368,10 +387,14 @@ fn owned(body: &Bytes) -> Frame {
         ServerFrame::Welcome {
             client_id,
             max_payload,
+            ping_interval_ms,
+            resume_token,
             ..
         } => Frame::Welcome {
             client_id,
             max_payload,
+            ping_interval_ms,
+            resume_token: resume_token.to_vec(),
         },
         ServerFrame::Rejected { code, message } => Frame::Rejected {
             code,
@@ -399,6 +422,25 @@ fn owned(body: &Bytes) -> Frame {
             data: data.to_vec(),
         },
         ServerFrame::Error { message } => Frame::Error(message.to_owned()),
+        ServerFrame::Direct { sender_id, data } => Frame::Direct {
+            sender_id,
+            data: data.to_vec(),
+        },
+        ServerFrame::Keyed {
+            sender_id,
+            key,
+            data,
+        } => Frame::Keyed {
+            sender_id,
+            key,
+            data: data.to_vec(),
+        },
+        ServerFrame::State { owner, key, value } => Frame::State {
+            owner,
+            key: key.to_owned(),
+            value: value.to_vec(),
+        },
+        ServerFrame::Dropped { count } => Frame::Dropped(count),
         ServerFrame::Ping => Frame::Ping,
         ServerFrame::Pong => Frame::Pong,
         ServerFrame::Disconnect { code, message } => Frame::Disconnect {

@@ -46,11 +46,13 @@ pub fn client(frame: &ClientFrame<'_>) -> (&'static str, Vec<Field>) {
         ClientFrame::Hello {
             version,
             credentials,
+            resume,
         } => (
             "Hello",
             vec![
                 field("version", Value::U16(version)),
                 field("credentials", bytes(credentials)),
+                field("resume", bytes(resume)),
             ],
         ),
         ClientFrame::Join { room_id, data } => (
@@ -61,6 +63,19 @@ pub fn client(frame: &ClientFrame<'_>) -> (&'static str, Vec<Field>) {
         ClientFrame::Broadcast { data } => ("Broadcast", vec![field("data", bytes(data))]),
         ClientFrame::Ping => ("Ping", vec![]),
         ClientFrame::Pong => ("Pong", vec![]),
+        ClientFrame::Direct { targets, data } => (
+            "Direct",
+            vec![field("targets", bytes(targets)), field("data", bytes(data))],
+        ),
+        ClientFrame::Keyed { key, data } => (
+            "Keyed",
+            vec![field("key", Value::U32(key)), field("data", bytes(data))],
+        ),
+        ClientFrame::SetState { key, value } => (
+            "SetState",
+            vec![field("key", text(key)), field("value", bytes(value))],
+        ),
+        ClientFrame::Bye => ("Bye", vec![]),
     }
 }
 
@@ -71,12 +86,16 @@ pub fn server(frame: &ServerFrame<'_>) -> (&'static str, Vec<Field>) {
             client_id,
             version,
             max_payload,
+            ping_interval_ms,
+            resume_token,
         } => (
             "Welcome",
             vec![
                 field("client_id", Value::Uuid(client_id)),
                 field("version", Value::U16(version)),
                 field("max_payload", Value::U32(max_payload)),
+                field("ping_interval_ms", Value::U32(ping_interval_ms)),
+                field("resume_token", bytes(resume_token)),
             ],
         ),
         ServerFrame::Rejected { code, message } => (
@@ -131,6 +150,34 @@ pub fn server(frame: &ServerFrame<'_>) -> (&'static str, Vec<Field>) {
                 field("more", Value::Bool(more)),
             ],
         ),
+        ServerFrame::Direct { sender_id, data } => (
+            "Direct",
+            vec![
+                field("sender_id", Value::Uuid(sender_id)),
+                field("data", bytes(data)),
+            ],
+        ),
+        ServerFrame::Keyed {
+            sender_id,
+            key,
+            data,
+        } => (
+            "Keyed",
+            vec![
+                field("sender_id", Value::Uuid(sender_id)),
+                field("key", Value::U32(key)),
+                field("data", bytes(data)),
+            ],
+        ),
+        ServerFrame::State { owner, key, value } => (
+            "State",
+            vec![
+                field("owner", Value::Uuid(owner)),
+                field("key", text(key)),
+                field("value", bytes(value)),
+            ],
+        ),
+        ServerFrame::Dropped { count } => ("Dropped", vec![field("count", Value::U32(count))]),
     }
 }
 

@@ -13,7 +13,7 @@ const HEADER_NOTE: &str = "\
 ";
 
 fn header(what: &str) -> String {
-    format!("# ghost-sync wire vectors, protocol version 1: {what}\n{HEADER_NOTE}")
+    format!("# ghost-sync wire vectors, protocol version 2: {what}\n{HEADER_NOTE}")
 }
 
 /// A client vector of the table as its file holds it.

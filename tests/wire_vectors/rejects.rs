@@ -64,10 +64,10 @@ pub fn reject() -> Vec<Reject> {
         ),
         r(
             "server_unknown_tag",
-            "A server frame with tag 0x0c, one past the last server message of version 1",
+            "A server frame with tag 0x10, one past the last server message of version 2",
             "server",
-            &["00000001", "0c"],
-            Malformed("malformed frame: unknown relay message tag 0x0c"),
+            &["00000001", "10"],
+            Malformed("malformed frame: unknown relay message tag 0x10"),
         ),
         r(
             "leave_trailing_byte",
@@ -80,18 +80,29 @@ pub fn reject() -> Vec<Reject> {
         ),
         r(
             "welcome_trailing_byte",
-            "A Welcome (body 23 bytes) with a 24th byte",
+            "A Welcome (body 35 bytes) with a 36th byte",
             "server",
             &[
-                "00000018",
+                "00000024",
                 "00",
                 "00112233445566778899aabbccddeeff",
-                "0100",
+                "0200",
                 "00000100",
+                "c8320000",
+                "0000000000000000",
                 "00",
             ],
             Malformed(
-                "malformed frame: bytes left over after a Welcome: the body of 24 bytes is longer than its fields",
+                "malformed frame: bytes left over after a Welcome: the body of 36 bytes is longer than its fields",
+            ),
+        ),
+        r(
+            "hello_version_1",
+            "A version 1 Hello (tag, version 1, credentials; no resume field): it does not decode as version 2, so the relay reads the version first and answers Rejected code 3 UnsupportedVersion",
+            "client",
+            &["0000000b", "00", "0100", "0000000000000000"],
+            Malformed(
+                "malformed frame: a Hello (tag 0x00) cut short: a body of 11 bytes is too short for its fields, or a length prefix in it runs past its end",
             ),
         ),
         r(

@@ -10,6 +10,9 @@ pub const ID: Uuid = Uuid::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff);
 /// A second id, its bytes the first's reversed.
 pub const OTHER: Uuid = Uuid::from_u128(0xffee_ddcc_bbaa_9988_7766_5544_3322_1100);
 
+/// The resume token of the vectors: the bytes 00 to 0f.
+pub const RESUME_TOKEN: &[u8] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+
 /// The relay's default `max_payload`.
 pub const DEFAULT_MAX_PAYLOAD: u32 = 65_536;
 /// The relay's frame limit with the default `max_payload`.
@@ -59,26 +62,38 @@ pub fn client() -> Vec<(&'static str, &'static str, ClientFrame<'static>)> {
     vec![
         (
             "hello",
-            "Hello, protocol version 1, no credentials (PROTOCOL.md section 10)",
+            "Hello, protocol version 2, no credentials, no resume token (PROTOCOL.md section 10)",
             Hello {
-                version: 1,
+                version: 2,
                 credentials: b"",
+                resume: b"",
             },
         ),
         (
             "hello_with_token",
-            "Hello, version 1, with the credentials \"token-1234\" (opaque bytes, no terminator)",
+            "Hello, version 2, with the credentials \"token-1234\" (opaque bytes, no terminator)",
             Hello {
-                version: 1,
+                version: 2,
                 credentials: b"token-1234",
+                resume: b"",
             },
         ),
         (
-            "hello_version_2",
-            "Hello from a version 2 client: it decodes; the relay answers Rejected code 3 UnsupportedVersion",
+            "hello_resume",
+            "Hello, version 2, presenting the 16-byte resume token 00 01 .. 0f of an earlier Welcome; a relay that holds no seats answers Rejected code 6 ResumeFailed",
             Hello {
                 version: 2,
                 credentials: b"",
+                resume: RESUME_TOKEN,
+            },
+        ),
+        (
+            "hello_version_3",
+            "Hello from a version 3 client: the relay reads the version (body bytes 1..3) first and answers Rejected code 3 UnsupportedVersion",
+            Hello {
+                version: 3,
+                credentials: b"",
+                resume: b"",
             },
         ),
         (
@@ -145,6 +160,48 @@ pub fn client() -> Vec<(&'static str, &'static str, ClientFrame<'static>)> {
             Ping,
         ),
         ("pong", "Pong: the answer to the relay's Ping", Pong),
+        (
+            "direct_one",
+            "Direct \"hi\" to one member, 00112233-4455-6677-8899-aabbccddeeff: targets are 16-byte ids, concatenated",
+            Direct {
+                targets: ID.as_bytes(),
+                data: b"hi",
+            },
+        ),
+        (
+            "direct_two",
+            "Direct \"hi\" to two members: 32 bytes of targets",
+            Direct {
+                targets: leak_bytes([*ID.as_bytes(), *OTHER.as_bytes()].concat()),
+                data: b"hi",
+            },
+        ),
+        (
+            "keyed",
+            "Keyed: the latest state of key 7 is \"hi\" (PROTOCOL.md section 10)",
+            Keyed { key: 7, data: b"hi" },
+        ),
+        (
+            "set_state",
+            "SetState: the room-state entry \"map\" is \"dust\"",
+            SetState {
+                key: "map",
+                value: b"dust",
+            },
+        ),
+        (
+            "set_state_delete",
+            "SetState with an empty value: delete the entry \"map\"",
+            SetState {
+                key: "map",
+                value: b"",
+            },
+        ),
+        (
+            "bye",
+            "Bye: the client is leaving for good (PROTOCOL.md section 10)",
+            Bye,
+        ),
     ]
 }
 
@@ -161,11 +218,13 @@ pub fn server() -> Vec<(&'static str, &'static str, ServerFrame<'static>)> {
     vec![
         (
             "welcome",
-            "Welcome: client id 00112233-4455-6677-8899-aabbccddeeff, version 1, the default max_payload 65536",
+            "Welcome: client id 00112233-4455-6677-8899-aabbccddeeff, version 2, the default max_payload 65536, the default ping interval 13000 ms, no resume token",
             Welcome {
                 client_id: ID,
-                version: 1,
+                version: 2,
                 max_payload: DEFAULT_MAX_PAYLOAD,
+                ping_interval_ms: 13_000,
+                resume_token: b"",
             },
         ),
         (
@@ -173,8 +232,21 @@ pub fn server() -> Vec<(&'static str, &'static str, ServerFrame<'static>)> {
             "Welcome with the largest max_payload a relay may announce, 16 MiB (16777216)",
             Welcome {
                 client_id: OTHER,
-                version: 1,
+                version: 2,
                 max_payload: 16 * 1024 * 1024,
+                ping_interval_ms: 13_000,
+                resume_token: b"",
+            },
+        ),
+        (
+            "welcome_with_resume_token",
+            "Welcome from a relay that holds seats: ping interval 1000 ms, and the 16-byte resume token 00 01 .. 0f",
+            Welcome {
+                client_id: ID,
+                version: 2,
+                max_payload: DEFAULT_MAX_PAYLOAD,
+                ping_interval_ms: 1_000,
+                resume_token: RESUME_TOKEN,
             },
         ),
         (
@@ -194,8 +266,8 @@ pub fn server() -> Vec<(&'static str, &'static str, ServerFrame<'static>)> {
         ),
         (
             "rejected_unsupported_version",
-            "Rejected, code 3 UnsupportedVersion: the answer to hello_version_2",
-            rejected(3, "protocol version 2 not supported; this relay speaks 1"),
+            "Rejected, code 3 UnsupportedVersion: the answer to hello_version_3, and to a version 1 Hello (reject vector hello_version_1)",
+            rejected(3, "protocol version 3 not supported; this relay speaks 2"),
         ),
         (
             "rejected_protocol",
@@ -208,8 +280,13 @@ pub fn server() -> Vec<(&'static str, &'static str, ServerFrame<'static>)> {
             rejected(5, "server shutting down"),
         ),
         (
+            "rejected_resume_failed",
+            "Rejected, code 6 ResumeFailed: the answer to hello_resume from a relay that holds no seats",
+            rejected(6, "resume is off on this relay"),
+        ),
+        (
             "rejected_unknown_code",
-            "Rejected with code 200, unknown to version 1: it decodes; a client treats it as a protocol error",
+            "Rejected with code 200, unknown to version 2: it decodes; a client treats it as a protocol error",
             rejected(200, "a reason from a newer relay"),
         ),
         (
@@ -391,8 +468,70 @@ pub fn server() -> Vec<(&'static str, &'static str, ServerFrame<'static>)> {
         ),
         (
             "disconnect_unknown_code",
-            "Disconnect with code 200, unknown to version 1: it decodes; a client reports it as a disconnection with this message",
+            "Disconnect with code 200, unknown to version 2: it decodes; a client reports it as a disconnection with this message",
             disconnect(200, "a reason from a newer relay"),
+        ),
+        (
+            "direct",
+            "Direct \"hi\" from 00112233-4455-6677-8899-aabbccddeeff, to the receiver alone or to a list that includes it",
+            Direct {
+                sender_id: ID,
+                data: b"hi",
+            },
+        ),
+        (
+            "direct_from_server",
+            "Direct \"tick\" whose sender is the nil id: sent by the server itself",
+            Direct {
+                sender_id: Uuid::nil(),
+                data: b"tick",
+            },
+        ),
+        (
+            "keyed",
+            "Keyed: the latest state of key 7 from 00112233-4455-6677-8899-aabbccddeeff is \"hi\"",
+            Keyed {
+                sender_id: ID,
+                key: 7,
+                data: b"hi",
+            },
+        ),
+        (
+            "state",
+            "State: the room-state entry \"map\" is \"dust\", set by 00112233-4455-6677-8899-aabbccddeeff",
+            State {
+                owner: ID,
+                key: "map",
+                value: b"dust",
+            },
+        ),
+        (
+            "state_from_server",
+            "State: the entry \"round\" is \"3\", set by the server (nil owner)",
+            State {
+                owner: Uuid::nil(),
+                key: "round",
+                value: b"3",
+            },
+        ),
+        (
+            "state_deleted",
+            "State with an empty value: the entry \"map\" was deleted",
+            State {
+                owner: ID,
+                key: "map",
+                value: b"",
+            },
+        ),
+        (
+            "dropped",
+            "Dropped: 6 frames for the receiver were dropped since the last notice (PROTOCOL.md section 10)",
+            Dropped { count: 6 },
+        ),
+        (
+            "dropped_saturated",
+            "Dropped with the count saturated at 4294967295 (u32::MAX): at least that many",
+            Dropped { count: u32::MAX },
         ),
     ]
 }

@@ -5,7 +5,7 @@
 use super::Event;
 
 /// Protocol version sent in `Hello`.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// The largest body the load generator accepts: the relay's 16 MiB payload cap plus the
 /// protocol's frame overhead.
@@ -16,11 +16,12 @@ fn frame(out: &mut Vec<u8>, body_len: usize) {
     out.extend_from_slice(&(body_len as u32).to_be_bytes());
 }
 
-/// Appends `Hello { version: 1, credentials: [] }`.
+/// Appends `Hello { version: 2, credentials: [], resume: [] }`.
 pub fn hello(out: &mut Vec<u8>) {
-    frame(out, 11);
+    frame(out, 19);
     out.push(0);
     out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
     out.extend_from_slice(&0u64.to_le_bytes());
 }
 
@@ -97,7 +98,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Event, usize)>, String> {
         return Ok(None);
     };
     let event = match body[0] {
-        0 if len == 23 => Event::Hello,
+        // Version 2's Welcome: 35 bytes, then a resume token of 0 or 16.
+        0 if len == 35 || len == 51 => Event::Hello,
         1 => Event::Closed(format!(
             "rejected (code {}): {}",
             body.get(1).copied().unwrap_or(255),
@@ -148,7 +150,10 @@ mod tests {
     fn encodes_protocol_md_examples() {
         let mut v = Vec::new();
         hello(&mut v);
-        assert_eq!(v, hex("00 00 00 0b 00 01 00 00 00 00 00 00 00 00 00"));
+        assert_eq!(
+            v,
+            hex("00 00 00 13 00 02 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00")
+        );
         v.clear();
         join(&mut v, "lobby");
         assert_eq!(
@@ -179,8 +184,10 @@ mod tests {
         };
         assert_eq!(&broadcast[range], b"hi");
 
-        let welcome =
-            hex("00 00 00 17 00 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 01 00 00 00 01 00");
+        let welcome = hex(
+            "00 00 00 23 00 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 02 00 00 00 01 00 \
+                 c8 32 00 00 00 00 00 00 00 00 00 00",
+        );
         assert_eq!(parse(&welcome), Ok(Some((Event::Hello, welcome.len()))));
         let joined = hex(
             "00 00 00 1e 02 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff \

@@ -255,6 +255,8 @@ fn handshake_frames_after_the_handshake_are_refused() {
             client_id: Uuid::nil(),
             version: 1,
             max_payload: 1024,
+            ping_interval_ms: 1000,
+            resume_token: &[],
         }))
         .unwrap_err();
     assert!(matches!(
@@ -270,6 +272,8 @@ fn handshake_frames_after_the_handshake_are_refused() {
         client_id: Uuid::nil(),
         version: 1,
         max_payload: 1024,
+        ping_interval_ms: 1000,
+        resume_token: &[],
     };
     assert_eq!(
         err.to_string(),

@@ -12,7 +12,9 @@ use crate::disconnect::DisconnectReason;
 use crate::handler::{ServerHandler, SharedHandler};
 use crate::outbox::Refused;
 use crate::pipeline::{ClientMessage, FrameRequest, Reply, ReplyKind};
-use crate::protocol::{decode_frame, ClientFrame, FrameError, FrameReader, HEADER_LEN};
+use crate::protocol::{
+    decode_frame, member_ids, ClientFrame, FrameError, FrameReader, HEADER_LEN, MAX_DIRECT_TARGETS,
+};
 use crate::server::Shared;
 use crate::session::{report_backpressure, Session};
 use crate::stats::Counters;
@@ -307,6 +309,8 @@ where
                 session.pong_received();
                 continue;
             }
+            // The client said it is leaving: whatever it sent after that is not read.
+            Ok(Incoming::Bye) => return Some(DisconnectReason::ClientClosed),
             Err(reason) => return Some(reason),
         };
         let request = FrameRequest::new(Arc::clone(session), message);
@@ -351,11 +355,26 @@ impl Drop for Tally<'_> {
     }
 }
 
-/// A decoded frame: keepalive, handled by the driver, or a request for the pipeline.
+/// A decoded frame: keepalive and goodbye, handled by the driver, or a request for the
+/// pipeline.
 enum Incoming {
     Ping,
     Pong,
+    Bye,
     Request(ClientMessage),
+}
+
+/// The ids a `Direct` frame names: 1 to [`MAX_DIRECT_TARGETS`] of them, 16 bytes each.
+fn direct_targets(targets: &[u8]) -> Result<Vec<uuid::Uuid>, DisconnectReason> {
+    let count = targets.len() / 16;
+    if targets.len() % 16 != 0 || count == 0 || count > MAX_DIRECT_TARGETS {
+        return Err(DisconnectReason::Protocol(format!(
+            "malformed frame: the targets of a Direct are 1 to {MAX_DIRECT_TARGETS} ids of 16 \
+             bytes each, not {} bytes",
+            targets.len()
+        )));
+    }
+    Ok(member_ids(targets).collect())
 }
 
 /// Decodes a frame body; a request's payload stays a slice of the frame.
@@ -371,6 +390,19 @@ fn to_message(body: &Bytes) -> Result<Incoming, DisconnectReason> {
         ClientFrame::Broadcast { data } => Incoming::Request(ClientMessage::Broadcast {
             data: body.slice_ref(data),
         }),
+        ClientFrame::Direct { targets, data } => Incoming::Request(ClientMessage::Direct {
+            targets: direct_targets(targets)?,
+            data: body.slice_ref(data),
+        }),
+        ClientFrame::Keyed { key, data } => Incoming::Request(ClientMessage::Keyed {
+            key,
+            data: body.slice_ref(data),
+        }),
+        ClientFrame::SetState { key, value } => Incoming::Request(ClientMessage::SetState {
+            key: key.to_owned(),
+            value: body.slice_ref(value),
+        }),
+        ClientFrame::Bye => Incoming::Bye,
         ClientFrame::Ping => Incoming::Ping,
         ClientFrame::Pong => Incoming::Pong,
         ClientFrame::Hello { .. } => {

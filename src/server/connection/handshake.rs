@@ -4,8 +4,8 @@
 use super::closing::reject;
 use crate::auth::{Credentials, Identity, Validator};
 use crate::protocol::{
-    decode_frame, encode, ClientFrame, FrameError, FrameReader, RejectCode, ServerFrame,
-    PROTOCOL_VERSION,
+    decode_frame, encode, hello_version, ClientFrame, FrameError, FrameReader, RejectCode,
+    ServerFrame, PROTOCOL_VERSION,
 };
 use crate::server::Shared;
 use bytes::{Bytes, BytesMut};
@@ -50,25 +50,29 @@ where
         Err(_) => Some((RejectCode::Protocol, "no hello in time".to_owned())),
         Ok(Err(None)) => return None,
         Ok(Err(Some(err))) => Some((RejectCode::Protocol, err.to_string())),
-        Ok(Ok(body)) => match decode_frame::<ClientFrame<'_>>(&body) {
-            Ok(ClientFrame::Hello {
-                version,
-                credentials,
-            }) if version == PROTOCOL_VERSION => {
-                token = body.slice_ref(credentials);
-                None
-            }
-            Ok(ClientFrame::Hello { version, .. }) => Some((
+        Ok(Ok(body)) => match hello_version(&body) {
+            // The version first: another version's `Hello` may not decode as this one's.
+            Some(version) if version != PROTOCOL_VERSION => Some((
                 RejectCode::UnsupportedVersion,
                 format!(
                     "protocol version {version} not supported; this relay speaks {PROTOCOL_VERSION}"
                 ),
             )),
-            Ok(_) => Some((
-                RejectCode::Protocol,
-                "the first frame must be a hello".to_owned(),
-            )),
-            Err(err) => Some((RejectCode::Protocol, err.to_string())),
+            _ => match decode_frame::<ClientFrame<'_>>(&body) {
+                Ok(ClientFrame::Hello { resume, .. }) if !resume.is_empty() => Some((
+                    RejectCode::ResumeFailed,
+                    "resume is off on this relay".to_owned(),
+                )),
+                Ok(ClientFrame::Hello { credentials, .. }) => {
+                    token = body.slice_ref(credentials);
+                    None
+                }
+                Ok(_) => Some((
+                    RejectCode::Protocol,
+                    "the first frame must be a hello".to_owned(),
+                )),
+                Err(err) => Some((RejectCode::Protocol, err.to_string())),
+            },
         },
     };
     let (identity, refusal) = match (refusal, &shared.validator) {
@@ -91,6 +95,8 @@ where
         client_id,
         version: PROTOCOL_VERSION,
         max_payload: config.max_payload as u32,
+        ping_interval_ms: u32::try_from(config.ping_interval.as_millis()).unwrap_or(u32::MAX),
+        resume_token: &[],
     });
     writer.write_all(&welcome).await.ok()?;
     Some(identity)

@@ -100,6 +100,7 @@ async fn connect_with(shared: &Arc<Shared>, handler: SharedHandler, socket_bytes
     peer.send(&ClientFrame::Hello {
         version: PROTOCOL_VERSION,
         credentials: &[],
+        resume: &[],
     })
     .await;
     assert_eq!(peer.next().await, Seen::Other, "welcome");

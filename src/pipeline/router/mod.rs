@@ -5,6 +5,10 @@
 //! a join on a relay that shares its rooms through a broker: the broker gives the seat, so
 //! that join waits for its answer (a boxed future, off the hot path).
 
+mod direct;
+mod keyed;
+mod state;
+
 use super::{ClientMessage, FrameRequest, Reply};
 use crate::cluster::{Cluster, JoinFailure};
 use crate::handler::SharedHandler;
@@ -45,6 +49,9 @@ impl RoomRouter {
                 None => Reply::error("not in a room"),
             },
             ClientMessage::Broadcast { data } => self.broadcast(session, data),
+            ClientMessage::Direct { targets, data } => self.direct(session, targets, data),
+            ClientMessage::Keyed { key, data } => self.keyed(session, *key, data),
+            ClientMessage::SetState { key, value } => self.set_state(session, key, value),
         };
         RouterFuture::ready(reply)
     }
