@@ -6,10 +6,11 @@
 //! socket does not take at once goes to the writer task, which then owns the socket until
 //! the queue is empty again.
 
-use super::{Outbox, Queue};
+use super::{Outbox, Queue, Refused};
 use crate::sync::lock;
 use bytes::Bytes;
 use std::io::{self, IoSlice};
+use uuid::Uuid;
 
 /// Longest queue a direct write takes on: a longer one is a burst, which the writer task
 /// batches into fewer, larger writes (and tokio passes at most 64 slices per call anyway).
@@ -67,6 +68,7 @@ fn flush(queue: &Queue, write_now: bool) {
         let whole = frames.len();
         state.bytes = state.bytes.saturating_sub(queued);
         state.frames.clear();
+        state.advanced(whole);
         state.head_sent = 0;
         // Counted once the lock is released: a metrics recorder is the application's code.
         drop(guard);
@@ -87,6 +89,7 @@ fn flush(queue: &Queue, write_now: bool) {
         whole_bytes += frame.len();
     }
     state.frames.drain(..whole);
+    state.advanced(whole);
     state.head_sent = done;
     state.bytes = state.bytes.saturating_sub(whole_bytes);
     drop(guard);
@@ -103,8 +106,24 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// Queues `frame` on `outbox`, to be written by [`flush`](Pending::flush).
-    pub(crate) fn push(&mut self, outbox: &Outbox, frame: Bytes) -> Result<(), super::Refused> {
+    pub(crate) fn push(&mut self, outbox: &Outbox, frame: Bytes) -> Result<(), Refused> {
         if outbox.push(frame)? {
+            self.queues.push(outbox.clone());
+        }
+        Ok(())
+    }
+
+    /// Queues `frame`, the latest value of `sender`'s `key`, on `outbox` (replacing an older
+    /// value if the queue is full: [`Outbox::push_keyed`]), to be written by
+    /// [`flush`](Pending::flush).
+    pub(crate) fn push_keyed(
+        &mut self,
+        outbox: &Outbox,
+        frame: Bytes,
+        sender: Uuid,
+        key: u32,
+    ) -> Result<(), Refused> {
+        if outbox.push_keyed(frame, sender, key)? {
             self.queues.push(outbox.clone());
         }
         Ok(())
