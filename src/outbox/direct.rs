@@ -293,6 +293,81 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn after_drops_the_next_direct_write_begins_with_the_notice() {
+        let sink = Sink::new(usize::MAX);
+        let direct: Arc<dyn DirectWrite> = Arc::clone(&sink) as Arc<dyn DirectWrite>;
+        let (tx, _rx) = outbox_to(2, 1 << 20, Some(direct), Arc::default());
+        let mut pending = Pending::default();
+        pending.push(&tx, Bytes::from_static(b"a")).unwrap();
+        pending.push(&tx, Bytes::from_static(b"b")).unwrap();
+        assert_eq!(
+            pending.push(&tx, Bytes::from_static(b"c")),
+            Err(Refused::Full)
+        );
+        pending.flush();
+        pending.push(&tx, Bytes::from_static(b"d")).unwrap();
+        pending.flush();
+        let mut second = super::super::notice::dropped_notice(1).to_vec();
+        second.push(b'd');
+        assert_eq!(sink.writes(), vec![b"ab".to_vec(), second]);
+    }
+
+    /// A frame a direct write began must be finished as it began: a newer value of its key
+    /// does not replace it.
+    #[tokio::test]
+    async fn a_keyed_frame_partly_written_is_not_replaced() {
+        let sink = Sink::new(3);
+        let direct: Arc<dyn DirectWrite> = Arc::clone(&sink) as Arc<dyn DirectWrite>;
+        let (tx, mut rx) = outbox_to(1, 1 << 20, Some(direct), Arc::default());
+        let mut pending = Pending::default();
+        let sender = Uuid::from_u128(1);
+        pending
+            .push_keyed(&tx, Bytes::from_static(b"abcdef"), sender, 7)
+            .unwrap();
+        pending.flush();
+        assert_eq!(sink.writes(), vec![b"abc".to_vec()]);
+        assert_eq!(
+            pending.push_keyed(&tx, Bytes::from_static(b"ABCDEF"), sender, 7),
+            Err(Refused::Full)
+        );
+        let mut batch = Vec::new();
+        assert_eq!(rx.take(&mut batch).await, 3);
+        assert_eq!(batch, vec![&b"abcdef"[..]]);
+    }
+
+    /// A direct write cut short drains frames from the front without emptying the queue:
+    /// the index must then tell the frames gone from those still there.
+    #[tokio::test]
+    async fn after_a_direct_write_the_index_finds_what_is_left_and_only_that() {
+        let sink = Sink::new(5);
+        let direct: Arc<dyn DirectWrite> = Arc::clone(&sink) as Arc<dyn DirectWrite>;
+        let (tx, mut rx) = outbox_to(3, 1 << 20, Some(direct), Arc::default());
+        let mut pending = Pending::default();
+        let sender = Uuid::from_u128(1);
+        for (frame, key) in [(&b"abc"[..], 1), (b"de", 2), (b"fgh", 3)] {
+            pending
+                .push_keyed(&tx, Bytes::from_static(frame), sender, key)
+                .unwrap();
+        }
+        pending.flush();
+        // "abc" and "de" went whole; "fgh" is left, untouched.
+        assert_eq!(sink.writes(), vec![b"abcde".to_vec()]);
+        pending.push(&tx, Bytes::from_static(b"x")).unwrap();
+        pending.push(&tx, Bytes::from_static(b"y")).unwrap();
+        // Key 1's frame is gone: nothing to replace, whatever sits where it was.
+        assert_eq!(
+            pending.push_keyed(&tx, Bytes::from_static(b"ABC"), sender, 1),
+            Err(Refused::Full)
+        );
+        pending
+            .push_keyed(&tx, Bytes::from_static(b"FGH"), sender, 3)
+            .unwrap();
+        let mut batch = Vec::new();
+        assert_eq!(rx.take(&mut batch).await, 0);
+        assert_eq!(batch, vec![&b"FGH"[..], b"x", b"y"]);
+    }
+
+    #[tokio::test]
     async fn a_closed_queue_is_never_written_directly() {
         let sink = Sink::new(usize::MAX);
         let (tx, mut rx, _) = queue(&sink);

@@ -214,3 +214,185 @@ mod tests {
         assert!(buckets.len() > 200, "{} buckets", buckets.len());
     }
 }
+
+/// Coalescing as the queue does it ([`Outbox::push_keyed`](super::Outbox::push_keyed)).
+#[cfg(test)]
+mod queue_tests {
+    use crate::outbox::alloc_count::allocations_in;
+    use crate::outbox::notice::dropped_notice;
+    use crate::outbox::{outbox, Refused};
+    use crate::sync::lock;
+    use bytes::Bytes;
+    use uuid::Uuid;
+
+    const A: Uuid = Uuid::from_u128(1);
+    const B: Uuid = Uuid::from_u128(2);
+
+    fn frame(name: &'static str) -> Bytes {
+        Bytes::from_static(name.as_bytes())
+    }
+
+    #[test]
+    fn a_full_queue_replaces_the_older_value_in_its_place() {
+        let (tx, mut rx) = outbox(3, 1 << 20);
+        tx.push_keyed(frame("a1"), A, 7).unwrap();
+        tx.push(frame("x")).unwrap();
+        tx.push_keyed(frame("b1"), B, 7).unwrap();
+        assert_eq!(tx.push_keyed(frame("a2"), A, 7), Ok(false));
+        assert_eq!(tx.push_keyed(frame("a3"), A, 7), Ok(false));
+        assert_eq!(tx.push_keyed(frame("b2"), B, 7), Ok(false));
+        assert_eq!(rx.take_now(), vec![frame("a3"), frame("x"), frame("b2")]);
+    }
+
+    #[test]
+    fn distinct_keys_keep_the_order_they_first_came_in() {
+        let (tx, mut rx) = outbox(3, 1 << 20);
+        for (name, key) in [("k1", 1), ("k2", 2), ("k3", 3)] {
+            tx.push_keyed(frame(name), A, key).unwrap();
+        }
+        for (name, key) in [("k3'", 3), ("k1'", 1), ("k2'", 2), ("k1''", 1)] {
+            tx.push_keyed(frame(name), A, key).unwrap();
+        }
+        assert_eq!(
+            rx.take_now(),
+            vec![frame("k1''"), frame("k2'"), frame("k3'")]
+        );
+    }
+
+    /// Coalescing is for a full queue only: with room, every value is delivered.
+    #[test]
+    fn a_queue_with_room_takes_every_value() {
+        let (tx, mut rx) = outbox(4, 1 << 20);
+        assert_eq!(tx.push_keyed(frame("a1"), A, 7), Ok(true));
+        assert_eq!(tx.push_keyed(frame("a2"), A, 7), Ok(false));
+        assert_eq!(rx.take_now(), vec![frame("a1"), frame("a2")]);
+    }
+
+    #[test]
+    fn a_key_with_no_older_value_queued_is_dropped_and_counted() {
+        let (tx, mut rx) = outbox(2, 1 << 20);
+        tx.push_keyed(frame("a1"), A, 7).unwrap();
+        tx.push(frame("x")).unwrap();
+        // Another key, another sender's same key: nothing to replace.
+        assert_eq!(tx.push_keyed(frame("a8"), A, 8), Err(Refused::Full));
+        assert_eq!(tx.push_keyed(frame("b7"), B, 7), Err(Refused::Full));
+        rx.take_now();
+        tx.push(frame("y")).unwrap();
+        assert_eq!(rx.take_now(), vec![dropped_notice(2), frame("y")]);
+    }
+
+    #[test]
+    fn a_replacement_is_not_a_drop() {
+        let (tx, mut rx) = outbox(1, 1 << 20);
+        tx.push_keyed(frame("a1"), A, 7).unwrap();
+        assert_eq!(tx.push_keyed(frame("a2"), A, 7), Ok(false));
+        assert_eq!(lock(&rx.queue.state).dropped, 0);
+        assert_eq!(rx.take_now(), vec![frame("a2")]);
+        tx.push(frame("y")).unwrap();
+        assert_eq!(rx.take_now(), vec![frame("y")], "no notice");
+    }
+
+    /// Once the writer took a frame it may be on the wire: a newer value is queued behind
+    /// it, or dropped if there is no room, never put in a place that is no longer its own.
+    #[test]
+    fn a_value_the_writer_took_is_not_replaced() {
+        let (tx, mut rx) = outbox(2, 1 << 20);
+        tx.push_keyed(frame("a1"), A, 7).unwrap();
+        assert_eq!(rx.take_now(), vec![frame("a1")]);
+        tx.push(frame("x")).unwrap();
+        tx.push(frame("y")).unwrap();
+        assert_eq!(tx.push_keyed(frame("a2"), A, 7), Err(Refused::Full));
+        assert_eq!(rx.take_now(), vec![frame("x"), frame("y")]);
+    }
+
+    /// An entry left behind by a frame gone from the front (here taken one by one, as a
+    /// direct write cut short leaves the queue) names a sequence number below the front:
+    /// it must not replace whatever frame now sits where that one did.
+    #[test]
+    fn a_stale_entry_replaces_nothing() {
+        let (tx, mut rx) = outbox(2, 1 << 20);
+        tx.push_keyed(frame("a1"), A, 7).unwrap();
+        tx.push(frame("x")).unwrap();
+        assert_eq!(rx.try_recv(), Some(frame("a1")));
+        tx.push(frame("y")).unwrap();
+        assert_eq!(tx.push_keyed(frame("a2"), A, 7), Err(Refused::Full));
+        assert_eq!(rx.take_now(), vec![frame("x"), frame("y")]);
+        // A frame of the key queued after the front moved is found where it is.
+        tx.push(frame("z")).unwrap();
+        assert_eq!(rx.try_recv(), Some(dropped_notice(1)));
+        tx.push_keyed(frame("a3"), A, 7).unwrap();
+        assert_eq!(tx.push_keyed(frame("a4"), A, 7), Ok(false));
+        assert_eq!(rx.take_now(), vec![frame("z"), frame("a4")]);
+    }
+
+    #[test]
+    fn a_replacement_moves_the_byte_count_by_the_difference() {
+        let (tx, mut rx) = outbox(100, 10);
+        tx.push_keyed(Bytes::from_static(&[1; 4]), A, 1).unwrap();
+        tx.push_keyed(Bytes::from_static(&[2; 4]), A, 2).unwrap();
+        assert_eq!(tx.push(Bytes::from_static(&[3; 3])), Err(Refused::Full));
+        // Full in bytes: replaced, shorter.
+        assert_eq!(tx.push_keyed(Bytes::from_static(&[4; 2]), A, 1), Ok(false));
+        assert_eq!(lock(&rx.queue.state).bytes, 6);
+        // Longer, past the limit: refused (6 - 2 + 7 = 11).
+        assert_eq!(
+            tx.push_keyed(Bytes::from_static(&[5; 7]), A, 1),
+            Err(Refused::Full)
+        );
+        assert_eq!(lock(&rx.queue.state).bytes, 6);
+        // Longer, up to the limit: the queue is not full in frames, so it goes behind the
+        // notice owed if there is room, which there is not (6 + 9 + 6): it replaces.
+        assert_eq!(tx.push_keyed(Bytes::from_static(&[6; 6]), A, 1), Ok(false));
+        assert_eq!(lock(&rx.queue.state).bytes, 10);
+        let batch = rx.take_now();
+        assert_eq!(
+            batch,
+            vec![Bytes::from_static(&[6; 6]), Bytes::from_static(&[2; 4])]
+        );
+        rx.written(batch.iter().map(Bytes::len).sum());
+        assert_eq!(lock(&rx.queue.state).bytes, 0);
+    }
+
+    #[test]
+    fn a_closed_queue_refuses_keyed_frames_and_counts_nothing() {
+        let (tx, mut rx) = outbox(1, 1 << 20);
+        tx.push_keyed(frame("a1"), A, 7).unwrap();
+        rx.close_into(&mut Vec::new());
+        assert_eq!(tx.push_keyed(frame("a2"), A, 7), Err(Refused::Closed));
+        assert_eq!(lock(&rx.queue.state).dropped, 0);
+    }
+
+    #[test]
+    fn the_index_exists_only_for_keyed_frames_and_goes_with_an_idle_queue() {
+        let (tx, mut rx) = outbox(4, 1 << 20);
+        tx.push(frame("x")).unwrap();
+        assert!(lock(&rx.queue.state).keyed.is_none());
+        tx.push_keyed(frame("a1"), A, 7).unwrap();
+        assert!(lock(&rx.queue.state).keyed.is_some());
+        tx.shrink();
+        assert!(lock(&rx.queue.state).keyed.is_some(), "frames are queued");
+        rx.take_now();
+        tx.shrink();
+        assert!(lock(&rx.queue.state).keyed.is_none());
+    }
+
+    /// The cost the design promises: once the index exists, replacing into a full queue of
+    /// 1 024 frames allocates nothing (and, by construction, scans nothing).
+    #[test]
+    fn replacements_into_a_full_queue_allocate_nothing() {
+        const DEPTH: u32 = 1024;
+        let (tx, mut rx) = outbox(DEPTH as usize, 1 << 20);
+        let value = frame("value");
+        for key in 0..DEPTH {
+            tx.push_keyed(value.clone(), A, key).unwrap();
+        }
+        let (replaced, allocations) = allocations_in(|| {
+            (0..10_000u32)
+                .filter(|i| tx.push_keyed(value.clone(), A, (i * 7) % DEPTH) == Ok(false))
+                .count()
+        });
+        assert_eq!(replaced, 10_000);
+        assert_eq!(allocations, 0);
+        assert_eq!(rx.take_now().len(), DEPTH as usize);
+    }
+}
