@@ -220,7 +220,8 @@ mod tests {
 mod queue_tests {
     use crate::outbox::alloc_count::allocations_in;
     use crate::outbox::notice::dropped_notice;
-    use crate::outbox::{outbox, Refused};
+    use crate::outbox::{outbox, Inbox, Pending, Refused};
+    use crate::room::{Member, Room, RoomOptions};
     use crate::sync::lock;
     use bytes::Bytes;
     use uuid::Uuid;
@@ -394,5 +395,42 @@ mod queue_tests {
         assert_eq!(replaced, 10_000);
         assert_eq!(allocations, 0);
         assert_eq!(rx.take_now().len(), DEPTH as usize);
+    }
+
+    fn member(n: u128, capacity: usize) -> (Member, Inbox) {
+        let (outbox, inbox) = outbox(capacity, 1 << 20);
+        let id = Uuid::from_u128(n);
+        (Member { id, outbox }, inbox)
+    }
+
+    /// Through a room's fan-out (`Room::broadcast_keyed`), member by member.
+    #[test]
+    fn a_keyed_broadcast_replaces_the_older_value_for_a_member_whose_queue_is_full() {
+        let room = Room::new("r", RoomOptions::default());
+        let (a, _ra) = member(1, 8);
+        let (b, mut rb) = member(2, 2);
+        let (c, mut rc) = member(3, 8);
+        let from = Uuid::from_u128(1);
+        for m in [a, b, c] {
+            room.join(m, &Bytes::new(), 1024).unwrap();
+        }
+        while rb.try_recv().is_some() {}
+        while rc.try_recv().is_some() {}
+        let mut pending = Pending::default();
+        let (v1, v2, other) = (
+            Bytes::from_static(b"v1"),
+            Bytes::from_static(b"v2"),
+            Bytes::from_static(b"other"),
+        );
+        room.broadcast_keyed(from, 7, &v1, &mut pending);
+        room.broadcast(from, &Bytes::from_static(b"x"), &mut pending);
+        // b is full now: its v1 is replaced, not v2 dropped.
+        let (recipients, dropped) = room.broadcast_keyed(from, 7, &v2, &mut pending);
+        assert_eq!((recipients, dropped), (2, vec![]));
+        // A key b has no older value of: dropped for b alone.
+        let (_, dropped) = room.broadcast_keyed(from, 8, &other, &mut pending);
+        assert_eq!(dropped, vec![Uuid::from_u128(2)]);
+        assert_eq!(rb.take_now(), vec![&b"v2"[..], b"x"]);
+        assert_eq!(rc.take_now(), vec![&b"v1"[..], b"x", b"v2", b"other"]);
     }
 }
