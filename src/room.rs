@@ -337,6 +337,24 @@ impl Room {
         (recipients - dropped.len(), dropped)
     }
 
+    /// [`broadcast`](Room::broadcast) for a keyed frame, the latest value of `from`'s `key`:
+    /// a member whose queue is full gets it in the place of the older value still queued
+    /// for it, if any, instead of losing it (see `Outbox::push_keyed`). Who did not get it
+    /// is only who had no older value to replace.
+    // Called by the `Keyed` client message of protocol v2 (issue 14), which lands apart.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn broadcast_keyed(
+        &self,
+        from: Uuid,
+        key: u32,
+        frame: &Bytes,
+        pending: &mut Pending,
+    ) -> (usize, Dropped) {
+        let members = read(&self.members);
+        let dropped = relay_keyed(&members, from, key, frame, pending);
+        (members.len().saturating_sub(1), dropped)
+    }
+
     pub(crate) fn set_meta(&self, key: &str, value: String) {
         lock(&self.meta).insert(key.to_owned(), value);
     }
@@ -364,6 +382,26 @@ fn relay(members: &[Member], from: Uuid, frame: &Bytes, pending: &mut Pending) -
         }
         // A closed queue means that member is already disconnecting: nothing to report.
         if let Err(Refused::Full) = pending.push(&member.outbox, frame.clone()) {
+            dropped.push(member.id);
+        }
+    }
+    dropped
+}
+
+/// [`relay`] for a keyed frame: the latest value of `from`'s `key`.
+fn relay_keyed(
+    members: &[Member],
+    from: Uuid,
+    key: u32,
+    frame: &Bytes,
+    pending: &mut Pending,
+) -> Dropped {
+    let mut dropped = Dropped::new();
+    for member in members {
+        if member.id == from {
+            continue;
+        }
+        if let Err(Refused::Full) = pending.push_keyed(&member.outbox, frame.clone(), from, key) {
             dropped.push(member.id);
         }
     }

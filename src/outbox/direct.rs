@@ -6,10 +6,11 @@
 //! socket does not take at once goes to the writer task, which then owns the socket until
 //! the queue is empty again.
 
-use super::{Outbox, Queue};
+use super::{Outbox, Queue, Refused};
 use crate::sync::lock;
 use bytes::Bytes;
 use std::io::{self, IoSlice};
+use uuid::Uuid;
 
 /// Longest queue a direct write takes on: a longer one is a burst, which the writer task
 /// batches into fewer, larger writes (and tokio passes at most 64 slices per call anyway).
@@ -67,6 +68,7 @@ fn flush(queue: &Queue, write_now: bool) {
         let whole = frames.len();
         state.bytes = state.bytes.saturating_sub(queued);
         state.frames.clear();
+        state.advanced(whole);
         state.head_sent = 0;
         // Counted once the lock is released: a metrics recorder is the application's code.
         drop(guard);
@@ -87,6 +89,7 @@ fn flush(queue: &Queue, write_now: bool) {
         whole_bytes += frame.len();
     }
     state.frames.drain(..whole);
+    state.advanced(whole);
     state.head_sent = done;
     state.bytes = state.bytes.saturating_sub(whole_bytes);
     drop(guard);
@@ -103,8 +106,24 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// Queues `frame` on `outbox`, to be written by [`flush`](Pending::flush).
-    pub(crate) fn push(&mut self, outbox: &Outbox, frame: Bytes) -> Result<(), super::Refused> {
+    pub(crate) fn push(&mut self, outbox: &Outbox, frame: Bytes) -> Result<(), Refused> {
         if outbox.push(frame)? {
+            self.queues.push(outbox.clone());
+        }
+        Ok(())
+    }
+
+    /// Queues `frame`, the latest value of `sender`'s `key`, on `outbox` (replacing an older
+    /// value if the queue is full: [`Outbox::push_keyed`]), to be written by
+    /// [`flush`](Pending::flush).
+    pub(crate) fn push_keyed(
+        &mut self,
+        outbox: &Outbox,
+        frame: Bytes,
+        sender: Uuid,
+        key: u32,
+    ) -> Result<(), Refused> {
+        if outbox.push_keyed(frame, sender, key)? {
             self.queues.push(outbox.clone());
         }
         Ok(())
@@ -271,6 +290,81 @@ mod tests {
         pending.flush();
         assert!(sink.writes().is_empty());
         assert!(writer_woken(&rx).await);
+    }
+
+    #[tokio::test]
+    async fn after_drops_the_next_direct_write_begins_with_the_notice() {
+        let sink = Sink::new(usize::MAX);
+        let direct: Arc<dyn DirectWrite> = Arc::clone(&sink) as Arc<dyn DirectWrite>;
+        let (tx, _rx) = outbox_to(2, 1 << 20, Some(direct), Arc::default());
+        let mut pending = Pending::default();
+        pending.push(&tx, Bytes::from_static(b"a")).unwrap();
+        pending.push(&tx, Bytes::from_static(b"b")).unwrap();
+        assert_eq!(
+            pending.push(&tx, Bytes::from_static(b"c")),
+            Err(Refused::Full)
+        );
+        pending.flush();
+        pending.push(&tx, Bytes::from_static(b"d")).unwrap();
+        pending.flush();
+        let mut second = super::super::notice::dropped_notice(1).to_vec();
+        second.push(b'd');
+        assert_eq!(sink.writes(), vec![b"ab".to_vec(), second]);
+    }
+
+    /// A frame a direct write began must be finished as it began: a newer value of its key
+    /// does not replace it.
+    #[tokio::test]
+    async fn a_keyed_frame_partly_written_is_not_replaced() {
+        let sink = Sink::new(3);
+        let direct: Arc<dyn DirectWrite> = Arc::clone(&sink) as Arc<dyn DirectWrite>;
+        let (tx, mut rx) = outbox_to(1, 1 << 20, Some(direct), Arc::default());
+        let mut pending = Pending::default();
+        let sender = Uuid::from_u128(1);
+        pending
+            .push_keyed(&tx, Bytes::from_static(b"abcdef"), sender, 7)
+            .unwrap();
+        pending.flush();
+        assert_eq!(sink.writes(), vec![b"abc".to_vec()]);
+        assert_eq!(
+            pending.push_keyed(&tx, Bytes::from_static(b"ABCDEF"), sender, 7),
+            Err(Refused::Full)
+        );
+        let mut batch = Vec::new();
+        assert_eq!(rx.take(&mut batch).await, 3);
+        assert_eq!(batch, vec![&b"abcdef"[..]]);
+    }
+
+    /// A direct write cut short drains frames from the front without emptying the queue:
+    /// the index must then tell the frames gone from those still there.
+    #[tokio::test]
+    async fn after_a_direct_write_the_index_finds_what_is_left_and_only_that() {
+        let sink = Sink::new(5);
+        let direct: Arc<dyn DirectWrite> = Arc::clone(&sink) as Arc<dyn DirectWrite>;
+        let (tx, mut rx) = outbox_to(3, 1 << 20, Some(direct), Arc::default());
+        let mut pending = Pending::default();
+        let sender = Uuid::from_u128(1);
+        for (frame, key) in [(&b"abc"[..], 1), (b"de", 2), (b"fgh", 3)] {
+            pending
+                .push_keyed(&tx, Bytes::from_static(frame), sender, key)
+                .unwrap();
+        }
+        pending.flush();
+        // "abc" and "de" went whole; "fgh" is left, untouched.
+        assert_eq!(sink.writes(), vec![b"abcde".to_vec()]);
+        pending.push(&tx, Bytes::from_static(b"x")).unwrap();
+        pending.push(&tx, Bytes::from_static(b"y")).unwrap();
+        // Key 1's frame is gone: nothing to replace, whatever sits where it was.
+        assert_eq!(
+            pending.push_keyed(&tx, Bytes::from_static(b"ABC"), sender, 1),
+            Err(Refused::Full)
+        );
+        pending
+            .push_keyed(&tx, Bytes::from_static(b"FGH"), sender, 3)
+            .unwrap();
+        let mut batch = Vec::new();
+        assert_eq!(rx.take(&mut batch).await, 0);
+        assert_eq!(batch, vec![&b"FGH"[..], b"x", b"y"]);
     }
 
     #[tokio::test]

@@ -21,9 +21,19 @@
 //! Bytes count from the moment a frame is queued until it has been written, so the queue and
 //! the batch being written together stay within the byte limit. A frame shared by many
 //! recipients counts once per recipient: an over-estimate, never an under-estimate.
+//!
+//! **When frames are dropped** (issue 14). A frame refused for a full queue is counted, and
+//! the next frame the queue takes comes behind a `Dropped { count }` notice ([`notice`]), so
+//! the client knows it missed some. A keyed frame (the latest state of its sender's key:
+//! [`Outbox::push_keyed`]) that finds the queue full replaces, in place, the older value of
+//! the same key still queued, rather than being dropped ([`keyed`]).
 
+#[cfg(test)]
+mod alloc_count;
 mod direct;
 mod flusher;
+mod keyed;
+mod notice;
 
 pub(crate) use direct::{DirectWrite, Pending};
 pub(crate) use flusher::Flusher;
@@ -31,8 +41,11 @@ pub(crate) use flusher::Flusher;
 use crate::stats::Counters;
 use crate::sync::lock;
 use bytes::Bytes;
+use keyed::KeyIndex;
+use notice::{dropped_notice, NOTICE_LEN};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+use uuid::Uuid;
 
 /// Why a frame could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +71,26 @@ struct State {
     /// The socket, for writes from the tasks that queue frames; `None` for transports that
     /// only the writer task can write (and once the queue is closed).
     direct: Option<Arc<dyn DirectWrite>>,
+    /// Frames refused for a full queue since the last `Dropped` notice: the next frame
+    /// queued goes behind a notice of them.
+    dropped: u32,
+    /// The sequence number of `frames[0]`: every frame queued has one, counting from 0, so
+    /// that the keyed index can tell a frame still queued from one gone (see [`keyed`]).
+    front: u64,
+    /// Where the queued keyed frames are; allocated for the first one.
+    keyed: Option<Box<KeyIndex>>,
+}
+
+impl State {
+    /// `n` frames were removed from the front of the queue (taken or written).
+    fn advanced(&mut self, n: usize) {
+        self.front += n as u64;
+        if self.frames.is_empty() {
+            if let Some(index) = &mut self.keyed {
+                index.clear();
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -129,20 +162,49 @@ impl Outbox {
     /// Queues `frame` without writing it. `Ok(true)`: the queue was idle, and the caller
     /// must [`flush`](Outbox::flush) it (soon: at the end of its batch); `Ok(false)`: someone
     /// else already will (the task that queued the frame before, or the writer task).
+    ///
+    /// After frames were refused for a full queue, the frame goes behind a `Dropped` notice
+    /// of how many (see the module's doc).
     pub(crate) fn push(&self, frame: Bytes) -> Result<bool, Refused> {
         let mut state = lock(&self.queue.state);
         if state.closed {
             return Err(Refused::Closed);
         }
-        // An empty queue takes any frame, so one frame larger than the byte limit cannot
-        // wedge a client (the limit is kept above the largest frame anyway).
-        let over_bytes = state.bytes > 0 && state.bytes + frame.len() > self.queue.max_bytes;
-        if state.frames.len() >= self.queue.max_frames || over_bytes {
-            return Err(Refused::Full);
+        match self.queue.enqueue(&mut state, frame) {
+            Ok(idle) => Ok(idle),
+            Err(_) => Err(state.refused()),
         }
-        state.bytes += frame.len();
-        state.frames.push(frame);
-        Ok(state.frames.len() == 1 && !state.owned)
+    }
+
+    /// Queues `frame`, which carries the latest value of `sender`'s `key`, as
+    /// [`push`](Outbox::push) does, except that a full queue does not drop it if it still
+    /// holds an older value of the same key: the new frame replaces that one where it is
+    /// (`Ok(false)`: the queue is busy). The older value is replaced only while nothing of it
+    /// was written: not once the writer has taken it, nor if a direct write began it.
+    pub(crate) fn push_keyed(&self, frame: Bytes, sender: Uuid, key: u32) -> Result<bool, Refused> {
+        let mut guard = lock(&self.queue.state);
+        let state = &mut *guard;
+        if state.closed {
+            return Err(Refused::Closed);
+        }
+        match self.queue.enqueue(state, frame) {
+            Ok(idle) => {
+                let max_frames = self.queue.max_frames;
+                let seq = state.front + state.frames.len() as u64 - 1;
+                state
+                    .keyed
+                    .get_or_insert_with(|| KeyIndex::new(max_frames))
+                    .record(sender, key, seq, state.front);
+                Ok(idle)
+            }
+            Err(frame) => {
+                if self.queue.replace(state, frame, sender, key) {
+                    Ok(false)
+                } else {
+                    Err(state.refused())
+                }
+            }
+        }
     }
 
     /// Lets go of the queue's spare allocation, for a client gone idle (direct writes keep
@@ -165,18 +227,25 @@ impl Inbox {
     /// The writer owns the socket from then until a `take` finds the queue empty.
     pub(crate) async fn take(&mut self, batch: &mut Vec<Bytes>) -> usize {
         loop {
-            {
-                let mut state = lock(&self.queue.state);
-                if !state.frames.is_empty() {
-                    std::mem::swap(&mut state.frames, batch);
-                    state.owned = true;
-                    return std::mem::take(&mut state.head_sent);
-                }
-                state.owned = false;
+            if let Some(head_sent) = self.try_take(batch) {
+                return head_sent;
             }
             // A push between the check and this wait stores a permit: no wake-up is lost.
             self.queue.ready.notified().await;
         }
+    }
+
+    /// [`take`](Inbox::take) if frames are queued; `None` (and the socket handed back) if not.
+    fn try_take(&mut self, batch: &mut Vec<Bytes>) -> Option<usize> {
+        let mut state = lock(&self.queue.state);
+        if state.frames.is_empty() {
+            state.owned = false;
+            return None;
+        }
+        std::mem::swap(&mut state.frames, batch);
+        state.advanced(batch.len());
+        state.owned = true;
+        Some(std::mem::take(&mut state.head_sent))
     }
 
     /// Refuses further frames and moves those already queued into `batch`; returns how much
@@ -186,7 +255,9 @@ impl Inbox {
         state.closed = true;
         state.owned = true;
         state.direct = None;
+        let n = state.frames.len();
         batch.append(&mut state.frames);
+        state.advanced(n);
         std::mem::take(&mut state.head_sent)
     }
 
@@ -207,7 +278,17 @@ impl Inbox {
         if state.frames.is_empty() {
             return None;
         }
-        Some(state.frames.remove(0))
+        let frame = state.frames.remove(0);
+        state.advanced(1);
+        Some(frame)
+    }
+
+    /// Takes every queued frame as the writer does, without waiting (for tests).
+    #[cfg(test)]
+    pub(crate) fn take_now(&mut self) -> Vec<Bytes> {
+        let mut batch = Vec::new();
+        self.try_take(&mut batch);
+        batch
     }
 
     /// Lets go of the queue's spare allocation, for a client gone idle.
@@ -216,11 +297,93 @@ impl Inbox {
     }
 }
 
+impl State {
+    /// A frame was refused for a full queue: counted for the next notice.
+    fn refused(&mut self) -> Refused {
+        self.dropped = self.dropped.saturating_add(1);
+        Refused::Full
+    }
+}
+
 impl Queue {
+    /// Appends `frame` if the limits allow (behind the notice owed, if any); whether the
+    /// queue was idle, or the frame back if the queue is full. The caller checked `closed`.
+    #[inline]
+    fn enqueue(&self, state: &mut State, frame: Bytes) -> Result<bool, Bytes> {
+        // The one test the notice costs a queue that dropped nothing.
+        if state.dropped > 0 {
+            return self.enqueue_after_drops(state, frame);
+        }
+        // An empty queue takes any frame, so one frame larger than the byte limit cannot
+        // wedge a client (the limit is kept above the largest frame anyway).
+        let over_bytes = state.bytes > 0 && state.bytes + frame.len() > self.max_bytes;
+        if state.frames.len() >= self.max_frames || over_bytes {
+            return Err(frame);
+        }
+        state.bytes += frame.len();
+        state.frames.push(frame);
+        Ok(state.frames.len() == 1 && !state.owned)
+    }
+
+    /// [`enqueue`](Queue::enqueue) after drops: the notice and the frame together, or
+    /// neither (the frame is then one more dropped). They need room for both, except in an
+    /// empty queue, which takes both whatever the limits, so that a queue of one frame still
+    /// delivers after a drop.
+    #[cold]
+    fn enqueue_after_drops(&self, state: &mut State, frame: Bytes) -> Result<bool, Bytes> {
+        let both = NOTICE_LEN + frame.len();
+        let room_for_frames = state.frames.is_empty() || state.frames.len() + 2 <= self.max_frames;
+        let room_for_bytes = state.bytes == 0 || state.bytes + both <= self.max_bytes;
+        if !(room_for_frames && room_for_bytes) {
+            return Err(frame);
+        }
+        let idle = state.frames.is_empty() && !state.owned;
+        state
+            .frames
+            .push(dropped_notice(std::mem::take(&mut state.dropped)));
+        state.frames.push(frame);
+        state.bytes += both;
+        Ok(idle)
+    }
+
+    /// Puts `frame` in the place of the older value of `sender`'s `key`, if it is still
+    /// queued, untouched, and the bytes allow; whether it did.
+    fn replace(&self, state: &mut State, frame: Bytes, sender: Uuid, key: u32) -> bool {
+        let Some(seq) = state
+            .keyed
+            .as_ref()
+            .and_then(|index| index.get(sender, key))
+        else {
+            return false;
+        };
+        // Below the front: taken by the writer or written.
+        let Some(at) = seq
+            .checked_sub(state.front)
+            .and_then(|at| usize::try_from(at).ok())
+        else {
+            return false;
+        };
+        // Partly written: the rest of it must follow what went out.
+        if at == 0 && state.head_sent > 0 {
+            return false;
+        }
+        let Some(old) = state.frames.get_mut(at) else {
+            return false;
+        };
+        let bytes = state.bytes.saturating_sub(old.len()) + frame.len();
+        if frame.len() > old.len() && bytes > self.max_bytes {
+            return false;
+        }
+        state.bytes = bytes;
+        *old = frame;
+        true
+    }
+
     fn shrink(&self) {
         let mut state = lock(&self.state);
         if state.frames.is_empty() {
             state.frames = Vec::new();
+            state.keyed = None;
         }
     }
 }
@@ -229,27 +392,18 @@ impl Queue {
 mod tests {
     use super::*;
 
-    fn take_now(rx: &mut Inbox) -> Vec<Bytes> {
-        let mut batch = Vec::new();
-        let mut state = lock(&rx.queue.state);
-        std::mem::swap(&mut state.frames, &mut batch);
-        batch
-    }
-
     #[test]
     fn the_byte_limit_refuses_what_would_overflow_it_and_frees_what_was_written() {
         let (tx, mut rx) = outbox(100, 10);
         assert_eq!(tx.try_send(Bytes::from_static(b"123456")), Ok(()));
-        assert_eq!(
-            tx.try_send(Bytes::from_static(b"12345")),
-            Err(Refused::Full)
-        );
         assert_eq!(tx.try_send(Bytes::from_static(b"1234")), Ok(()));
-        let batch = take_now(&mut rx);
+        let batch = rx.take_now();
         // Taken but not yet written: still counted.
         assert_eq!(tx.try_send(Bytes::from_static(b"1")), Err(Refused::Full));
         rx.written(batch.iter().map(Bytes::len).sum());
+        // Freed: the frame fits, with the notice of the one refused.
         assert_eq!(tx.try_send(Bytes::from_static(b"1")), Ok(()));
+        assert_eq!(tx.try_send(Bytes::from_static(b"12")), Err(Refused::Full));
     }
 
     #[test]
