@@ -340,9 +340,8 @@ impl Room {
     /// [`broadcast`](Room::broadcast) for a keyed frame, the latest value of `from`'s `key`:
     /// a member whose queue is full gets it in the place of the older value still queued
     /// for it, if any, instead of losing it (see `Outbox::push_keyed`). Who did not get it
-    /// is only who had no older value to replace.
-    // Called by the `Keyed` client message of protocol v2 (issue 14), which lands apart.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// is only who had no older value to replace. Returns how many it was for, as
+    /// `broadcast` does.
     pub(crate) fn broadcast_keyed(
         &self,
         from: Uuid,
@@ -350,9 +349,8 @@ impl Room {
         frame: &Bytes,
         pending: &mut Pending,
     ) -> (usize, Dropped) {
-        let members = read(&self.members);
-        let dropped = relay_keyed(&members, from, key, frame, pending);
-        (members.len().saturating_sub(1), dropped)
+        // The sender is a member here, or (a frame from another relay) not: counted either way.
+        relay_keyed(&read(&self.members), from, key, frame, pending)
     }
 
     pub(crate) fn set_meta(&self, key: &str, value: String) {
@@ -395,17 +393,19 @@ fn relay_keyed(
     key: u32,
     frame: &Bytes,
     pending: &mut Pending,
-) -> Dropped {
+) -> (usize, Dropped) {
     let mut dropped = Dropped::new();
+    let mut recipients = 0;
     for member in members {
         if member.id == from {
             continue;
         }
+        recipients += 1;
         if let Err(Refused::Full) = pending.push_keyed(&member.outbox, frame.clone(), from, key) {
             dropped.push(member.id);
         }
     }
-    dropped
+    (recipients, dropped)
 }
 
 /// [`relay`], then writes the queues once `members`' lock is released.

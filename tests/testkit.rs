@@ -244,9 +244,12 @@ async fn a_slow_reader_loses_frames_alone_and_reads_whole_frames() {
     slow.ping().await;
     let mut last = None;
     let mut got = 0u32;
+    let mut notices = 0u32;
     loop {
         match slow.next_received().await {
             Received::Pong => break,
+            // Each gap is announced by the frame after it (at the latest, the pong).
+            Received::Event(ServerEvent::Dropped { .. }) => notices += 1,
             Received::Event(ServerEvent::Broadcast { data, .. }) => {
                 let n = u32::from_be_bytes(data[..4].try_into().unwrap());
                 assert!(last.is_none_or(|last| n > last), "{n} after {last:?}");
@@ -257,6 +260,7 @@ async fn a_slow_reader_loses_frames_alone_and_reads_whole_frames() {
         }
     }
     assert!(got < sent, "got all {sent} frames");
+    assert!(notices > 0, "no Dropped notice for the gaps");
     assert!(relay.handle().client_info(slow.client_id()).is_some());
 }
 

@@ -19,7 +19,8 @@ static NOTICES: [[u8; NOTICE_LEN]; STATIC_NOTICES] = notices();
 
 /// `Dropped { count }` as PROTOCOL.md §5 defines it (server message tag 15): the big-endian
 /// length prefix (5), the tag, then `count` little-endian.
-// Written by hand until the protocol v2 encoder lands in `crate::protocol`.
+// Written by hand so that the table is built at compile time; a test holds it to the
+// protocol's encoder.
 const fn encode(count: u32) -> [u8; NOTICE_LEN] {
     let c = count.to_le_bytes();
     [0, 0, 0, 5, 0x0f, c[0], c[1], c[2], c[3]]
@@ -60,6 +61,14 @@ mod tests {
             let mut expected = vec![0, 0, 0, 5, 0x0f];
             expected.extend_from_slice(&count.to_le_bytes());
             assert_eq!(&dropped_notice(count)[..], &expected[..], "count {count}");
+        }
+    }
+
+    #[test]
+    fn the_notice_is_what_the_protocol_encodes() {
+        for count in [1u32, 64, 65, u32::MAX] {
+            let encoded = crate::protocol::encode(&crate::protocol::ServerFrame::Dropped { count });
+            assert_eq!(dropped_notice(count), encoded, "count {count}");
         }
     }
 

@@ -145,7 +145,11 @@ impl TestClient {
     }
 
     /// The next event, if `pick` maps it; keepalive pongs skipped.
-    async fn expect_next<T>(&mut self, what: &str, pick: impl Fn(&ServerEvent) -> Option<T>) -> T {
+    pub(super) async fn expect_next<T>(
+        &mut self,
+        what: &str,
+        pick: impl Fn(&ServerEvent) -> Option<T>,
+    ) -> T {
         self.expect(what, self.timeout, |_, r| match r {
             Received::Event(event) => match pick(event) {
                 Some(value) => Verdict::Accept(value),

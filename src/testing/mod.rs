@@ -15,7 +15,11 @@
 //!   [`expect_member_left`](TestClient::expect_member_left),
 //!   [`expect_error`](TestClient::expect_error),
 //!   [`expect_no_event`](TestClient::expect_no_event),
-//!   [`expect_disconnect`](TestClient::expect_disconnect), and more. The message names the
+//!   [`expect_disconnect`](TestClient::expect_disconnect), and for the game features
+//!   [`expect_direct`](TestClient::expect_direct),
+//!   [`expect_keyed_from`](TestClient::expect_keyed_from),
+//!   [`expect_state`](TestClient::expect_state) and
+//!   [`expect_dropped`](TestClient::expect_dropped), and more. The message names the
 //!   client, the expectation, what arrived instead, and what the client received before.
 //! - Faults: [`sever`](TestClient::sever) (a reset, no goodbye),
 //!   [`stop_reading`](TestClient::stop_reading), [`slow_reader`](TestClient::slow_reader),
@@ -53,6 +57,7 @@
 mod client;
 mod expect;
 mod faults;
+mod game;
 mod names;
 mod relay;
 mod wire;

@@ -168,3 +168,29 @@ async fn a_room_whose_members_share_one_relay_never_publishes() {
     assert_eq!(relays[0].handle.stats().broker_published, 0);
     stop(relays).await;
 }
+
+#[tokio::test]
+async fn a_keyed_broadcast_reaches_members_on_other_relays_as_keyed() {
+    let broker = Broker::start();
+    let relays = relays(&broker.url(), &prefix("keyed"), 2).await;
+    let mut clients = members(&relays, "positions", 1).await;
+    let sender = clients[0].client_id();
+    for round in 0u32..20 {
+        clients[0]
+            .broadcast_keyed(round % 3, &round.to_le_bytes())
+            .await
+            .unwrap();
+    }
+    // Relayed through the broker in order, each still a Keyed frame with its sender and key.
+    for round in 0u32..20 {
+        assert_eq!(
+            next_event(&mut clients[1]).await,
+            ServerEvent::Keyed {
+                sender_id: sender,
+                key: round % 3,
+                data: round.to_le_bytes().to_vec().into(),
+            }
+        );
+    }
+    stop(relays).await;
+}

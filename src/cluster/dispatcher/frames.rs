@@ -112,7 +112,10 @@ impl FrameSink for RoomFrames {
             return; // Our own, delivered here when it was sent.
         }
         self.note(room, origin, seq);
-        if frame.len().saturating_sub(self.broadcast_overhead) > self.shared.config.max_payload {
+        // A keyed frame's header holds 4 bytes more (its key) than a broadcast's.
+        let keyed = keyed_header(&frame);
+        let overhead = self.broadcast_overhead + if keyed.is_some() { 4 } else { 0 };
+        if frame.len().saturating_sub(overhead) > self.shared.config.max_payload {
             // From a relay with a larger `max_payload`: this relay's clients would refuse it
             // (every relay of a cluster should use the same limit).
             self.cluster.counters.lost.fetch_add(1, Relaxed);
@@ -130,7 +133,15 @@ impl FrameSink for RoomFrames {
         };
         self.cluster.counters.received.fetch_add(1, Relaxed);
         let mut pending = Pending::default();
-        let (_, dropped) = room.broadcast_all(&frame, &mut pending);
+        // A keyed frame may replace its sender's older one for a slow member here too.
+        let (_, dropped) = match keyed {
+            Some((sender, key)) => {
+                let (recipients, dropped) = room.broadcast_keyed(sender, key, &frame, &mut pending);
+                room.fanned_out(recipients);
+                (recipients, dropped)
+            }
+            None => room.broadcast_all(&frame, &mut pending),
+        };
         self.shared.flush(&mut pending);
         if dropped.is_empty() {
             return;
@@ -141,5 +152,18 @@ impl FrameSink for RoomFrames {
             }
             None => self.shared.counters.dropped(dropped.len() as u64),
         }
+    }
+}
+
+/// The sender and key of an encoded server `Keyed` frame (tag 13: sender at bytes 5..21, key
+/// at 21..25, PROTOCOL.md section 5); `None` for any other frame.
+fn keyed_header(frame: &[u8]) -> Option<(Uuid, u32)> {
+    match frame.get(4..25) {
+        Some([13, header @ ..]) => {
+            let sender = Uuid::from_slice(&header[..16]).ok()?;
+            let key = u32::from_le_bytes(header[16..20].try_into().ok()?);
+            Some((sender, key))
+        }
+        _ => None,
     }
 }
