@@ -12,7 +12,8 @@
 //!
 //! - nothing panicked (libFuzzer turns a panic anywhere, tasks included, into a crash);
 //! - every byte the relay sent is a well-formed frame that the real client accepts:
-//!   `Welcome` or `Rejected` first, not a byte after a `Disconnect` or a `Rejected`;
+//!   `Welcome` or `Rejected` first, not a byte after a `Disconnect` or a `Rejected`, no two
+//!   `Dropped` notices in a row;
 //! - nothing is left behind: no client in the directory, no member in any room;
 //! - the hooks pair up: `on_disconnect` exactly once for each client that was welcomed and
 //!   for no other, no hook for a client after its `on_disconnect`, no `on_leave` of a room
@@ -26,12 +27,10 @@
 
 use bytes::BytesMut;
 use ghost_sync::layers::ClientRateLimitLayer;
+use ghost_sync::pipeline::FrameLayer;
 use ghost_sync::protocol::{decode_frame, encode, ClientFrame, FrameReader, ServerFrame};
 use ghost_sync::protocol::{MAX_REASON_LEN, PROTOCOL_VERSION};
-use ghost_sync::pipeline::FrameLayer;
-use ghost_sync::{
-    DisconnectReason, JoinRequest, Relay, RoomOptions, Server, ServerHandler, Uuid,
-};
+use ghost_sync::{DisconnectReason, JoinRequest, Relay, RoomOptions, Server, ServerHandler, Uuid};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -66,7 +65,8 @@ pub struct Script {
     steps: Vec<Step>,
 }
 
-/// One thing that happens. `who` picks a client (modulo three); a client connects the first
+/// One thing that happens (the frames of protocol version 2: joins, broadcasts, direct and
+/// keyed sends, room state, goodbyes). `who` picks a client (modulo three); a client connects the first
 /// time a step names it.
 #[derive(Arbitrary, Debug)]
 pub enum Step {
@@ -113,6 +113,40 @@ pub enum Frame {
     },
     Ping,
     Pong,
+    /// To the clients these name (modulo three: their ids once known, else ids of nobody),
+    /// and the sender itself when it is among them.
+    Direct {
+        targets: Vec<u8>,
+        data: Vec<u8>,
+    },
+    Keyed {
+        key: u8,
+        data: Vec<u8>,
+    },
+    /// A key of one letter or two (so that sets overwrite and delete each other), or any.
+    SetState {
+        key: StateKey,
+        value: Vec<u8>,
+    },
+    Bye,
+}
+
+/// A room-state key: mostly one of a few, sometimes anything (empty and too long included).
+#[derive(Arbitrary, Debug)]
+pub enum StateKey {
+    A,
+    B,
+    Named(String),
+}
+
+impl StateKey {
+    fn key(&self) -> &str {
+        match self {
+            StateKey::A => "a",
+            StateKey::B => "b",
+            StateKey::Named(name) => name,
+        }
+    }
 }
 
 /// A room id: mostly the few the relay knows, sometimes anything.
@@ -264,7 +298,11 @@ async fn play(script: Script) {
         builder = builder.rate_limit(ClientRateLimitLayer::new(5, 1_000).disconnect_after(3));
     }
     // The public entry for any transport: admission, then the connection's task.
-    let relay = builder.build().start().await.expect("a relay without a broker starts");
+    let relay = builder
+        .build()
+        .start()
+        .await
+        .expect("a relay without a broker starts");
     let handle = relay.handle();
     handle.create_room("lobby").expect("a fresh room");
     handle
@@ -281,8 +319,9 @@ async fn play(script: Script) {
     for step in &script.steps {
         match step {
             Step::Send { who, frame } => {
+                let bytes = encode_frame(frame, &welcomed);
                 let conn = connect(&relay, &mut conns, *who, script.manual_hello).await;
-                conn.send(&encode_frame(frame)).await;
+                conn.send(&bytes).await;
             }
             Step::Raw { who, bytes } => {
                 let conn = connect(&relay, &mut conns, *who, script.manual_hello).await;
@@ -422,7 +461,8 @@ async fn client_id(
     welcomed[index]
 }
 
-fn encode_frame(frame: &Frame) -> bytes::Bytes {
+/// `frame` encoded; a `Direct` names the clients whose ids are known, others made up.
+fn encode_frame(frame: &Frame, welcomed: &[Option<Uuid>]) -> bytes::Bytes {
     match frame {
         Frame::Hello {
             right_version,
@@ -444,6 +484,29 @@ fn encode_frame(frame: &Frame) -> bytes::Bytes {
         Frame::Broadcast { data } => encode(&ClientFrame::Broadcast { data }),
         Frame::Ping => encode(&ClientFrame::Ping),
         Frame::Pong => encode(&ClientFrame::Pong),
+        Frame::Direct { targets, data } => {
+            let ids: Vec<u8> = targets
+                .iter()
+                .map(|&who| {
+                    welcomed[usize::from(who) % CLIENTS]
+                        .unwrap_or(Uuid::from_u128(u128::from(who) + 1))
+                })
+                .flat_map(|id| *id.as_bytes())
+                .collect();
+            encode(&ClientFrame::Direct {
+                targets: &ids,
+                data,
+            })
+        }
+        Frame::Keyed { key, data } => encode(&ClientFrame::Keyed {
+            key: u32::from(*key % 4),
+            data,
+        }),
+        Frame::SetState { key, value } => encode(&ClientFrame::SetState {
+            key: key.key(),
+            value,
+        }),
+        Frame::Bye => encode(&ClientFrame::Bye),
     }
 }
 
@@ -473,6 +536,7 @@ fn check_transcript(bytes: &BytesMut, max_payload: usize) -> Option<Welcomed> {
     let mut current: Option<String> = None;
     let mut first = true;
     let mut ended = false;
+    let mut after_notice = false;
     // A writer that gave up on a stalled client may have cut its last batch short: a torn
     // frame at the very end is allowed, a malformed one never.
     while let Some(body) = reader
@@ -481,6 +545,10 @@ fn check_transcript(bytes: &BytesMut, max_payload: usize) -> Option<Welcomed> {
     {
         let frame = decode_frame::<ServerFrame<'_>>(&body).expect("the relay sent a bad frame");
         assert!(!ended, "{frame:?} after the relay's last word");
+        // A notice is queued with the frame it announces: never two in a row.
+        let notice = matches!(frame, ServerFrame::Dropped { .. });
+        assert!(!(after_notice && notice), "two Dropped notices in a row");
+        after_notice = notice;
         match frame {
             ServerFrame::Welcome { client_id, .. } => {
                 assert!(first, "a second Welcome");
