@@ -8,8 +8,17 @@
 //!   per delivery. With relay and load in one process this is the easiest thing to profile
 //!   (`perf record -e cpu-clock -g target/release/deps/hot_paths-* fanout`).
 //!
+//! - `coalesce`: the cost of a keyed frame that replaces the older value of its key in a
+//!   member's full queue, at queue depths 16 and 1,024 (as many keys as the queue holds, so a
+//!   scan of the queue would cost 64 times more at the deeper one), against a plain broadcast
+//!   that the full queue drops: ns of the relay's routing per frame, from the first frame
+//!   sent to the sender's pong. The same figure at both depths is what "no scan" means.
+//!
 //! An argument filters the benchmarks by name.
 
+use ghost_sync::protocol::{
+    decode_frame, encode, ClientFrame, FrameReader, ServerFrame, PROTOCOL_VERSION,
+};
 use ghost_sync::Server;
 use ghost_sync_bench::load::{Pacing, Phase, PubMode, Swarm, Topology};
 use ghost_sync_bench::payload;
@@ -131,6 +140,152 @@ async fn fanout_bench(filter: &str) {
     }
 }
 
+/// A raw ghost-sync client: frames written whole, the relay's read as they come.
+struct Raw {
+    stream: tokio::net::TcpStream,
+    buf: bytes::BytesMut,
+}
+
+impl Raw {
+    async fn connect(
+        addr: std::net::SocketAddr,
+        receive_buffer: Option<u32>,
+    ) -> (Self, ghost_sync::Uuid) {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        if let Some(bytes) = receive_buffer {
+            socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        }
+        let stream = socket.connect(addr).await.expect("connect");
+        let mut raw = Raw {
+            stream,
+            buf: bytes::BytesMut::new(),
+        };
+        raw.send(&ClientFrame::Hello {
+            version: PROTOCOL_VERSION,
+            credentials: &[],
+            resume: &[],
+        })
+        .await;
+        let id = match raw.next().await {
+            ServerFrameOwned::Welcome(id) => id,
+            other => panic!("expected a welcome, got {other:?}"),
+        };
+        raw.send(&ClientFrame::Join {
+            room_id: "room-0",
+            data: &[],
+        })
+        .await;
+        while raw.next().await != ServerFrameOwned::Members {}
+        (raw, id)
+    }
+
+    async fn send(&mut self, frame: &ClientFrame<'_>) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(&encode(frame)).await.expect("write");
+    }
+
+    async fn next(&mut self) -> ServerFrameOwned {
+        use tokio::io::AsyncReadExt;
+        let reader = FrameReader::for_payload(64 * 1024);
+        loop {
+            if let Some(body) = reader.next_frame(&mut self.buf).expect("frame") {
+                return match decode_frame::<ServerFrame<'_>>(&body).expect("decode") {
+                    ServerFrame::Welcome { client_id, .. } => ServerFrameOwned::Welcome(client_id),
+                    ServerFrame::Members { more: false, .. } => ServerFrameOwned::Members,
+                    ServerFrame::Pong => ServerFrameOwned::Pong,
+                    _ => ServerFrameOwned::Other,
+                };
+            }
+            self.buf.reserve(64 * 1024);
+            assert!(
+                self.stream.read_buf(&mut self.buf).await.expect("read") > 0,
+                "closed"
+            );
+        }
+    }
+
+    /// Sends `frames` (encoded back to back), then a ping, and waits for the pong: by then the
+    /// relay has routed every frame.
+    async fn send_all_and_sync(&mut self, frames: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(frames).await.expect("write");
+        self.send(&ClientFrame::Ping).await;
+        while self.next().await != ServerFrameOwned::Pong {}
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum ServerFrameOwned {
+    Welcome(ghost_sync::Uuid),
+    Members,
+    Pong,
+    Other,
+}
+
+async fn coalesce_bench(filter: &str) {
+    const FRAMES: usize = 200_000;
+    for depth in [16usize, 1024] {
+        for keyed in [true, false] {
+            let name = format!(
+                "coalesce/depth={depth}/{}",
+                if keyed {
+                    "keyed-replaced"
+                } else {
+                    "plain-dropped"
+                }
+            );
+            if !name.contains(filter) {
+                continue;
+            }
+            let handle = Server::builder()
+                .bind("127.0.0.1:0")
+                .channel_capacity(depth)
+                .max_queued_bytes(64 << 20)
+                .write_timeout(Duration::from_secs(600))
+                .ping_interval(Duration::from_secs(600))
+                .idle_timeout(Duration::from_secs(1200))
+                .build()
+                .run()
+                .await
+                .expect("relay");
+            handle.create_room("room-0").expect("room");
+            let addr = handle.local_addr().expect("address");
+            // The observer never reads after its join: its queue fills and stays full.
+            let (_observer, observer_id) = Raw::connect(addr, Some(4096)).await;
+            let (mut sender, _) = Raw::connect(addr, None).await;
+            let keys = depth as u32;
+            let value = vec![0u8; 1024];
+            let mut fill = Vec::new();
+            for key in 0..keys {
+                fill.extend_from_slice(&encode(&ClientFrame::Keyed { key, data: &value }));
+            }
+            while handle
+                .client_info(observer_id)
+                .is_some_and(|info| info.queue_depth < depth)
+            {
+                sender.send_all_and_sync(&fill).await;
+            }
+            let small = [7u8; 16];
+            let mut frames = Vec::new();
+            for n in 0..FRAMES {
+                let key = n as u32 % keys;
+                let frame = if keyed {
+                    encode(&ClientFrame::Keyed { key, data: &small })
+                } else {
+                    encode(&ClientFrame::Broadcast { data: &small })
+                };
+                frames.extend_from_slice(&frame);
+            }
+            let t0 = Instant::now();
+            sender.send_all_and_sync(&frames).await;
+            let ns = t0.elapsed().as_nanos() as f64 / FRAMES as f64;
+            let depth_now = handle.client_info(observer_id).map_or(0, |i| i.queue_depth);
+            println!("{name:<36} {ns:>8.0} ns/frame (observer's queue: {depth_now} frames)");
+            handle.shutdown().await;
+        }
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; any other argument filters.
     let filter = std::env::args()
@@ -143,4 +298,5 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(fanout_bench(&filter));
+    rt.block_on(coalesce_bench(&filter));
 }
