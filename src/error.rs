@@ -47,6 +47,13 @@ pub enum SyncError {
     Backpressure(uuid::Uuid),
     /// The relay closed the connection for a reason this version does not know.
     Disconnected(String),
+    /// The connection dropped and the client is taking its seat back (a
+    /// [`ReconnectPolicy`](crate::ReconnectPolicy)): nothing was sent, and nothing is kept
+    /// to send later.
+    Reconnecting,
+    /// The relay refused to give a dropped seat back: the seat is gone (its resume window
+    /// ran out, it was kicked, ...), with the relay's reason.
+    ResumeFailed(String),
     /// The broker that relays share rooms through (see `ServerBuilder::redis`) could not be
     /// reached, or did not answer; what went wrong.
     Broker(String),
@@ -101,6 +108,8 @@ impl fmt::Display for SyncError {
             Self::ClientNotFound(id) => write!(f, "client not found: {id}"),
             Self::Backpressure(id) => write!(f, "write queue of client {id} is full"),
             Self::Disconnected(why) => write!(f, "disconnected: {why}"),
+            Self::Reconnecting => f.write_str("reconnecting: nothing was sent"),
+            Self::ResumeFailed(why) => write!(f, "resume refused: {why}"),
             Self::Broker(e) => write!(f, "broker: {e}"),
             Self::Bind(e) => write!(f, "cannot bind: {e}"),
             Self::Io(e) => write!(f, "i/o error: {e}"),

@@ -96,7 +96,7 @@ pub mod testing;
 #[cfg(feature = "server")]
 pub use auth::Identity;
 #[cfg(feature = "client")]
-pub use client::{Client, ClientBuilder, ClientReceiver, ClientSender};
+pub use client::{Client, ClientBuilder, ClientReceiver, ClientSender, ReconnectPolicy};
 #[cfg(feature = "server")]
 pub use directory::ClientInfo;
 #[cfg(feature = "server")]
