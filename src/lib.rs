@@ -79,6 +79,8 @@ mod registry;
 #[cfg(feature = "server")]
 mod room;
 #[cfg(feature = "server")]
+mod room_state;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 mod session;
@@ -106,6 +108,8 @@ pub use handler::{DirectRequest, JoinRequest, NoopHandler, ServerHandler};
 pub use pipeline::{ClientMessage, FrameLayer, FrameRequest, Reply, ReplyKind};
 #[cfg(feature = "server")]
 pub use room::RoomOptions;
+#[cfg(feature = "server")]
+pub use room_state::RoomStateEntry;
 #[cfg(feature = "server")]
 pub use server::{Relay, Server, ServerBuilder, ServerHandle};
 #[cfg(feature = "server")]
