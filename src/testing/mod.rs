@@ -52,6 +52,7 @@
 
 mod client;
 mod expect;
+mod expect_v2;
 mod faults;
 mod names;
 mod relay;
