@@ -79,8 +79,6 @@ mod registry;
 #[cfg(feature = "server")]
 mod room;
 #[cfg(feature = "server")]
-mod room_state;
-#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 mod session;
@@ -109,7 +107,7 @@ pub use pipeline::{ClientMessage, FrameLayer, FrameRequest, Reply, ReplyKind};
 #[cfg(feature = "server")]
 pub use room::RoomOptions;
 #[cfg(feature = "server")]
-pub use room_state::RoomStateEntry;
+pub use room::RoomStateEntry;
 #[cfg(feature = "server")]
 pub use server::{Relay, Server, ServerBuilder, ServerHandle};
 #[cfg(feature = "server")]

@@ -7,20 +7,29 @@
 //! frames. A full queue drops the frame for that member only; the caller learns who, and
 //! fires `on_backpressure` after the lock is released.
 //!
-//! The room's state (`room_state.rs`) lives behind its own lock, taken after the members'
+//! The room's state (`room_state.rs`, a child module) lives behind its own lock, taken after the members'
 //! (and after the remote list's): a set holds the members' read lock while it changes the
 //! store and queues the change, and a join holds their write lock while it takes its
 //! snapshot, so a joiner sees each change exactly once, in its snapshot or live after it.
 
 use crate::outbox::{Outbox, Pending, Refused};
 use crate::protocol::{encode_into, encode_members, ServerFrame};
-use crate::room_state::{RoomState, RoomStateEntry, StateLimits, StateRefused};
 use crate::sync::{lock, read, write};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use uuid::Uuid;
+
+// The state's store and the room's calls on it; a child module, for the room's fields.
+#[path = "room_state.rs"]
+mod state;
+
+use state::RoomState;
+pub use state::RoomStateEntry;
+#[cfg(test)]
+pub(crate) use state::STATE_FRAME_OVERHEAD;
+pub(crate) use state::{check_key, StateLimits};
 
 /// One member of a room: who it is and where its frames go.
 #[derive(Clone, Debug)]
@@ -292,35 +301,6 @@ impl Room {
         frames.extend_from_slice(announce);
         frames.extend_from_slice(&deleted);
         Some(relay_now(members, id, &frames.freeze()))
-    }
-
-    /// Sets the state entry `key` to `value` for `owner` (the nil id for the server; an
-    /// empty value deletes) and queues `frame`, its encoded `State`, for every member but
-    /// `owner`. `Ok(None)`: nothing changed (a delete of a missing key), nothing queued.
-    pub(crate) fn set_state(
-        &self,
-        owner: Uuid,
-        key: &str,
-        value: &[u8],
-        frame: &Bytes,
-        limits: StateLimits,
-        pending: &mut Pending,
-    ) -> Result<Option<Dropped>, StateRefused> {
-        let members = read(&self.members);
-        // Held while queueing too: two sets of one key reach every member in the order
-        // they were applied, so the members end with the value the room keeps.
-        let mut state = lock(&self.state);
-        if !RoomState::set(&mut state, owner, key, value, limits)? {
-            return Ok(None);
-        }
-        Ok(Some(relay(&members, owner, frame, pending)))
-    }
-
-    /// Every entry of the room's state, in first-set order.
-    pub(crate) fn state_entries(&self) -> Vec<RoomStateEntry> {
-        lock(&self.state)
-            .as_deref()
-            .map_or_else(Vec::new, RoomState::entries)
     }
 
     /// Runs `work` on the members here, under their read lock: a fan-out that must see

@@ -9,11 +9,14 @@
 //! most by default, where a scan beats hashing, and a relay configured for many more pays
 //! for them in linear time per set, not in memory.
 //!
-//! A [`Room`](crate::room::Room) holds the store behind its own lock and creates it on the
+//! A [`Room`] holds the store behind its own lock and creates it on the
 //! first set, so that a room without state pays one pointer for it.
 
+use super::{relay, Dropped, Room};
 use crate::error::SyncError;
+use crate::outbox::Pending;
 use crate::protocol::{encode_into, ServerFrame, MAX_STATE_KEY_LEN};
+use crate::sync::{lock, read};
 use bytes::{Bytes, BytesMut};
 use uuid::Uuid;
 
@@ -266,6 +269,37 @@ impl RoomState {
                 value: e.value.clone(),
             })
             .collect()
+    }
+}
+
+impl Room {
+    /// Sets the state entry `key` to `value` for `owner` (the nil id for the server; an
+    /// empty value deletes) and queues `frame`, its encoded `State`, for every member but
+    /// `owner`. `Ok(None)`: nothing changed (a delete of a missing key), nothing queued.
+    pub(crate) fn set_state(
+        &self,
+        owner: Uuid,
+        key: &str,
+        value: &[u8],
+        frame: &Bytes,
+        limits: StateLimits,
+        pending: &mut Pending,
+    ) -> Result<Option<Dropped>, StateRefused> {
+        let members = read(&self.members);
+        // Held while queueing too: two sets of one key reach every member in the order
+        // they were applied, so the members end with the value the room keeps.
+        let mut state = lock(&self.state);
+        if !RoomState::set(&mut state, owner, key, value, limits)? {
+            return Ok(None);
+        }
+        Ok(Some(relay(&members, owner, frame, pending)))
+    }
+
+    /// Every entry of the room's state, in first-set order.
+    pub(crate) fn state_entries(&self) -> Vec<RoomStateEntry> {
+        lock(&self.state)
+            .as_deref()
+            .map_or_else(Vec::new, RoomState::entries)
     }
 }
 

@@ -39,7 +39,8 @@ async fn each_target_gets_it_once_and_the_sender_never_does() {
     let mut c = relay.join_all("arena", 4).await;
     let ids: Vec<Uuid> = c.iter().map(|c| c.client_id()).collect();
     // b twice, the sender itself, c; d is not named.
-    c[0].send_to(&[ids[1], ids[0], ids[1], ids[2]], b"team").await;
+    c[0].send_to(&[ids[1], ids[0], ids[1], ids[2]], b"team")
+        .await;
     c[1].expect_direct(ids[0], b"team").await;
     c[2].expect_direct(ids[0], b"team").await;
     let (sender, others) = c.split_first_mut().unwrap();
@@ -56,10 +57,7 @@ struct Gate {
 
 impl ServerHandler for Gate {
     fn on_direct(&self, direct: &DirectRequest<'_>) -> Result<(), String> {
-        self.seen
-            .lock()
-            .unwrap()
-            .push(direct.targets.to_vec());
+        self.seen.lock().unwrap().push(direct.targets.to_vec());
         match direct.data {
             b"deny" => Err(String::new()),
             b"deny:why" => Err("why".to_owned()),
@@ -76,7 +74,10 @@ async fn on_direct_refuses_with_and_without_a_reason_and_nobody_receives() {
     let mut c = relay.join_all("arena", 2).await;
     let b = c[1].client_id();
     c[0].send_to(&[b], b"deny").await;
-    assert_eq!(c[0].expect_error("direct rejected").await, "direct rejected");
+    assert_eq!(
+        c[0].expect_error("direct rejected").await,
+        "direct rejected"
+    );
     c[0].send_to(&[b, b], b"deny:why").await;
     assert_eq!(
         c[0].expect_error("direct rejected").await,

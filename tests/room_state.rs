@@ -71,7 +71,10 @@ async fn a_leaver_s_entries_go_and_the_server_s_stay() {
     let mut c = relay.join_all("lobby", 3).await;
     let (mut a, mut b, mut d) = (c.remove(0), c.remove(0), c.remove(0));
     let (ida, idb) = (a.client_id(), b.client_id());
-    relay.handle().set_room_state("lobby", "map", b"dust").unwrap();
+    relay
+        .handle()
+        .set_room_state("lobby", "map", b"dust")
+        .unwrap();
     a.set_state("a1", b"1").await;
     a.set_state("a2", b"2").await;
     b.set_state("b1", b"3").await;
@@ -131,7 +134,10 @@ async fn the_handle_sets_deletes_and_reads_the_state() {
         handle.set_room_state("nowhere", "map", b"x"),
         Err(SyncError::RoomNotFound(id)) if id == "nowhere"
     ));
-    assert!(matches!(handle.room_state("nowhere"), Err(SyncError::RoomNotFound(_))));
+    assert!(matches!(
+        handle.room_state("nowhere"),
+        Err(SyncError::RoomNotFound(_))
+    ));
     assert!(matches!(
         handle.set_room_state("lobby", "", b"x"),
         Err(SyncError::InvalidRequest(why)) if why == "invalid state key: empty"
@@ -224,8 +230,11 @@ async fn bad_keys_and_places_are_refused() {
 
     let mut a = relay.joined("lobby").await;
     // Raw frames: the real client refuses to send these.
-    a.send_frame(&ClientFrame::SetState { key: "", value: b"v" })
-        .await;
+    a.send_frame(&ClientFrame::SetState {
+        key: "",
+        value: b"v",
+    })
+    .await;
     assert_eq!(
         a.expect_error("invalid state key").await,
         "invalid state key: empty"
@@ -239,10 +248,7 @@ async fn bad_keys_and_places_are_refused() {
     a.expect_round_trip().await;
     assert!(relay.handle().delete_room("lobby"));
     a.set_state("k", b"v").await;
-    assert_eq!(
-        a.expect_error("room deleted").await,
-        "room deleted: lobby"
-    );
+    assert_eq!(a.expect_error("room deleted").await, "room deleted: lobby");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

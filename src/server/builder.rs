@@ -218,7 +218,7 @@ impl<L> ServerBuilder<L> {
     /// # drop(server);
     /// ```
     pub fn room_state_limits(mut self, max_keys: usize, max_bytes: usize) -> Self {
-        self.config.room_state = crate::room_state::StateLimits {
+        self.config.room_state = crate::room::StateLimits {
             max_keys,
             max_bytes,
         };

@@ -1,7 +1,7 @@
 //! The server's options and their defaults (the README's options table lists the same).
 
 use crate::protocol::MAX_PAYLOAD_LIMIT;
-use crate::room_state::StateLimits;
+use crate::room::StateLimits;
 use ghost_sync_layers::{ClientRateLimitLayer, RoomNamePolicyLayer};
 use std::time::Duration;
 
@@ -215,7 +215,7 @@ mod tests {
         }
         .sanitized();
         let largest_frame = 1000 + crate::protocol::FRAME_OVERHEAD;
-        let snapshot = 10 * crate::room_state::STATE_FRAME_OVERHEAD + 5000;
+        let snapshot = 10 * crate::room::STATE_FRAME_OVERHEAD + 5000;
         assert_eq!(config.max_queued_bytes, largest_frame + snapshot);
     }
 

@@ -5,7 +5,7 @@ use super::ServerHandle;
 use crate::error::SyncError;
 use crate::outbox::Pending;
 use crate::protocol::{encode, ServerFrame};
-use crate::room_state::{check_key, RoomStateEntry};
+use crate::room::{check_key, RoomStateEntry};
 use crate::session::report_backpressure;
 use crate::SERVER_ID;
 

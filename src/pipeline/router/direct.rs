@@ -38,7 +38,14 @@ impl RoomRouter {
         // Written by the driver at the end of its batch of frames, as a broadcast is.
         let mut pending = session.pending();
         let sent = room.with_members(|members| {
-            fan_out(&room, members, session.client_id, targets, &frame, &mut pending)
+            fan_out(
+                &room,
+                members,
+                session.client_id,
+                targets,
+                &frame,
+                &mut pending,
+            )
         });
         drop(pending);
         match sent {

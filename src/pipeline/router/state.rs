@@ -3,7 +3,7 @@
 use super::RoomRouter;
 use crate::pipeline::Reply;
 use crate::protocol::{encode, ServerFrame};
-use crate::room_state::check_key;
+use crate::room::check_key;
 use crate::session::{report_backpressure, Session};
 use bytes::Bytes;
 use std::sync::Arc;
