@@ -2,6 +2,9 @@
 //! sender), who does not, the `on_direct` hook, all-or-nothing targets, the errors, and the
 //! payload limit counting the targets.
 
+mod common;
+
+use common::{Hook, Recorder};
 use ghost_sync::testing::{TestClient, TestRelay};
 use ghost_sync::{DirectRequest, DisconnectKind, Server, ServerHandler, Uuid};
 use std::sync::{Arc, Mutex};
@@ -154,4 +157,36 @@ async fn the_payload_limit_counts_the_targets() {
     c[0].expect_disconnect(DisconnectKind::PayloadTooLarge)
         .await;
     c[1].expect_member_left(a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_a_direct_send_for_that_target_only() {
+    let (recorder, mut hooks) = Recorder::new();
+    let relay = TestRelay::start(Server::builder().handler(recorder).channel_capacity(8)).await;
+    relay.create_room("arena");
+    let mut c = relay.join_all("arena", 2).await;
+    let (mut sender, mut fast) = (c.remove(0), c.remove(0));
+    let slow = relay.joined("arena").await.stop_reading();
+    sender.expect_member_joined(slow.client_id()).await;
+    fast.expect_member_joined(slow.client_id()).await;
+    // In lockstep with the fast target, until the slow one's socket buffers and 8-frame
+    // queue are full (at most 256 MiB).
+    let targets = [slow.client_id(), fast.client_id()];
+    let mut data = vec![7u8; 60 * 1024];
+    let mut dropped = None;
+    for i in 0..4096u32 {
+        data[..4].copy_from_slice(&i.to_le_bytes());
+        sender.send_to(&targets, &data).await;
+        fast.expect_direct(sender.client_id(), &data).await;
+        dropped = std::iter::from_fn(|| hooks.try_recv().ok())
+            .find(|h| matches!(h, Hook::Backpressure(..)));
+        if dropped.is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        dropped.expect("the slow target's queue never filled"),
+        Hook::Backpressure(slow.client_id(), "arena".into())
+    );
+    drop(slow);
 }
