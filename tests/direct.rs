@@ -3,6 +3,15 @@
 //! payload limit counting the targets.
 
 mod common;
+// The cluster suite's own broker and relays, for the one cluster case here (feature `redis`).
+#[cfg(feature = "redis")]
+#[allow(dead_code)]
+#[path = "cluster/broker.rs"]
+mod broker;
+#[cfg(feature = "redis")]
+#[allow(dead_code)]
+#[path = "cluster/relays.rs"]
+mod relays;
 
 use common::{Hook, Recorder};
 use ghost_sync::testing::{TestClient, TestRelay};
@@ -189,4 +198,63 @@ async fn a_full_queue_drops_a_direct_send_for_that_target_only() {
         Hook::Backpressure(slow.client_id(), "arena".into())
     );
     drop(slow);
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_on_another_relay_is_refused_and_nobody_gets_it() {
+    use ghost_sync::ServerEvent;
+    use relays::{connect, events_until_marker, eventually, join, next_event, stop};
+
+    let broker = broker::Broker::start();
+    let cluster = relays::relays(&broker.url(), &broker::prefix("direct"), 2).await;
+    cluster[0].handle.create_room("arena").unwrap();
+    eventually("the room is known", || {
+        cluster[1].handle.room_exists("arena")
+    })
+    .await;
+    let mut a = connect(cluster[0].addr).await;
+    join(&mut a, "arena").await;
+    let mut b = connect(cluster[0].addr).await;
+    join(&mut b, "arena").await;
+    let mut far = connect(cluster[1].addr).await;
+    join(&mut far, "arena").await;
+    for relay in &cluster {
+        eventually("every relay sees every member", || {
+            relay.handle.room_client_count("arena") == Some(3)
+        })
+        .await;
+    }
+    a.send_to(&[b.client_id(), far.client_id()], b"psst")
+        .await
+        .unwrap();
+    loop {
+        match next_event(&mut a).await {
+            ServerEvent::Error(why) => {
+                assert_eq!(why, format!("not on this relay: {}", far.client_id()));
+                break;
+            }
+            ServerEvent::PlayerJoined { .. } => continue,
+            other => panic!("expected the refusal, got {other:?}"),
+        }
+    }
+    for (client, relay) in [(&mut b, &cluster[0]), (&mut far, &cluster[1])] {
+        let seen = events_until_marker(client, &relay.handle).await;
+        assert!(
+            seen.iter()
+                .all(|e| matches!(e, ServerEvent::PlayerJoined { .. })),
+            "nobody got any of it: {seen:?}"
+        );
+    }
+    // A target on the sender's relay is fine.
+    a.send_to(&[b.client_id()], b"psst").await.unwrap();
+    assert_eq!(
+        next_event(&mut b).await,
+        ServerEvent::Direct {
+            sender_id: a.client_id(),
+            data: "psst".into()
+        }
+    );
+    drop((a, b, far));
+    stop(cluster).await;
 }

@@ -2,6 +2,16 @@
 //! deletes, no echo, the entries of a member that leaves, the server's entries, the bounds,
 //! and a set racing a join seen exactly once.
 
+// The cluster suite's own broker and relays, for the one cluster case here (feature `redis`).
+#[cfg(feature = "redis")]
+#[allow(dead_code)]
+#[path = "cluster/broker.rs"]
+mod broker;
+#[cfg(feature = "redis")]
+#[allow(dead_code)]
+#[path = "cluster/relays.rs"]
+mod relays;
+
 use ghost_sync::protocol::ClientFrame;
 use ghost_sync::testing::{TestClient, TestRelay};
 use ghost_sync::{RoomStateEntry, Server, ServerEvent, SyncError, SERVER_ID};
@@ -279,4 +289,66 @@ async fn a_set_racing_a_join_is_seen_exactly_once() {
         joiner.expect_left("lobby").await;
         setter.expect_member_left(joiner.client_id()).await;
     }
+}
+
+/// Live changes reach the members on other relays (the snapshot a joiner gets holds the
+/// entries set on its own relay only: room state is not shared through the broker).
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_reaches_the_members_on_other_relays_live() {
+    use relays::{connect, eventually, join, next_event, stop};
+
+    let broker = broker::Broker::start();
+    let cluster = relays::relays(&broker.url(), &broker::prefix("state"), 2).await;
+    cluster[0].handle.create_room("lobby").unwrap();
+    eventually("the room is known", || {
+        cluster[1].handle.room_exists("lobby")
+    })
+    .await;
+    let mut a = connect(cluster[0].addr).await;
+    join(&mut a, "lobby").await;
+    let mut far = connect(cluster[1].addr).await;
+    join(&mut far, "lobby").await;
+    for relay in &cluster {
+        eventually("every relay sees every member", || {
+            relay.handle.room_client_count("lobby") == Some(2)
+        })
+        .await;
+    }
+    // Key and value as large as `max_payload` allows: the other relay must not take the
+    // State's larger overhead for an oversized frame.
+    let value = vec![9u8; ghost_sync::server::DEFAULT_MAX_PAYLOAD - 1];
+    a.set_state("k", &value).await.unwrap();
+    assert_eq!(
+        next_event(&mut far).await,
+        ServerEvent::State {
+            owner: a.client_id(),
+            key: "k".into(),
+            value: value.into()
+        }
+    );
+    // That entry fills the room's state: deleted, and the deletion goes across too.
+    a.set_state("k", b"").await.unwrap();
+    assert_eq!(
+        next_event(&mut far).await,
+        ServerEvent::State {
+            owner: a.client_id(),
+            key: "k".into(),
+            value: "".into()
+        }
+    );
+    cluster[0]
+        .handle
+        .set_room_state("lobby", "map", b"dust")
+        .unwrap();
+    assert_eq!(
+        next_event(&mut far).await,
+        ServerEvent::State {
+            owner: SERVER_ID,
+            key: "map".into(),
+            value: "dust".into()
+        }
+    );
+    drop((a, far));
+    stop(cluster).await;
 }
