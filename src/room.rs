@@ -7,10 +7,10 @@
 //! frames. A full queue drops the frame for that member only; the caller learns who, and
 //! fires `on_backpressure` after the lock is released.
 //!
-//! The room's state (`room_state.rs`, a child module) lives behind its own lock, taken after the members'
-//! (and after the remote list's): a set holds the members' read lock while it changes the
-//! store and queues the change, and a join holds their write lock while it takes its
-//! snapshot, so a joiner sees each change exactly once, in its snapshot or live after it.
+//! The room's state (`room_state.rs`, a child module) lives behind its own lock, taken after
+//! the members' (and after the remote list's): a set holds the members' read lock while it
+//! changes the store and queues the change, and a join holds their write lock while it takes
+//! its snapshot, so a joiner sees each change exactly once, in its snapshot or live after it.
 
 use crate::outbox::{Outbox, Pending, Refused};
 use crate::protocol::{encode_into, encode_members, ServerFrame};

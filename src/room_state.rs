@@ -27,7 +27,11 @@ use uuid::Uuid;
 /// use bytes::Bytes;
 /// use ghost_sync::{RoomStateEntry, SERVER_ID};
 ///
-/// let map = RoomStateEntry { key: "map".into(), owner: SERVER_ID, value: Bytes::from_static(b"dust") };
+/// let map = RoomStateEntry {
+///     key: "map".into(),
+///     owner: SERVER_ID,
+///     value: Bytes::from_static(b"dust"),
+/// };
 /// assert_eq!(map.owner, SERVER_ID);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -193,9 +193,9 @@ impl<L> ServerBuilder<L> {
 
     /// Most bytes queued for one client (default 1 MiB, raised to at least one largest
     /// frame plus a full room-state snapshot, see
-    /// [`room_state_limits`](ServerBuilder::room_state_limits)): its queue and the batch its writer is writing together never hold more. Past
-    /// it, frames for that client are dropped and `on_backpressure` fires, as with a full
-    /// `channel_capacity`.
+    /// [`room_state_limits`](ServerBuilder::room_state_limits)): its queue and the batch its
+    /// writer is writing together never hold more. Past it, frames for that client are
+    /// dropped and `on_backpressure` fires, as with a full `channel_capacity`.
     pub fn max_queued_bytes(mut self, n: usize) -> Self {
         self.config.max_queued_bytes = n;
         self

@@ -108,11 +108,11 @@ impl Config {
     /// The most memory the relay's connections can hold at once, whatever clients do: every
     /// slot taken, every read buffer holding a largest frame, every queue full to its byte
     /// budget while its writer copies a batch. Rooms, their metadata and their state come on
-    /// top: only the application creates rooms, and each room's state is bounded by
-    /// `room_state_limits` (plus about 100 bytes of bookkeeping per entry), whoever sets it; and
-    /// `MEMBER_OVERHEAD` per member. A joiner's snapshot of that state is one entry of its
-    /// queue, which `sanitized` keeps `max_queued_bytes` large enough for, so it is within
-    /// the queue's budget here.
+    /// top: only the application creates rooms, each room's state is bounded by
+    /// `room_state_limits` (plus about 100 bytes of bookkeeping per entry) whoever sets it,
+    /// and a member costs `MEMBER_OVERHEAD`. A joiner's snapshot of a room's state is one
+    /// entry of its queue, which `sanitized` keeps `max_queued_bytes` large enough for: it is
+    /// within the queue's budget counted here.
     pub(crate) fn memory_bound(&self) -> u64 {
         let clients = self.max_clients as u64;
         let largest_frame = (self.max_payload + crate::protocol::FRAME_OVERHEAD) as u64;

@@ -54,8 +54,8 @@ impl ServerHandle {
             Ok(None) => return Ok(()),
             Err(refused) => return Err(refused.into_error(room_id)),
         };
-        // Members on other relays get the change live (not a joiner's snapshot: a room's state is kept by
-        // the relay it was set on).
+        // Members on other relays get the change live; a joiner there gets no snapshot of
+        // it (a room's state is kept by the relay it was set on).
         if room.has_remote() {
             if let Some(cluster) = self.shared.cluster() {
                 cluster.publish(&room, &frame);
