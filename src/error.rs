@@ -29,6 +29,10 @@ pub enum SyncError {
     RoomNotFound(String),
     /// A room with this id already exists.
     RoomAlreadyExists(String),
+    /// A room's state is at its bounds (`ServerBuilder::room_state_limits`): the room and
+    /// the bound, as `"<room_id>: 256 keys"` or `"<room_id>: 65536 bytes"`. The entry kept
+    /// its old value.
+    RoomStateFull(String),
     /// The relay refused the connection: `max_clients` connections are open.
     ServerFull,
     /// The relay refused the connection (`on_connect` said no); the reason it gave.
@@ -100,6 +104,7 @@ impl fmt::Display for SyncError {
             Self::InvalidRequest(why) => write!(f, "invalid request: {why}"),
             Self::RoomNotFound(id) => write!(f, "room not found: {id}"),
             Self::RoomAlreadyExists(id) => write!(f, "room already exists: {id}"),
+            Self::RoomStateFull(why) => write!(f, "room state full: {why}"),
             Self::ServerFull => f.write_str("server full"),
             Self::ConnectRejected(why) => write!(f, "connection rejected: {why}"),
             Self::AuthFailed(why) => write!(f, "authentication failed: {why}"),

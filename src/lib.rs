@@ -110,6 +110,8 @@ pub use pipeline::{ClientMessage, FrameLayer, FrameRequest, Reply, ReplyKind};
 #[cfg(feature = "server")]
 pub use room::RoomOptions;
 #[cfg(feature = "server")]
+pub use room::RoomStateEntry;
+#[cfg(feature = "server")]
 pub use server::{Relay, Server, ServerBuilder, ServerHandle};
 #[cfg(feature = "server")]
 pub use stats::Stats;

@@ -6,6 +6,11 @@
 //! caller's [`Pending`] flush: the relaying task writes each recipient once per batch of
 //! frames. A full queue drops the frame for that member only; the caller learns who, and
 //! fires `on_backpressure` after the lock is released.
+//!
+//! The room's state (`room_state.rs`, a child module) lives behind its own lock, taken after
+//! the members' (and after the remote list's): a set holds the members' read lock while it
+//! changes the store and queues the change, and a join holds their write lock while it takes
+//! its snapshot, so a joiner sees each change exactly once, in its snapshot or live after it.
 
 use crate::outbox::{Outbox, Pending, Refused};
 use crate::protocol::{encode_into, encode_members, ServerFrame};
@@ -15,6 +20,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use uuid::Uuid;
+
+// The state's store and the room's calls on it; a child module, for the room's fields.
+#[path = "room_state.rs"]
+mod state;
+
+use state::RoomState;
+pub use state::RoomStateEntry;
+#[cfg(test)]
+pub(crate) use state::STATE_FRAME_OVERHEAD;
+pub(crate) use state::{check_key, StateLimits};
 
 /// One member of a room: who it is and where its frames go.
 #[derive(Clone, Debug)]
@@ -59,6 +74,8 @@ pub(crate) struct Room {
     options: RoomOptions,
     members: RwLock<Vec<Member>>,
     meta: Mutex<HashMap<String, String>>,
+    /// The room's state; `None` until its first entry (and again once it holds none).
+    state: Mutex<Option<Box<RoomState>>>,
     /// Soft delete: members keep their connection, but the room refuses new joins and relays.
     deleted: AtomicBool,
     /// Admits joins one at a time, so that an `on_join` capacity check and the insert that
@@ -91,6 +108,7 @@ impl Room {
             options,
             members: RwLock::new(Vec::new()),
             meta: Mutex::new(HashMap::new()),
+            state: Mutex::new(None),
             deleted: AtomicBool::new(false),
             turnstile: Arc::new(tokio::sync::Mutex::new(())),
             remote: RwLock::new(Vec::new()),
@@ -241,9 +259,9 @@ impl Room {
         self.confirmation(&read(&self.members), member, max_payload)
     }
 
-    /// The `Joined` of `joiner`, then the `Members` frames listing `members` but `joiner`, as
-    /// one buffer: one queue entry, so that nothing comes between them and they are never
-    /// dropped apart.
+    /// The `Joined` of `joiner`, then the `Members` frames listing `members` but `joiner`,
+    /// then one `State` per entry of the room's state, as one buffer: one queue entry, so
+    /// that nothing comes between them and they are never dropped apart.
     fn confirmation(&self, members: &[Member], joiner: Uuid, max_payload: usize) -> Bytes {
         let mut out = BytesMut::new();
         let joined = ServerFrame::Joined {
@@ -258,19 +276,43 @@ impl Room {
             .filter(|&id| id != joiner)
             .collect();
         encode_members(&self.id, &others, max_payload, &mut out);
+        if let Some(state) = lock(&self.state).as_deref() {
+            state.encode_into(&mut out);
+        }
         out.freeze()
     }
 
-    /// Removes `id` and tells the rest with `announce` (an encoded `PlayerLeft`; empty to
-    /// tell nobody); `None` if `id` was not a member.
+    /// Removes `id`, deletes the state entries it owns, and tells the rest with `announce`
+    /// (an encoded `PlayerLeft`; empty to tell nobody) followed by an empty `State` per
+    /// deleted entry, as one queue entry; `None` if `id` was not a member.
     pub(crate) fn leave(&self, id: Uuid, announce: &Bytes) -> Option<Dropped> {
         let mut members = write(&self.members);
         let at = members.iter().position(|m| m.id == id)?;
         members.swap_remove(at);
+        let mut deleted = BytesMut::new();
+        RoomState::remove_owned(&mut lock(&self.state), id, &mut deleted);
         if announce.is_empty() {
             return Some(Dropped::new());
         }
-        Some(relay_now(members, id, announce))
+        if deleted.is_empty() {
+            return Some(relay_now(members, id, announce));
+        }
+        let mut frames = BytesMut::with_capacity(announce.len() + deleted.len());
+        frames.extend_from_slice(announce);
+        frames.extend_from_slice(&deleted);
+        Some(relay_now(members, id, &frames.freeze()))
+    }
+
+    /// Runs `work` on the members here, under their read lock: a fan-out that must see
+    /// the membership as one moment (a direct send checks its targets and queues for them
+    /// under it). `work` must not call out to the application.
+    pub(crate) fn with_members<R>(&self, work: impl FnOnce(&[Member]) -> R) -> R {
+        work(&read(&self.members))
+    }
+
+    /// Whether `id` is a member on another relay.
+    pub(crate) fn is_remote(&self, id: Uuid) -> bool {
+        self.has_remote() && read(&self.remote).contains(&id)
     }
 
     /// Records a member on another relay and tells the members here with `announce` (an

@@ -192,11 +192,37 @@ impl<L> ServerBuilder<L> {
     }
 
     /// Most bytes queued for one client (default 1 MiB, raised to at least one largest
-    /// frame): its queue and the batch its writer is writing together never hold more. Past
-    /// it, frames for that client are dropped and `on_backpressure` fires, as with a full
-    /// `channel_capacity`.
+    /// frame plus a full room-state snapshot, see
+    /// [`room_state_limits`](ServerBuilder::room_state_limits)): its queue and the batch its
+    /// writer is writing together never hold more. Past it, frames for that client are
+    /// dropped and `on_backpressure` fires, as with a full `channel_capacity`.
     pub fn max_queued_bytes(mut self, n: usize) -> Self {
         self.config.max_queued_bytes = n;
+        self
+    }
+
+    /// The bounds of each room's state (default 256 entries and 64 KiB of keys and values
+    /// together, per room): a `SetState` past them is refused with
+    /// `Error("room state full: <room_id>: <max_keys> keys")` (or `... <max_bytes> bytes`) and
+    /// the entry keeps its old value; [`ServerHandle::set_room_state`] fails with
+    /// [`SyncError::RoomStateFull`]. `0` turns room state off.
+    ///
+    /// A joiner gets the whole state in the same queue entry as its member list, so
+    /// `max_queued_bytes` is raised if need be to hold one largest frame plus a full
+    /// snapshot (`max_bytes` plus 37 bytes per entry); with the defaults that is about
+    /// 137 KiB, well under the 1 MiB default.
+    ///
+    /// ```
+    /// use ghost_sync::Server;
+    ///
+    /// let server = Server::builder().room_state_limits(32, 4 * 1024).build();
+    /// # drop(server);
+    /// ```
+    pub fn room_state_limits(mut self, max_keys: usize, max_bytes: usize) -> Self {
+        self.config.room_state = crate::room::StateLimits {
+            max_keys,
+            max_bytes,
+        };
         self
     }
 

@@ -1,6 +1,7 @@
 //! The server's options and their defaults (the README's options table lists the same).
 
 use crate::protocol::MAX_PAYLOAD_LIMIT;
+use crate::room::StateLimits;
 use ghost_sync_layers::{ClientRateLimitLayer, RoomNamePolicyLayer};
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub(crate) struct Config {
     pub(crate) rate_limit: Option<ClientRateLimitLayer>,
     /// The room-name policy; `None`: any name up to `max_payload`.
     pub(crate) room_names: Option<RoomNamePolicyLayer>,
+    /// The bounds of each room's state.
+    pub(crate) room_state: StateLimits,
     /// The broker this relay shares its rooms through; `None`: it is alone.
     #[cfg(feature = "redis")]
     pub(crate) redis: Option<crate::cluster::RedisOptions>,
@@ -52,6 +55,10 @@ pub const DEFAULT_CHANNEL_CAPACITY: usize = 1024;
 /// 64 MB; a game relay's frames are small, and this bounds memory at a few GiB for 1024
 /// stuck clients even at the worst).
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 1024 * 1024;
+/// Default most entries of one room's state (`room_state_limits`).
+pub const DEFAULT_ROOM_STATE_MAX_KEYS: usize = 256;
+/// Default most bytes of keys and values in one room's state (`room_state_limits`): 64 KiB.
+pub const DEFAULT_ROOM_STATE_MAX_BYTES: usize = 64 * 1024;
 /// Default `write_timeout`: 10 s, as NATS's write deadline.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -71,6 +78,10 @@ impl Default for Config {
             max_connections_per_ip: None,
             rate_limit: None,
             room_names: Some(RoomNamePolicyLayer::new()),
+            room_state: StateLimits {
+                max_keys: DEFAULT_ROOM_STATE_MAX_KEYS,
+                max_bytes: DEFAULT_ROOM_STATE_MAX_BYTES,
+            },
             #[cfg(feature = "redis")]
             redis: None,
             #[cfg(feature = "metrics")]
@@ -96,8 +107,12 @@ impl Config {
 
     /// The most memory the relay's connections can hold at once, whatever clients do: every
     /// slot taken, every read buffer holding a largest frame, every queue full to its byte
-    /// budget while its writer copies a batch. Rooms and their metadata, which only the
-    /// application creates, come on top (`MEMBER_OVERHEAD` per member).
+    /// budget while its writer copies a batch. Rooms, their metadata and their state come on
+    /// top: only the application creates rooms, each room's state is bounded by
+    /// `room_state_limits` (plus about 100 bytes of bookkeeping per entry) whoever sets it,
+    /// and a member costs `MEMBER_OVERHEAD`. A joiner's snapshot of a room's state is one
+    /// entry of its queue, which `sanitized` keeps `max_queued_bytes` large enough for: it is
+    /// within the queue's budget counted here.
     pub(crate) fn memory_bound(&self) -> u64 {
         let clients = self.max_clients as u64;
         let largest_frame = (self.max_payload + crate::protocol::FRAME_OVERHEAD) as u64;
@@ -132,6 +147,19 @@ impl Config {
                 "max_queued_bytes raised to one largest frame ({largest_frame} bytes)"
             );
             self.max_queued_bytes = largest_frame;
+        }
+        // A joiner's confirmation (its `Joined`, member list and the room's state) is one
+        // queue entry. An empty queue takes any entry, but a client switching rooms may
+        // have frames queued: leave room for a full state's snapshot behind one largest
+        // frame, or a joiner of a busy room would lose its confirmation for nothing.
+        let snapshot = largest_frame.saturating_add(self.room_state.snapshot_bound());
+        if self.max_queued_bytes < snapshot {
+            tracing::warn!(
+                max_queued_bytes = self.max_queued_bytes,
+                "max_queued_bytes raised to one largest frame and a full room state's \
+                 snapshot ({snapshot} bytes)"
+            );
+            self.max_queued_bytes = snapshot;
         }
         let min = Duration::from_millis(1);
         if self.write_timeout < min {
@@ -170,6 +198,25 @@ mod tests {
         assert_eq!(config.idle_timeout, Duration::from_secs(31));
         assert_eq!(config.ping_interval, Duration::from_secs(13));
         assert_eq!(config.channel_capacity, 1024);
+        assert_eq!(config.room_state.max_keys, 256);
+        assert_eq!(config.room_state.max_bytes, 64 * 1024);
+    }
+
+    #[test]
+    fn the_queue_leaves_room_for_a_full_room_state_snapshot() {
+        let config = Config {
+            max_payload: 1000,
+            max_queued_bytes: 0,
+            room_state: StateLimits {
+                max_keys: 10,
+                max_bytes: 5000,
+            },
+            ..Config::default()
+        }
+        .sanitized();
+        let largest_frame = 1000 + crate::protocol::FRAME_OVERHEAD;
+        let snapshot = 10 * crate::room::STATE_FRAME_OVERHEAD + 5000;
+        assert_eq!(config.max_queued_bytes, largest_frame + snapshot);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod entry;
 mod handle;
 mod listener;
 mod relay;
+mod room_state;
 mod run;
 mod shared;
 mod socket;
@@ -19,7 +20,8 @@ pub use crate::pipeline::CoreService;
 pub use builder::ServerBuilder;
 pub use config::{
     DEFAULT_BIND, DEFAULT_CHANNEL_CAPACITY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS,
-    DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_PING_INTERVAL,
+    DEFAULT_ROOM_STATE_MAX_BYTES, DEFAULT_ROOM_STATE_MAX_KEYS, DEFAULT_WRITE_TIMEOUT,
 };
 pub use handle::{ServerHandle, SERVER_ID};
 pub use relay::Relay;

@@ -9,7 +9,7 @@ use crate::cluster::backplane::FrameSink;
 use crate::cluster::bus_message::parse_room_message;
 use crate::cluster::Cluster;
 use crate::outbox::Pending;
-use crate::protocol::{encode, ServerFrame};
+use crate::protocol::{encode, ServerFrame, HEADER_LEN};
 use crate::server::Shared;
 use crate::session::report_backpressure;
 use crate::sync::lock;
@@ -47,10 +47,19 @@ pub(crate) struct RoomFrames {
     seen: Mutex<Seen>,
     /// Bytes an encoded `Broadcast` adds to its data.
     broadcast_overhead: usize,
+    /// Bytes an encoded `State` adds to its key and value (whose sum `max_payload` bounds),
+    /// and its tag: room-state changes come this way too.
+    state_overhead: usize,
+    state_tag: u8,
 }
 
 impl RoomFrames {
     pub(crate) fn new(shared: Arc<Shared>, cluster: Arc<Cluster>) -> Self {
+        let state = encode(&ServerFrame::State {
+            owner: Uuid::nil(),
+            key: "",
+            value: &[],
+        });
         Self {
             shared,
             cluster,
@@ -60,6 +69,8 @@ impl RoomFrames {
                 data: &[],
             })
             .len(),
+            state_overhead: state.len(),
+            state_tag: state[HEADER_LEN],
         }
     }
 
@@ -112,9 +123,16 @@ impl FrameSink for RoomFrames {
             return; // Our own, delivered here when it was sent.
         }
         self.note(room, origin, seq);
-        // A keyed frame's header holds 4 bytes more (its key) than a broadcast's.
+        // Each message's header: a keyed frame's holds 4 bytes more (its key) than a
+        // broadcast's, a state entry's is its own.
         let keyed = keyed_header(&frame);
-        let overhead = self.broadcast_overhead + if keyed.is_some() { 4 } else { 0 };
+        let overhead = if frame.get(HEADER_LEN) == Some(&self.state_tag) {
+            self.state_overhead
+        } else if keyed.is_some() {
+            self.broadcast_overhead + 4
+        } else {
+            self.broadcast_overhead
+        };
         if frame.len().saturating_sub(overhead) > self.shared.config.max_payload {
             // From a relay with a larger `max_payload`: this relay's clients would refuse it
             // (every relay of a cluster should use the same limit).

@@ -2,12 +2,45 @@
 
 use super::RoomRouter;
 use crate::pipeline::Reply;
-use crate::session::Session;
+use crate::protocol::{encode, ServerFrame};
+use crate::room::check_key;
+use crate::session::{report_backpressure, Session};
 use bytes::Bytes;
+use std::sync::Arc;
 
 impl RoomRouter {
     pub(super) fn set_state(&self, session: &Session, key: &str, value: &Bytes) -> Reply {
-        let _ = (session, key, value);
-        Reply::error("not supported by this relay yet")
+        // The key first: a bad request is refused as such wherever the client is.
+        if let Err(refused) = check_key(key) {
+            return Reply::error(refused.message(""));
+        }
+        let Some(room) = session.current_room() else {
+            return Reply::error("not in a room");
+        };
+        if room.is_deleted() {
+            return Reply::error(format!("room deleted: {}", room.id()));
+        }
+        let owner = session.client_id;
+        // Encoded once, outside the room's locks; every other member shares it.
+        let frame = encode(&ServerFrame::State { owner, key, value });
+        let limits = self.shared.config.room_state;
+        let mut pending = session.pending();
+        let set = room.set_state(owner, key, value, &frame, limits, &mut pending);
+        drop(pending);
+        match set {
+            Ok(Some(dropped)) => {
+                // Members on other relays get the change live; a joiner there gets no
+                // snapshot of it (a room's state is kept by the relay it was set on).
+                if room.has_remote() {
+                    if let Some(cluster) = self.shared.cluster() {
+                        cluster.publish(&room, &frame);
+                    }
+                }
+                report_backpressure(&*self.handler, &self.shared.counters, &dropped, room.id());
+                Reply::relayed(Arc::clone(room.id()))
+            }
+            Ok(None) => Reply::none(),
+            Err(refused) => Reply::error(refused.message(room.id())),
+        }
     }
 }
