@@ -253,10 +253,22 @@ impl Room {
         Ok(dropped)
     }
 
-    /// What a member that joins this room again gets: its `Joined` and the other members, as
-    /// for a first join (see [`join`](Room::join)); nobody else is told.
-    pub(crate) fn rejoin(&self, member: Uuid, max_payload: usize) -> Bytes {
-        self.confirmation(&read(&self.members), member, max_payload)
+    /// A member joins this room again: it gets its `Joined`, the other members and the room's
+    /// state, as for a first join (see [`join`](Room::join)); nobody else is told. Queued
+    /// under the members' write lock, as a first join's, so that no change of the room can
+    /// be queued for it between the snapshot and the queueing of it. `true`: its queue was
+    /// full, and it got nothing.
+    pub(crate) fn rejoin(&self, member: &Member, max_payload: usize) -> bool {
+        let members = write(&self.members);
+        let confirmation = self.confirmation(&members, member.id, max_payload);
+        let mut pending = Pending::default();
+        let full = matches!(
+            pending.push(&member.outbox, confirmation),
+            Err(Refused::Full)
+        );
+        drop(members);
+        pending.flush();
+        full
     }
 
     /// The `Joined` of `joiner`, then the `Members` frames listing `members` but `joiner`,

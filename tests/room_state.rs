@@ -291,6 +291,48 @@ async fn a_set_racing_a_join_is_seen_exactly_once() {
     }
 }
 
+/// Joining the room again (the resync path) gets a snapshot no set can slip past: after the
+/// new `Joined`, each set racing it is seen exactly once, in the snapshot or live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_racing_a_rejoin_is_seen_exactly_once_after_it() {
+    let relay = TestRelay::start(Server::builder()).await;
+    relay.create_room("lobby");
+    let mut setter = relay.joined("lobby").await;
+    let mut joiner = relay.joined("lobby").await;
+    setter.expect_member_joined(joiner.client_id()).await;
+    for round in 0..100 {
+        let key = format!("k{round}");
+        tokio::join!(setter.set_state(&key, b"v"), joiner.join("lobby"));
+        // Before the new Joined: the old view (a live State may come).
+        joiner
+            .wait_for("the Joined of the rejoin", |e| {
+                matches!(e, ServerEvent::Joined { .. })
+            })
+            .await;
+        // Sent after the set on the same connection, and after the Joined was queued: the
+        // marker comes after the snapshot and after anything live.
+        setter.broadcast(b"marker").await;
+        let mut after_joined = Some(0);
+        loop {
+            match joiner.next_event().await {
+                ServerEvent::State { key: k, .. } if k == key => {
+                    if let Some(seen) = after_joined.as_mut() {
+                        *seen += 1;
+                    }
+                }
+                ServerEvent::State { .. } | ServerEvent::Members { .. } => {}
+                ServerEvent::Broadcast { data, .. } if data == "marker" => break,
+                other => panic!("round {round}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            after_joined,
+            Some(1),
+            "round {round}: seen after the Joined"
+        );
+    }
+}
+
 /// Live changes reach the members on other relays (the snapshot a joiner gets holds the
 /// entries set on its own relay only: room state is not shared through the broker).
 #[cfg(feature = "redis")]

@@ -95,7 +95,11 @@ impl RoomRouter {
             // The same answer as a first join, so that a client waiting for the member list
             // after `Joined` never waits in vain.
             let max_payload = self.shared.config.max_payload;
-            return Err(Reply::frames(room.rejoin(session.client_id, max_payload)));
+            if room.rejoin(&session.member(), max_payload) {
+                let counters = &self.shared.counters;
+                report_backpressure(&*self.handler, counters, &[session.client_id], room.id());
+            }
+            return Err(Reply::none());
         }
         // A room deleted while this join waited for admission: refuse before leaving the
         // current room, so that a refused join changes nothing.
