@@ -23,6 +23,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use uuid::Uuid;
 
+/// The most bytes an index takes per frame its queue holds (`channel_capacity`): the table
+/// grows only while every entry is live, and live entries are at most the queued frames, so
+/// its capacity stays under twice `channel_capacity` and its buckets (a power of two, 8/7 of
+/// the capacity) under four times, each an entry of 32 bytes and a control byte.
+pub(crate) const MAX_INDEX_BYTES_PER_FRAME: usize = 4 * 33;
+
 /// Entries the index is first allocated with (fewer if the queue holds fewer frames): a few
 /// senders' latest state each, without sizing every keyed client's index for a full queue.
 const INITIAL_ENTRIES: usize = 16;

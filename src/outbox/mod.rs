@@ -36,6 +36,7 @@ mod keyed;
 mod notice;
 
 pub(crate) use direct::{DirectWrite, Pending};
+pub(crate) use keyed::MAX_INDEX_BYTES_PER_FRAME;
 pub(crate) use flusher::Flusher;
 
 use crate::stats::Counters;

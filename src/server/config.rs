@@ -118,8 +118,10 @@ impl Config {
         let largest_frame = (self.max_payload + crate::protocol::FRAME_OVERHEAD) as u64;
         let read = largest_frame + super::connection::MAX_READ_RESERVE as u64;
         let write = self.max_queued_bytes as u64 + super::writer::COPY_BUFFER_MAX as u64;
-        // The queue and the batch being written: two `Vec<Bytes>` of channel_capacity each.
-        let slots = self.channel_capacity as u64 * 2 * 32;
+        // The queue and the batch being written: two `Vec<Bytes>` of channel_capacity each,
+        // and the index of the keyed frames queued (for a client sent keyed frames).
+        let index = crate::outbox::MAX_INDEX_BYTES_PER_FRAME as u64;
+        let slots = self.channel_capacity as u64 * (2 * 32 + index);
         let per_connection = read + write + slots + CONNECTION_OVERHEAD + MEMBER_OVERHEAD;
         let refusals = super::entry::MAX_LINGERING_REFUSALS as u64 * 8 * 1024;
         clients * per_connection + refusals
