@@ -202,7 +202,7 @@ async fn a_full_queue_drops_a_direct_send_for_that_target_only() {
 
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_target_on_another_relay_is_refused_and_nobody_gets_it() {
+async fn a_target_on_another_relay_gets_it_through_the_broker() {
     use ghost_sync::ServerEvent;
     use relays::{connect, events_until_marker, eventually, join, next_event, stop};
 
@@ -217,44 +217,55 @@ async fn a_target_on_another_relay_is_refused_and_nobody_gets_it() {
     join(&mut a, "arena").await;
     let mut b = connect(cluster[0].addr).await;
     join(&mut b, "arena").await;
+    let mut c = connect(cluster[0].addr).await;
+    join(&mut c, "arena").await;
     let mut far = connect(cluster[1].addr).await;
     join(&mut far, "arena").await;
     for relay in &cluster {
         eventually("every relay sees every member", || {
-            relay.handle.room_client_count("arena") == Some(3)
+            relay.handle.room_client_count("arena") == Some(4)
         })
         .await;
     }
+    // To one member here and one on the other relay; c is not named.
     a.send_to(&[b.client_id(), far.client_id()], b"psst")
+        .await
+        .unwrap();
+    for client in [&mut b, &mut far] {
+        loop {
+            match next_event(client).await {
+                ServerEvent::Direct { sender_id, data } => {
+                    assert_eq!((sender_id, &data[..]), (a.client_id(), &b"psst"[..]));
+                    break;
+                }
+                ServerEvent::PlayerJoined { .. } => continue,
+                other => panic!("expected the direct send, got {other:?}"),
+            }
+        }
+    }
+    let seen = events_until_marker(&mut c, &cluster[0].handle).await;
+    assert!(
+        seen.iter()
+            .all(|e| matches!(e, ServerEvent::PlayerJoined { .. })),
+        "c was not named: {seen:?}"
+    );
+    // A target in no room of the cluster is still refused, and nobody gets it.
+    let stranger = ghost_sync::Uuid::new_v4();
+    a.send_to(&[far.client_id(), stranger], b"again")
         .await
         .unwrap();
     loop {
         match next_event(&mut a).await {
             ServerEvent::Error(why) => {
-                assert_eq!(why, format!("not on this relay: {}", far.client_id()));
+                assert_eq!(why, format!("not in the room: {stranger}"));
                 break;
             }
             ServerEvent::PlayerJoined { .. } => continue,
             other => panic!("expected the refusal, got {other:?}"),
         }
     }
-    for (client, relay) in [(&mut b, &cluster[0]), (&mut far, &cluster[1])] {
-        let seen = events_until_marker(client, &relay.handle).await;
-        assert!(
-            seen.iter()
-                .all(|e| matches!(e, ServerEvent::PlayerJoined { .. })),
-            "nobody got any of it: {seen:?}"
-        );
-    }
-    // A target on the sender's relay is fine.
-    a.send_to(&[b.client_id()], b"psst").await.unwrap();
-    assert_eq!(
-        next_event(&mut b).await,
-        ServerEvent::Direct {
-            sender_id: a.client_id(),
-            data: "psst".into()
-        }
-    );
-    drop((a, b, far));
+    let seen = events_until_marker(&mut far, &cluster[1].handle).await;
+    assert!(seen.is_empty(), "nobody got the refused send: {seen:?}");
+    drop((a, b, c, far));
     stop(cluster).await;
 }

@@ -36,8 +36,8 @@ mod keyed;
 mod notice;
 
 pub(crate) use direct::{DirectWrite, Pending};
-pub(crate) use keyed::MAX_INDEX_BYTES_PER_FRAME;
 pub(crate) use flusher::Flusher;
+pub(crate) use keyed::MAX_INDEX_BYTES_PER_FRAME;
 
 use crate::stats::Counters;
 use crate::sync::lock;

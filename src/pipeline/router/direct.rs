@@ -3,7 +3,9 @@
 //! The frame is encoded once and shared by its recipients, as a broadcast's is. The targets
 //! are checked and the frame queued under one read lock of the room's members, so the send
 //! is all or nothing against the membership of one moment: a target that leaves meanwhile
-//! either gets it before its `PlayerLeft`, or the send is refused.
+//! either gets it before its `PlayerLeft`, or the send is refused. A target that is a member
+//! on another relay of a cluster gets the same frame through the broker, as a message to the
+//! relay that holds it (the handle's `send_to` path): one message per such target.
 
 use super::RoomRouter;
 use crate::outbox::{Pending, Refused};
@@ -15,12 +17,14 @@ use bytes::Bytes;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// Why a direct send reached nobody.
-enum Refusal {
-    /// This target is not a member of the room.
-    NotInRoom(Uuid),
-    /// This target is a member on another relay, which direct sends do not reach.
-    NotHere(Uuid),
+/// Why a direct send reached nobody: this target is not a member of the room.
+struct NotInRoom(Uuid);
+
+/// Where a direct send went: who here did not get it (a full queue), and the targets on
+/// other relays, for the broker.
+struct Sent {
+    dropped: Dropped,
+    remote: Vec<Uuid>,
 }
 
 impl RoomRouter {
@@ -49,18 +53,24 @@ impl RoomRouter {
         });
         drop(pending);
         match sent {
-            Ok(dropped) => {
+            Ok(Sent { dropped, remote }) => {
+                if let Some(cluster) = self.shared.cluster() {
+                    for target in remote {
+                        // `false`: that relay let go of the member since: nobody to tell.
+                        cluster.send_to(target, frame.clone());
+                    }
+                }
                 report_backpressure(&*self.handler, &self.shared.counters, &dropped, room.id());
                 Reply::relayed(Arc::clone(room.id()))
             }
-            Err(Refusal::NotInRoom(id)) => Reply::error(format!("not in the room: {id}")),
-            Err(Refusal::NotHere(id)) => Reply::error(format!("not on this relay: {id}")),
+            Err(NotInRoom(id)) => Reply::error(format!("not in the room: {id}")),
         }
     }
 }
 
-/// Queues `frame` for every member named in `targets` but `from`, once each, if every
-/// target is one of `members`; else queues nothing and names the first target that is not.
+/// Queues `frame` for every member here named in `targets` but `from`, once each, and lists
+/// the targets that are members on other relays, if every target is a member; else queues
+/// nothing and names the first target that is not.
 fn fan_out(
     room: &Room,
     members: &[Member],
@@ -68,26 +78,27 @@ fn fan_out(
     targets: &[Uuid],
     frame: &Bytes,
     pending: &mut Pending,
-) -> Result<Dropped, Refusal> {
+) -> Result<Sent, NotInRoom> {
     // One sorted copy per send (at most 256 ids): each member is then looked up in it, which
     // also names every target once however often the client listed it.
     let mut wanted = targets.to_vec();
     wanted.sort_unstable();
     wanted.dedup();
     let named = |id: &Uuid| wanted.binary_search(id).is_ok();
+    let mut remote = Vec::new();
     // Members are distinct: as many of them named as distinct targets means all are here.
     if members.iter().filter(|m| named(&m.id)).count() < wanted.len() {
-        // The rare path: find the first missing target in the client's own order.
-        let missing = targets
-            .iter()
-            .copied()
-            .find(|id| !members.iter().any(|m| m.id == *id))
-            .unwrap_or_default();
-        return Err(if room.is_remote(missing) {
-            Refusal::NotHere(missing)
-        } else {
-            Refusal::NotInRoom(missing)
-        });
+        // The rarer path: the others must be members on other relays, else it is refused,
+        // naming the first missing target in the client's own order.
+        for &id in targets {
+            if members.iter().any(|m| m.id == id) || remote.contains(&id) {
+                continue;
+            }
+            if !room.is_remote(id) {
+                return Err(NotInRoom(id));
+            }
+            remote.push(id);
+        }
     }
     let mut dropped = Dropped::new();
     for member in members.iter().filter(|m| m.id != from && named(&m.id)) {
@@ -96,5 +107,5 @@ fn fan_out(
             dropped.push(member.id);
         }
     }
-    Ok(dropped)
+    Ok(Sent { dropped, remote })
 }
