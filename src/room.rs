@@ -306,13 +306,7 @@ impl Room {
         if announce.is_empty() {
             return Some(Dropped::new());
         }
-        if deleted.is_empty() {
-            return Some(relay_now(members, id, announce));
-        }
-        let mut frames = BytesMut::with_capacity(announce.len() + deleted.len());
-        frames.extend_from_slice(announce);
-        frames.extend_from_slice(&deleted);
-        Some(relay_now(members, id, &frames.freeze()))
+        Some(relay_now(members, id, &followed_by(announce, deleted)))
     }
 
     /// Runs `work` on the members here, under their read lock: a fan-out that must see
@@ -344,8 +338,9 @@ impl Room {
         Some(relay_now(members, id, announce))
     }
 
-    /// Forgets a member on another relay and tells the members here with `announce` (an
-    /// encoded `PlayerLeft`); `None` if it was not known.
+    /// Forgets a member on another relay, deletes the state entries it owns here, and tells
+    /// the members here with `announce` (an encoded `PlayerLeft`) followed by an empty
+    /// `State` per deleted entry; `None` if it was not known.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn remove_remote(&self, id: Uuid, announce: &Bytes) -> Option<Dropped> {
         let members = read(&self.members);
@@ -354,7 +349,11 @@ impl Room {
         remote.swap_remove(at);
         self.remote_len.store(remote.len(), Ordering::Release);
         drop(remote);
-        Some(relay_now(members, id, announce))
+        // The entries it set, as this relay's copy of the state holds them, go with it, as
+        // on its own relay.
+        let mut deleted = BytesMut::new();
+        RoomState::remove_owned(&mut lock(&self.state), id, &mut deleted);
+        Some(relay_now(members, id, &followed_by(announce, deleted)))
     }
 
     /// Ids of the members on other relays.
@@ -460,6 +459,18 @@ fn relay_keyed(
         }
     }
     (recipients, dropped)
+}
+
+/// `announce` (a `PlayerLeft`) followed by the empty `State`s of the entries its member
+/// owned, as one queue entry.
+fn followed_by(announce: &Bytes, deleted: BytesMut) -> Bytes {
+    if deleted.is_empty() {
+        return announce.clone();
+    }
+    let mut frames = BytesMut::with_capacity(announce.len() + deleted.len());
+    frames.extend_from_slice(announce);
+    frames.extend_from_slice(&deleted);
+    frames.freeze()
 }
 
 /// [`relay`], then writes the queues once `members`' lock is released.

@@ -394,3 +394,86 @@ async fn a_change_reaches_the_members_on_other_relays_live() {
     drop((a, far));
     stop(cluster).await;
 }
+
+/// A relay keeps the changes it relays from the others: a later joiner there gets them in
+/// its snapshot, and they go when their owner leaves, on every relay.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_keeps_the_changes_of_the_others_for_its_joiners_and_drops_a_leavers() {
+    use relays::{connect, eventually, join, next_event, stop};
+
+    let broker = broker::Broker::start();
+    let cluster = relays::relays(&broker.url(), &broker::prefix("state-mirror"), 2).await;
+    cluster[0].handle.create_room("lobby").unwrap();
+    eventually("the room is known", || {
+        cluster[1].handle.room_exists("lobby")
+    })
+    .await;
+    let mut setter = connect(cluster[0].addr).await;
+    join(&mut setter, "lobby").await;
+    // A member on relay 1, so that relay 1 follows the room's traffic.
+    let mut far = connect(cluster[1].addr).await;
+    join(&mut far, "lobby").await;
+    for relay in &cluster {
+        eventually("every relay sees both", || {
+            relay.handle.room_client_count("lobby") == Some(2)
+        })
+        .await;
+    }
+    setter.set_state("setter/ready", b"yes").await.unwrap();
+    loop {
+        match next_event(&mut far).await {
+            ServerEvent::State { key, .. } if key == "setter/ready" => break,
+            ServerEvent::PlayerJoined { .. } => continue,
+            other => panic!("expected the change, got {other:?}"),
+        }
+    }
+    eventually("relay 1 keeps the entry", || {
+        cluster[1]
+            .handle
+            .room_state("lobby")
+            .is_ok_and(|s| s.len() == 1)
+    })
+    .await;
+    // A joiner on relay 1 gets it in its snapshot.
+    let mut late = connect(cluster[1].addr).await;
+    late.join("lobby").await.unwrap();
+    let mut snapshot = Vec::new();
+    loop {
+        match next_event(&mut late).await {
+            ServerEvent::Joined { .. } | ServerEvent::Members { .. } => {}
+            ServerEvent::State { owner, key, value } => {
+                snapshot.push((owner, key, value));
+                break;
+            }
+            other => panic!("expected the snapshot, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        snapshot,
+        vec![(setter.client_id(), "setter/ready".to_owned(), "yes".into())]
+    );
+    // The setter leaves relay 0: on relay 1 its entry goes too, after its PlayerLeft.
+    let setter_id = setter.client_id();
+    drop(setter);
+    for client in [&mut far, &mut late] {
+        loop {
+            match next_event(client).await {
+                ServerEvent::PlayerLeft { client_id } if client_id == setter_id => break,
+                ServerEvent::PlayerJoined { .. } => continue,
+                other => panic!("expected the setter's PlayerLeft, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            next_event(client).await,
+            ServerEvent::State {
+                owner: setter_id,
+                key: "setter/ready".into(),
+                value: "".into()
+            }
+        );
+    }
+    assert!(cluster[1].handle.room_state("lobby").unwrap().is_empty());
+    drop((far, late));
+    stop(cluster).await;
+}

@@ -10,6 +10,7 @@ use crate::cluster::bus_message::parse_room_message;
 use crate::cluster::Cluster;
 use crate::outbox::Pending;
 use crate::protocol::{encode, ServerFrame, HEADER_LEN};
+use crate::room::{Dropped, Room};
 use crate::server::Shared;
 use crate::session::report_backpressure;
 use crate::sync::lock;
@@ -114,6 +115,31 @@ impl RoomFrames {
     }
 }
 
+impl RoomFrames {
+    /// For a `State` frame from another relay: applies the change to this relay's copy of
+    /// the room's state and queues the frame for the members here, under the room's locks as
+    /// a local change is, so that a joiner here gets it once (in its snapshot, or live).
+    /// `None` for any other frame, or a change this relay's limits refuse (then only relayed).
+    fn mirror_state(&self, room: &Room, frame: &Bytes, pending: &mut Pending) -> Option<Dropped> {
+        if frame.get(HEADER_LEN) != Some(&self.state_tag) {
+            return None;
+        }
+        let Ok(ServerFrame::State { owner, key, value }) =
+            crate::protocol::decode_frame::<ServerFrame<'_>>(&frame[HEADER_LEN..])
+        else {
+            return None;
+        };
+        let limits = self.shared.config.room_state;
+        match room.set_state(owner, key, value, frame, limits, pending) {
+            Ok(dropped) => Some(dropped.unwrap_or_default()),
+            Err(refused) => {
+                tracing::warn!(room_id = %room.id(), why = %refused.message(room.id()), "a state change from another relay is over this relay's limits: relayed, not kept");
+                None
+            }
+        }
+    }
+}
+
 impl FrameSink for RoomFrames {
     fn deliver(&self, room: &[u8], message: Bytes) {
         let Some((origin, seq, frame)) = parse_room_message(&message) else {
@@ -151,14 +177,16 @@ impl FrameSink for RoomFrames {
         };
         self.cluster.counters.received.fetch_add(1, Relaxed);
         let mut pending = Pending::default();
-        // A keyed frame may replace its sender's older one for a slow member here too.
-        let (_, dropped) = match keyed {
-            Some((sender, key)) => {
-                let (recipients, dropped) = room.broadcast_keyed(sender, key, &frame, &mut pending);
-                room.fanned_out(recipients);
-                (recipients, dropped)
-            }
-            None => room.broadcast_all(&frame, &mut pending),
+        // A keyed frame may replace its sender's older one for a slow member here too; a
+        // state entry is kept here too, for the joiners of this relay.
+        let dropped = if let Some((sender, key)) = keyed {
+            let (recipients, dropped) = room.broadcast_keyed(sender, key, &frame, &mut pending);
+            room.fanned_out(recipients);
+            dropped
+        } else if let Some(dropped) = self.mirror_state(&room, &frame, &mut pending) {
+            dropped
+        } else {
+            room.broadcast_all(&frame, &mut pending).1
         };
         self.shared.flush(&mut pending);
         if dropped.is_empty() {
