@@ -7,7 +7,7 @@
 //! on another relay of a cluster gets the same frame through the broker, as a message to the
 //! relay that holds it (the handle's `send_to` path): one message per such target.
 
-use super::RoomRouter;
+use super::{room_to_send_to, RoomRouter};
 use crate::outbox::{Pending, Refused};
 use crate::pipeline::Reply;
 use crate::protocol::{encode, ServerFrame};
@@ -29,12 +29,10 @@ struct Sent {
 
 impl RoomRouter {
     pub(super) fn direct(&self, session: &Session, targets: &[Uuid], data: &Bytes) -> Reply {
-        let Some(room) = session.current_room() else {
-            return Reply::error("not in a room");
+        let room = match room_to_send_to(session) {
+            Ok(room) => room,
+            Err(reply) => return reply,
         };
-        if room.is_deleted() {
-            return Reply::error(format!("room deleted: {}", room.id()));
-        }
         let frame = encode(&ServerFrame::Direct {
             sender_id: session.client_id,
             data,

@@ -24,6 +24,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::Service;
+use uuid::Uuid;
 
 /// The innermost frame service: carries out joins, leaves and broadcasts.
 #[derive(Clone)]
@@ -183,12 +184,10 @@ impl RoomRouter {
     }
 
     fn broadcast(&self, session: &Session, data: &Bytes) -> Reply {
-        let Some(room) = session.current_room() else {
-            return Reply::error("not in a room");
+        let room = match room_to_send_to(session) {
+            Ok(room) => room,
+            Err(reply) => return reply,
         };
-        if room.is_deleted() {
-            return Reply::error(format!("room deleted: {}", room.id()));
-        }
         // Encoded once; every recipient shares this buffer.
         let frame = encode(&ServerFrame::Broadcast {
             sender_id: session.client_id,
@@ -198,18 +197,46 @@ impl RoomRouter {
         let mut pending = session.pending();
         let (recipients, dropped) = room.broadcast(session.client_id, &frame, &mut pending);
         drop(pending);
+        self.relayed(&room, &frame, recipients, &dropped)
+    }
+
+    /// After a frame was queued for the members here: its fan-out recorded, the members on
+    /// other relays reached, the full queues reported, and the answer.
+    fn relayed(
+        &self,
+        room: &Arc<Room>,
+        frame: &Bytes,
+        recipients: usize,
+        dropped: &[Uuid],
+    ) -> Reply {
         // The application's recorder runs under no lock of ours.
         room.fanned_out(recipients);
-        // Members on other relays get it through the broker: one publish for all of them,
-        // and none at all while the room's members are all here.
-        if room.has_remote() {
-            if let Some(cluster) = self.shared.cluster() {
-                cluster.publish(&room, &frame);
-            }
-        }
-        report_backpressure(&*self.handler, &self.shared.counters, &dropped, room.id());
+        self.publish(room, frame);
+        report_backpressure(&*self.handler, &self.shared.counters, dropped, room.id());
         Reply::relayed(Arc::clone(room.id()))
     }
+
+    /// Members on other relays get `frame` through the broker: one publish for all of them,
+    /// and none at all while the room's members are all here.
+    fn publish(&self, room: &Arc<Room>, frame: &Bytes) {
+        if room.has_remote() {
+            if let Some(cluster) = self.shared.cluster() {
+                cluster.publish(room, frame);
+            }
+        }
+    }
+}
+
+/// The room a client's frame goes to: the one it is in, unless it is in none or the room was
+/// deleted since (the answer, then).
+fn room_to_send_to(session: &Session) -> Result<Arc<Room>, Reply> {
+    let Some(room) = session.current_room() else {
+        return Err(Reply::error("not in a room"));
+    };
+    if room.is_deleted() {
+        return Err(Reply::error(format!("room deleted: {}", room.id())));
+    }
+    Ok(room)
 }
 
 impl Service<FrameRequest> for RoomRouter {

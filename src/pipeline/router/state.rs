@@ -1,6 +1,6 @@
 //! Room state: the entries a member sets, relayed to the others and kept for later joiners.
 
-use super::RoomRouter;
+use super::{room_to_send_to, RoomRouter};
 use crate::pipeline::Reply;
 use crate::protocol::{encode, ServerFrame};
 use crate::room::check_key;
@@ -14,12 +14,10 @@ impl RoomRouter {
         if let Err(refused) = check_key(key) {
             return Reply::error(refused.message(""));
         }
-        let Some(room) = session.current_room() else {
-            return Reply::error("not in a room");
+        let room = match room_to_send_to(session) {
+            Ok(room) => room,
+            Err(reply) => return reply,
         };
-        if room.is_deleted() {
-            return Reply::error(format!("room deleted: {}", room.id()));
-        }
         let owner = session.client_id;
         // Encoded once, outside the room's locks; every other member shares it.
         let frame = encode(&ServerFrame::State { owner, key, value });
@@ -29,13 +27,8 @@ impl RoomRouter {
         drop(pending);
         match set {
             Ok(Some(dropped)) => {
-                // Members on other relays get the change live; a joiner there gets no
-                // snapshot of it (a room's state is kept by the relay it was set on).
-                if room.has_remote() {
-                    if let Some(cluster) = self.shared.cluster() {
-                        cluster.publish(&room, &frame);
-                    }
-                }
+                // Members on other relays get the change live, and their relay keeps it.
+                self.publish(&room, &frame);
                 report_backpressure(&*self.handler, &self.shared.counters, &dropped, room.id());
                 Reply::relayed(Arc::clone(room.id()))
             }
