@@ -204,29 +204,14 @@ async fn a_full_queue_drops_a_direct_send_for_that_target_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_on_another_relay_gets_it_through_the_broker() {
     use ghost_sync::ServerEvent;
-    use relays::{connect, events_until_marker, eventually, join, next_event, stop};
+    use relays::{events_until_marker, next_event, room_with, stop};
 
     let broker = broker::Broker::start();
     let cluster = relays::relays(&broker.url(), &broker::prefix("direct"), 2).await;
-    cluster[0].handle.create_room("arena").unwrap();
-    eventually("the room is known", || {
-        cluster[1].handle.room_exists("arena")
-    })
-    .await;
-    let mut a = connect(cluster[0].addr).await;
-    join(&mut a, "arena").await;
-    let mut b = connect(cluster[0].addr).await;
-    join(&mut b, "arena").await;
-    let mut c = connect(cluster[0].addr).await;
-    join(&mut c, "arena").await;
-    let mut far = connect(cluster[1].addr).await;
-    join(&mut far, "arena").await;
-    for relay in &cluster {
-        eventually("every relay sees every member", || {
-            relay.handle.room_client_count("arena") == Some(4)
-        })
-        .await;
-    }
+    let [mut a, mut b, mut c, mut far]: [_; 4] = room_with(&cluster, "arena", &[0, 0, 0, 1])
+        .await
+        .try_into()
+        .unwrap();
     // To one member here and one on the other relay; c is not named.
     a.send_to(&[b.client_id(), far.client_id()], b"psst")
         .await

@@ -338,25 +338,14 @@ async fn a_set_racing_a_rejoin_is_seen_exactly_once_after_it() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_reaches_the_members_on_other_relays_live() {
-    use relays::{connect, eventually, join, next_event, stop};
+    use relays::{next_event, room_with, stop};
 
     let broker = broker::Broker::start();
     let cluster = relays::relays(&broker.url(), &broker::prefix("state"), 2).await;
-    cluster[0].handle.create_room("lobby").unwrap();
-    eventually("the room is known", || {
-        cluster[1].handle.room_exists("lobby")
-    })
-    .await;
-    let mut a = connect(cluster[0].addr).await;
-    join(&mut a, "lobby").await;
-    let mut far = connect(cluster[1].addr).await;
-    join(&mut far, "lobby").await;
-    for relay in &cluster {
-        eventually("every relay sees every member", || {
-            relay.handle.room_client_count("lobby") == Some(2)
-        })
-        .await;
-    }
+    let [mut a, mut far]: [_; 2] = room_with(&cluster, "lobby", &[0, 1])
+        .await
+        .try_into()
+        .unwrap();
     // Key and value as large as `max_payload` allows: the other relay must not take the
     // State's larger overhead for an oversized frame.
     let value = vec![9u8; ghost_sync::server::DEFAULT_MAX_PAYLOAD - 1];
@@ -400,26 +389,15 @@ async fn a_change_reaches_the_members_on_other_relays_live() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_keeps_the_changes_of_the_others_for_its_joiners_and_drops_a_leavers() {
-    use relays::{connect, eventually, join, next_event, stop};
+    use relays::{connect, eventually, next_event, room_with, stop};
 
     let broker = broker::Broker::start();
     let cluster = relays::relays(&broker.url(), &broker::prefix("state-mirror"), 2).await;
-    cluster[0].handle.create_room("lobby").unwrap();
-    eventually("the room is known", || {
-        cluster[1].handle.room_exists("lobby")
-    })
-    .await;
-    let mut setter = connect(cluster[0].addr).await;
-    join(&mut setter, "lobby").await;
-    // A member on relay 1, so that relay 1 follows the room's traffic.
-    let mut far = connect(cluster[1].addr).await;
-    join(&mut far, "lobby").await;
-    for relay in &cluster {
-        eventually("every relay sees both", || {
-            relay.handle.room_client_count("lobby") == Some(2)
-        })
-        .await;
-    }
+    // A member on relay 1 too, so that relay 1 follows the room's traffic.
+    let [mut setter, mut far]: [_; 2] = room_with(&cluster, "lobby", &[0, 1])
+        .await
+        .try_into()
+        .unwrap();
     setter.set_state("setter/ready", b"yes").await.unwrap();
     loop {
         match next_event(&mut far).await {

@@ -96,6 +96,31 @@ pub async fn connect(addr: SocketAddr) -> Client {
         .expect("connected")
 }
 
+/// Creates `room` (on the first relay), and connects a client to `relays[i]` for each `i` of
+/// `placement`, in order, each joined; returns once every relay counts them all. The earlier
+/// clients have `PlayerJoined` events of the later ones waiting. (Used by the cluster cases
+/// of `tests/direct.rs` and `tests/room_state.rs`, which include this file.)
+#[allow(dead_code)]
+pub async fn room_with(relays: &[Relay], room: &str, placement: &[usize]) -> Vec<Client> {
+    relays[0].handle.create_room(room).unwrap();
+    for relay in relays {
+        eventually("the room is known", || relay.handle.room_exists(room)).await;
+    }
+    let mut clients = Vec::new();
+    for &at in placement {
+        let mut client = connect(relays[at].addr).await;
+        join(&mut client, room).await;
+        clients.push(client);
+    }
+    for relay in relays {
+        eventually("every relay sees every member", || {
+            relay.handle.room_client_count(room) == Some(placement.len())
+        })
+        .await;
+    }
+    clients
+}
+
 /// The error `recv` ends with, skipping events.
 pub async fn next_error(client: &mut Client) -> SyncError {
     loop {
