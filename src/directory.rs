@@ -1,9 +1,9 @@
 //! The client directory: every connected client by id, for the handle's control surface
 //! (`kick`, `send_to`, `clients`, `client_info`), and [`ClientInfo`], what it tells.
 //!
-//! A client is listed from the end of its handshake until its connection is fully torn down;
-//! the map never holds more entries than `max_clients`, since each one is an admitted
-//! connection.
+//! A client is listed from the end of its handshake until its seat ends: its connection fully
+//! torn down, or, for a seat held for a resume, the hold's end. The map never holds more
+//! entries than `max_clients` plus `max_held_seats`.
 
 use crate::auth::Identity;
 use crate::session::Session;
@@ -60,6 +60,9 @@ pub struct ClientInfo {
     pub connected_since: SystemTime,
     /// Frames waiting in its write queue (at most `channel_capacity`).
     pub queue_depth: usize,
+    /// Its connection dropped and its seat is held for a resume (`resume_window`): it is
+    /// still in its room, and frames for it queue until it resumes or the seat ends.
+    pub held: bool,
 }
 
 impl ClientInfo {
@@ -71,6 +74,7 @@ impl ClientInfo {
             room: session.current_room().map(|room| room.id().to_string()),
             connected_since: session.connected_at,
             queue_depth: session.queue_depth(),
+            held: false,
         }
     }
 }

@@ -24,6 +24,7 @@
 
 mod direct;
 mod flusher;
+mod handover;
 
 pub(crate) use direct::{DirectWrite, Pending};
 pub(crate) use flusher::Flusher;
@@ -58,6 +59,14 @@ struct State {
     /// The socket, for writes from the tasks that queue frames; `None` for transports that
     /// only the writer task can write (and once the queue is closed).
     direct: Option<Arc<dyn DirectWrite>>,
+    /// The client's seat is held for a resume (see [`handover`]): frames queue, nobody
+    /// writes them until a new connection attaches.
+    held: bool,
+    /// Frames refused `Full` since the hold began: the `missed` of the resume.
+    dropped: u32,
+    /// Frames the writer task took and has not yet reported written: lost if its socket
+    /// dies under them.
+    in_flight: u32,
 }
 
 #[derive(Debug)]
@@ -138,6 +147,7 @@ impl Outbox {
         // wedge a client (the limit is kept above the largest frame anyway).
         let over_bytes = state.bytes > 0 && state.bytes + frame.len() > self.queue.max_bytes;
         if state.frames.len() >= self.queue.max_frames || over_bytes {
+            state.dropped = state.dropped.saturating_add(1);
             return Err(Refused::Full);
         }
         state.bytes += frame.len();
@@ -167,12 +177,16 @@ impl Inbox {
         loop {
             {
                 let mut state = lock(&self.queue.state);
-                if !state.frames.is_empty() {
+                if state.held {
+                    // Held for a resume: the frames wait for the next connection's writer.
+                } else if !state.frames.is_empty() {
                     std::mem::swap(&mut state.frames, batch);
                     state.owned = true;
+                    state.in_flight = u32::try_from(batch.len()).unwrap_or(u32::MAX);
                     return std::mem::take(&mut state.head_sent);
+                } else {
+                    state.owned = false;
                 }
-                state.owned = false;
             }
             // A push between the check and this wait stores a permit: no wake-up is lost.
             self.queue.ready.notified().await;
@@ -198,6 +212,7 @@ impl Inbox {
     pub(crate) fn written(&self, bytes: usize) {
         let mut state = lock(&self.queue.state);
         state.bytes = state.bytes.saturating_sub(bytes);
+        state.in_flight = 0;
     }
 
     /// Takes the oldest queued frame, if any (for tests of what was queued).
