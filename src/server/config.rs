@@ -194,6 +194,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn held_seats_add_their_queues_to_the_memory_bound_and_nothing_when_off() {
+        let off = Config::default();
+        let on = Config {
+            resume_window: Some(Duration::from_secs(10)),
+            max_held_seats: Some(10),
+            ..Config::default()
+        };
+        let per_held =
+            off.max_queued_bytes as u64 + off.channel_capacity as u64 * 32 + HELD_OVERHEAD;
+        assert_eq!(on.memory_bound() - off.memory_bound(), 10 * per_held);
+        // A bound without a limit on held seats: max_clients.
+        let default_held = Config {
+            resume_window: Some(Duration::from_secs(10)),
+            ..Config::default()
+        };
+        assert_eq!(default_held.held_seats(), off.max_clients);
+        assert_eq!(off.held_seats(), 0);
+    }
+
+    #[test]
+    fn a_zero_resume_window_is_off_and_a_long_one_is_clamped() {
+        let zero = Config {
+            resume_window: Some(Duration::ZERO),
+            ..Config::default()
+        }
+        .sanitized();
+        assert_eq!(zero.resume_window, None);
+        let long = Config {
+            resume_window: Some(Duration::from_secs(86_400)),
+            ..Config::default()
+        }
+        .sanitized();
+        assert_eq!(long.resume_window, Some(MAX_RESUME_WINDOW));
+    }
+
+    #[test]
     fn the_defaults_are_the_documented_ones() {
         let config = Config::default();
         assert_eq!(config.bind, "0.0.0.0:7777");
