@@ -60,9 +60,6 @@ pub struct ClientInfo {
     pub connected_since: SystemTime,
     /// Frames waiting in its write queue (at most `channel_capacity`).
     pub queue_depth: usize,
-    /// Its connection dropped and its seat is held for a resume (`resume_window`): it is
-    /// still in its room, and frames for it queue until it resumes or the seat ends.
-    pub held: bool,
 }
 
 impl ClientInfo {
@@ -74,7 +71,6 @@ impl ClientInfo {
             room: session.current_room().map(|room| room.id().to_string()),
             connected_since: session.connected_at,
             queue_depth: session.queue_depth(),
-            held: false,
         }
     }
 }

@@ -313,10 +313,11 @@ impl ServerHandle {
     }
 
     /// What the relay knows about a connected client; `None` if it is not connected. A
-    /// client whose seat is held for a resume is listed, with [`ClientInfo::held`] set.
+    /// client whose seat is held for a resume is listed (see
+    /// [`is_held`](ServerHandle::is_held)).
     pub fn client_info(&self, client_id: Uuid) -> Option<ClientInfo> {
         match self.shared.directory.get(client_id) {
-            Some(session) => Some(self.info(&session)),
+            Some(session) => Some(ClientInfo::of(&session)),
             None => self.shared.cluster()?.remote_info(client_id),
         }
     }
@@ -328,7 +329,7 @@ impl ServerHandle {
             .directory
             .all()
             .iter()
-            .map(|session| self.info(session))
+            .map(|session| ClientInfo::of(session))
             .collect();
         if let Some(cluster) = self.shared.cluster() {
             all.extend(cluster.remote_infos());
@@ -336,14 +337,14 @@ impl ServerHandle {
         all
     }
 
-    fn info(&self, session: &crate::session::Session) -> ClientInfo {
-        let mut info = ClientInfo::of(session);
-        info.held = self
-            .shared
+    /// Whether `client_id`'s connection dropped and its seat is held for a resume
+    /// ([`resume_window`](crate::ServerBuilder::resume_window)): it is still listed and in
+    /// its room, and frames for it queue until it resumes or the seat ends.
+    pub fn is_held(&self, client_id: Uuid) -> bool {
+        self.shared
             .seats
             .as_ref()
-            .is_some_and(|seats| seats.is_held(session.client_id));
-        info
+            .is_some_and(|seats| seats.is_held(client_id))
     }
 
     /// Number of connected clients (handshake completed; with a broker: on every relay;

@@ -38,7 +38,7 @@ pub type ResumeToken = Vec<u8>;
 #[derive(Debug)]
 pub enum HelloAnswer {
     /// Welcomed: the client (its `Welcome` consumed) and the token that `Welcome` carried.
-    Welcome(TestClient, ResumeToken),
+    Welcome(Box<TestClient>, ResumeToken),
     /// Refused: the reject code and its reason.
     Rejected(u8, String),
 }
@@ -56,7 +56,7 @@ impl TestRelay {
         credentials: &[u8],
     ) -> (TestClient, ResumeToken) {
         match self.hello(name, credentials, b"").await {
-            HelloAnswer::Welcome(client, token) => (client, token),
+            HelloAnswer::Welcome(client, token) => (*client, token),
             HelloAnswer::Rejected(code, why) => {
                 panic!("{name}: the relay refused the handshake: code {code} ({why:?})")
             }
@@ -78,7 +78,7 @@ impl TestRelay {
         token: &[u8],
     ) -> (TestClient, ResumeToken) {
         match self.hello(name, credentials, token).await {
-            HelloAnswer::Welcome(client, token) => (client, token),
+            HelloAnswer::Welcome(client, token) => (*client, token),
             HelloAnswer::Rejected(code, why) => {
                 panic!("{name}: the relay refused the resume: code {code} ({why:?})")
             }
@@ -147,7 +147,7 @@ impl TestRelay {
             timeout: DEFAULT_TIMEOUT,
             history: VecDeque::new(),
         };
-        HelloAnswer::Welcome(client, token)
+        HelloAnswer::Welcome(Box::new(client), token)
     }
 }
 
