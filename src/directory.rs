@@ -1,9 +1,9 @@
 //! The client directory: every connected client by id, for the handle's control surface
 //! (`kick`, `send_to`, `clients`, `client_info`), and [`ClientInfo`], what it tells.
 //!
-//! A client is listed from the end of its handshake until its connection is fully torn down;
-//! the map never holds more entries than `max_clients`, since each one is an admitted
-//! connection.
+//! A client is listed from the end of its handshake until its seat ends: its connection fully
+//! torn down, or, for a seat held for a resume, the hold's end. The map never holds more
+//! entries than `max_clients` plus `max_held_seats`.
 
 use crate::auth::Identity;
 use crate::session::Session;

@@ -33,6 +33,10 @@ pub enum DisconnectReason {
     ServerShutdown,
     /// The relay failed on this connection: a hook panicked, a layer's service is gone.
     Internal(String),
+    /// The client resumed its seat on another connection while this one was still open
+    /// (`resume_window`): this connection closes and the seat lives on. Seen by
+    /// [`ServerHandler::on_drop`](crate::ServerHandler::on_drop), never by `on_disconnect`.
+    Replaced,
 }
 
 impl DisconnectReason {
@@ -50,7 +54,24 @@ impl DisconnectReason {
             Self::Policy(_) => DisconnectKind::Policy,
             Self::ServerShutdown => DisconnectKind::ServerShutdown,
             Self::Internal(_) => DisconnectKind::Internal,
+            Self::Replaced => DisconnectKind::Replaced,
         }
+    }
+
+    /// Whether, on a relay that holds seats (`resume_window`), this end of a connection
+    /// holds the client's seat for a resume rather than ending it: the link failed or went
+    /// quiet (a close without `Bye` included), or the seat moved to another connection. A
+    /// `Bye`, a kick, a policy or protocol end, an internal error or a shutdown end it.
+    pub(crate) fn holds_seat(&self) -> bool {
+        matches!(
+            self,
+            Self::ClientClosed
+                | Self::Transport(_)
+                | Self::IdleTimeout
+                | Self::PingTimeout
+                | Self::SlowConsumer
+                | Self::Replaced
+        )
     }
 
     /// The `Disconnect` frame for this reason; `None` when the client is already gone.
@@ -66,6 +87,7 @@ impl DisconnectReason {
             Self::Policy(why) => (DisconnectCode::Policy, why.as_str()),
             Self::ServerShutdown => (DisconnectCode::ServerShutdown, "server shutting down"),
             Self::Internal(why) => (DisconnectCode::Internal, why.as_str()),
+            Self::Replaced => (DisconnectCode::Replaced, "resumed on another connection"),
         };
         Some(encode(&ServerFrame::Disconnect {
             code: code as u8,
@@ -88,6 +110,7 @@ impl fmt::Display for DisconnectReason {
             Self::Policy(why) => write!(f, "policy: {why}"),
             Self::ServerShutdown => f.write_str("server shutdown"),
             Self::Internal(why) => write!(f, "internal error: {why}"),
+            Self::Replaced => f.write_str("resumed on another connection"),
         }
     }
 }
@@ -118,11 +141,13 @@ pub enum DisconnectKind {
     ServerShutdown,
     /// See [`DisconnectReason::Internal`].
     Internal,
+    /// See [`DisconnectReason::Replaced`].
+    Replaced,
 }
 
 impl DisconnectKind {
     /// Every kind, in a fixed order (the order of [`Stats::disconnects`](crate::Stats)).
-    pub const ALL: [DisconnectKind; 11] = [
+    pub const ALL: [DisconnectKind; 12] = [
         Self::ClientClosed,
         Self::Transport,
         Self::IdleTimeout,
@@ -134,6 +159,7 @@ impl DisconnectKind {
         Self::Policy,
         Self::ServerShutdown,
         Self::Internal,
+        Self::Replaced,
     ];
 
     /// A short stable name (`"idle_timeout"`), for logs and metrics labels.
@@ -150,6 +176,7 @@ impl DisconnectKind {
             Self::Policy => "policy",
             Self::ServerShutdown => "server_shutdown",
             Self::Internal => "internal",
+            Self::Replaced => "replaced",
         }
     }
 

@@ -89,6 +89,14 @@ pub enum ServerEvent {
         /// How many frames were lost (saturating at `u32::MAX`).
         count: u32,
     },
+    /// The relay resumed this client's seat on a new connection (same client id, same room):
+    /// every event queued for it during the drop came before this one, and what follows is
+    /// live. `missed` events were lost meanwhile (its queue was full); when it is not 0 a
+    /// game may resync (join its room again for a fresh member list and room state).
+    Resumed {
+        /// How many frames the drop lost (saturating at `u32::MAX`).
+        missed: u32,
+    },
     /// The relay refused a request ("room not found: lobby", "join rejected: lobby"); the
     /// connection stays open.
     Error(String),

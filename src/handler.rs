@@ -187,10 +187,30 @@ pub trait ServerHandler: Send + Sync + 'static {
         let _ = (client_id, room_id);
     }
 
-    /// The connection of `client_id` ended, for `reason`. Fires exactly once per connection
-    /// that completed its handshake, after `on_leave` (if it was in a room).
+    /// The seat of `client_id` ended, for `reason`. Fires exactly once per client id that
+    /// completed its handshake, after `on_leave` (if it was in a room). With
+    /// [`resume_window`](crate::ServerBuilder::resume_window) a dropped connection whose seat
+    /// is held fires [`on_drop`](ServerHandler::on_drop) instead, and this fires only when
+    /// the seat ends (the window ran out: `reason` is the drop's), not once per connection.
     fn on_disconnect(&self, client_id: Uuid, reason: &DisconnectReason) {
         let _ = (client_id, reason);
+    }
+
+    /// The connection of `client_id` dropped for `reason` and its seat is held for a resume
+    /// (only with [`resume_window`](crate::ServerBuilder::resume_window)): it stays in its
+    /// room and the others are not told. Either [`on_resume`](ServerHandler::on_resume)
+    /// follows, or, once the window runs out, `on_leave` and `on_disconnect`. A resume that
+    /// takes over a connection still open fires this with [`DisconnectReason::Replaced`],
+    /// then `on_resume`.
+    fn on_drop(&self, client_id: Uuid, reason: &DisconnectReason) {
+        let _ = (client_id, reason);
+    }
+
+    /// `client_id` resumed its held seat on a new connection; `missed` frames for it were
+    /// dropped meanwhile (its queue was full). Fires once per resume, after an `on_drop` of
+    /// the same id.
+    fn on_resume(&self, client_id: Uuid, missed: u32) {
+        let _ = (client_id, missed);
     }
 
     /// A room was created through the handle.

@@ -43,6 +43,8 @@ pub(crate) struct Session {
     authenticated: AtomicBool,
     /// A ping was sent and no pong has come back yet.
     awaiting_pong: AtomicBool,
+    /// The client sent `Bye`: its close ends its seat rather than holding it.
+    said_bye: AtomicBool,
     room: Mutex<Option<Arc<Room>>>,
     /// The other clients' queues this client's frames filled since the driver last wrote
     /// them (see [`flush`](Session::flush)).
@@ -71,11 +73,38 @@ impl Session {
             activity: ActivityClock::new(),
             authenticated: AtomicBool::new(false),
             awaiting_pong: AtomicBool::new(false),
+            said_bye: AtomicBool::new(false),
             room: Mutex::new(None),
             pending: Mutex::default(),
             cluster: None,
             flusher: None,
         }
+    }
+
+    /// The session of a held seat resumed on a new connection from `peer`: the same client,
+    /// identity, queue (the rooms hold it) and room, which moves over (so `held` leaves no
+    /// room when it goes); fresh connection state.
+    pub(crate) fn resumed_from(held: &Session, peer: SocketAddr) -> Self {
+        let mut session = Self::new(
+            held.client_id,
+            peer,
+            held.identity.clone(),
+            held.outbox.clone(),
+        )
+        .with_cluster(held.cluster.clone())
+        .with_flusher(held.flusher.clone());
+        session.room = Mutex::new(lock(&held.room).take());
+        session
+    }
+
+    /// The client said `Bye`.
+    pub(crate) fn said_bye(&self) {
+        self.said_bye.store(true, Ordering::Release);
+    }
+
+    /// Whether the client said `Bye`.
+    pub(crate) fn has_said_bye(&self) -> bool {
+        self.said_bye.load(Ordering::Acquire)
     }
 
     /// This session on a relay with a flush window (`flush_interval`).

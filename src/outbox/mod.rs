@@ -32,6 +32,7 @@
 mod alloc_count;
 mod direct;
 mod flusher;
+mod handover;
 mod keyed;
 mod notice;
 
@@ -80,6 +81,13 @@ struct State {
     front: u64,
     /// Where the queued keyed frames are; allocated for the first one.
     keyed: Option<Box<KeyIndex>>,
+    /// The client's seat is held for a resume (see [`handover`]): frames queue, nobody
+    /// writes them until a new connection attaches, and the frames refused meanwhile are
+    /// told by the resume's `Resumed { missed }`, not by a `Dropped` notice.
+    held: bool,
+    /// Frames the writer task took and has not yet reported written: lost if its socket
+    /// dies under them.
+    in_flight: u32,
 }
 
 impl State {
@@ -239,6 +247,10 @@ impl Inbox {
     /// [`take`](Inbox::take) if frames are queued; `None` (and the socket handed back) if not.
     fn try_take(&mut self, batch: &mut Vec<Bytes>) -> Option<usize> {
         let mut state = lock(&self.queue.state);
+        if state.held {
+            // Held for a resume: the frames wait for the next connection's writer.
+            return None;
+        }
         if state.frames.is_empty() {
             state.owned = false;
             return None;
@@ -246,6 +258,7 @@ impl Inbox {
         std::mem::swap(&mut state.frames, batch);
         state.advanced(batch.len());
         state.owned = true;
+        state.in_flight = u32::try_from(batch.len()).unwrap_or(u32::MAX);
         Some(std::mem::take(&mut state.head_sent))
     }
 
@@ -270,6 +283,7 @@ impl Inbox {
     pub(crate) fn written(&self, bytes: usize) {
         let mut state = lock(&self.queue.state);
         state.bytes = state.bytes.saturating_sub(bytes);
+        state.in_flight = 0;
     }
 
     /// Takes the oldest queued frame, if any (for tests of what was queued).
@@ -311,8 +325,9 @@ impl Queue {
     /// queue was idle, or the frame back if the queue is full. The caller checked `closed`.
     #[inline]
     fn enqueue(&self, state: &mut State, frame: Bytes) -> Result<bool, Bytes> {
-        // The one test the notice costs a queue that dropped nothing.
-        if state.dropped > 0 {
+        // The one test the notice costs a queue that dropped nothing. A held seat's drops are
+        // told by its `Resumed` instead.
+        if state.dropped > 0 && !state.held {
             return self.enqueue_after_drops(state, frame);
         }
         // An empty queue takes any frame, so one frame larger than the byte limit cannot

@@ -84,9 +84,10 @@ impl From<Goodbye> for SyncError {
             Some(DisconnectCode::Kicked) => SyncError::Kicked(goodbye.message),
             Some(DisconnectCode::ServerShutdown) => SyncError::ConnectionClosed,
             Some(DisconnectCode::SlowConsumer) => SyncError::SlowConsumer,
-            Some(DisconnectCode::Internal | DisconnectCode::Policy) | None => {
-                SyncError::Disconnected(goodbye.message)
-            }
+            // Replaced: the seat lives on another connection; this one is over for good, and
+            // the message ("resumed on another connection") says so.
+            Some(DisconnectCode::Internal | DisconnectCode::Policy | DisconnectCode::Replaced)
+            | None => SyncError::Disconnected(goodbye.message),
         }
     }
 }
@@ -280,6 +281,7 @@ impl EventDecoder {
                 value: body.slice_ref(value),
             },
             ServerFrame::Dropped { count } => ServerEvent::Dropped { count },
+            ServerFrame::Resumed { missed } => ServerEvent::Resumed { missed },
             ServerFrame::Error { message } => ServerEvent::Error(message.to_owned()),
         };
         Ok(Some(Decoded::Event(event)))

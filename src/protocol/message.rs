@@ -235,6 +235,13 @@ pub enum ServerFrame<'a> {
         /// How many (saturating at `u32::MAX`).
         count: u32,
     },
+    /// After a resume: every frame queued for the client while its seat was held came
+    /// before this one, and what follows is live traffic.
+    #[wincode(tag = 16)]
+    Resumed {
+        /// Frames the hold lost (the queue's budgets were full), saturating at `u32::MAX`.
+        missed: u32,
+    },
 }
 
 /// Why a handshake was refused (the `code` of [`ServerFrame::Rejected`]).
@@ -296,6 +303,9 @@ pub enum DisconnectCode {
     SlowConsumer = 7,
     /// A policy layer ended the connection (too many rate-limit violations, say).
     Policy = 8,
+    /// The client resumed its seat on another connection (with this one's resume token):
+    /// this one is closed. A client does not reconnect after it.
+    Replaced = 9,
 }
 
 impl DisconnectCode {
@@ -311,6 +321,7 @@ impl DisconnectCode {
             6 => Self::Internal,
             7 => Self::SlowConsumer,
             8 => Self::Policy,
+            9 => Self::Replaced,
             _ => return None,
         })
     }
@@ -365,6 +376,7 @@ impl WireMessage for ServerFrame<'_> {
             13 => "Keyed",
             14 => "State",
             15 => "Dropped",
+            16 => "Resumed",
             _ => return None,
         })
     }

@@ -236,6 +236,44 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Holds a dropped client's seat for `d` (default: off; `Duration::ZERO` is off; at
+    /// most 1 h), so that it can come back on a new connection with the resume token of its
+    /// last `Welcome` and find itself as it was: the same client id, still in its room, the
+    /// frames queued meanwhile delivered, then `Resumed { missed }`. The others see nothing
+    /// unless the seat ends.
+    ///
+    /// A close without `Bye` (a crash, a reset), a transport error, an idle timeout, a ping
+    /// timeout and a slow consumer hold the seat; a `Bye`, a kick, a policy, protocol or
+    /// internal error and a shutdown end it at once. A held seat gives its connection slot
+    /// back but stays in its room (it counts toward the room's capacity), and its queue keeps
+    /// filling within `channel_capacity` and `max_queued_bytes`. After `d` without a resume
+    /// it ends: `PlayerLeft` to the room, then `on_leave` and `on_disconnect` with the reason
+    /// of the drop. [`ServerHandler::on_drop`] and [`ServerHandler::on_resume`] tell the two
+    /// steps. PROTOCOL.md section 7a is the client's side.
+    ///
+    /// ```
+    /// use ghost_sync::Server;
+    /// use std::time::Duration;
+    ///
+    /// let server = Server::builder()
+    ///     .resume_window(Duration::from_secs(20))
+    ///     .max_held_seats(256)
+    ///     .build();
+    /// # drop(server);
+    /// ```
+    pub fn resume_window(mut self, d: Duration) -> Self {
+        self.config.resume_window = Some(d);
+        self
+    }
+
+    /// Most seats held at once (default `max_clients`; with `resume_window` only): past it,
+    /// a drop ends the seat at once, as without `resume_window`. Each held seat may keep
+    /// `max_queued_bytes` queued, which [`Server::memory_bound`] counts.
+    pub fn max_held_seats(mut self, n: usize) -> Self {
+        self.config.max_held_seats = Some(n);
+        self
+    }
+
     /// Shares this relay's rooms with every relay using the same Redis and key prefix
     /// (feature `redis`; default: none, the relay is alone). A client may then join a room
     /// on any relay and sees the members of every relay as if they shared one.

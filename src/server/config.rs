@@ -34,6 +34,11 @@ pub(crate) struct Config {
     /// The broker this relay shares its rooms through; `None`: it is alone.
     #[cfg(feature = "redis")]
     pub(crate) redis: Option<crate::cluster::RedisOptions>,
+    /// How long a dropped client's seat is held for a resume; `None` (the default): not
+    /// at all, a drop ends the seat at once.
+    pub(crate) resume_window: Option<Duration>,
+    /// Most seats held at once; `None`: `max_clients`.
+    pub(crate) max_held_seats: Option<usize>,
     /// A `room` label on the fan-out histogram (see `telemetry.rs`); off by default.
     #[cfg(feature = "metrics")]
     pub(crate) metrics_room_labels: bool,
@@ -82,6 +87,8 @@ impl Default for Config {
                 max_keys: DEFAULT_ROOM_STATE_MAX_KEYS,
                 max_bytes: DEFAULT_ROOM_STATE_MAX_BYTES,
             },
+            resume_window: None,
+            max_held_seats: None,
             #[cfg(feature = "redis")]
             redis: None,
             #[cfg(feature = "metrics")]
@@ -93,6 +100,12 @@ impl Default for Config {
 /// Bytes of bookkeeping per connection, beyond its buffers: its two tasks, its session, its
 /// directory entry, its queue's channel. Measured well below this (see RELIABILITY.md).
 pub(crate) const CONNECTION_OVERHEAD: u64 = 16 * 1024;
+/// Bytes of bookkeeping per held seat beyond its queue: its session, its table entries and
+/// expiry task, and its ended-token record.
+pub(crate) const HELD_OVERHEAD: u64 = 2 * 1024;
+/// The longest `resume_window` (longer ones are lowered to it): a seat held for hours is a
+/// room slot lost for hours.
+pub(crate) const MAX_RESUME_WINDOW: Duration = Duration::from_secs(3600);
 /// Bytes per room member in a room's member list.
 pub(crate) const MEMBER_OVERHEAD: u64 = 64;
 
@@ -124,7 +137,18 @@ impl Config {
         let slots = self.channel_capacity as u64 * (2 * 32 + index);
         let per_connection = read + write + slots + CONNECTION_OVERHEAD + MEMBER_OVERHEAD;
         let refusals = super::entry::MAX_LINGERING_REFUSALS as u64 * 8 * 1024;
-        clients * per_connection + refusals
+        // A held seat keeps its queue (full, at worst) and its session, not its buffers.
+        let held = self.held_seats() as u64
+            * (self.max_queued_bytes as u64 + self.channel_capacity as u64 * 32 + HELD_OVERHEAD);
+        clients * per_connection + refusals + held
+    }
+
+    /// Most seats held at once: 0 with `resume_window` off.
+    pub(crate) fn held_seats(&self) -> usize {
+        match self.resume_window {
+            Some(_) => self.max_held_seats.unwrap_or(self.max_clients),
+            None => 0,
+        }
     }
 
     /// Brings values that cannot work into range, saying so, rather than panicking later
@@ -179,6 +203,14 @@ impl Config {
         if self.flush_interval.is_some_and(|every| every.is_zero()) {
             self.flush_interval = None;
         }
+        if let Some(window) = self.resume_window {
+            if window.is_zero() {
+                self.resume_window = None;
+            } else if window > MAX_RESUME_WINDOW {
+                tracing::warn!("resume_window lowered to 1 h");
+                self.resume_window = Some(MAX_RESUME_WINDOW);
+            }
+        }
         if self.idle_timeout < min {
             tracing::warn!("idle_timeout raised to 1 ms");
             self.idle_timeout = min;
@@ -190,6 +222,42 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_seats_add_their_queues_to_the_memory_bound_and_nothing_when_off() {
+        let off = Config::default();
+        let on = Config {
+            resume_window: Some(Duration::from_secs(10)),
+            max_held_seats: Some(10),
+            ..Config::default()
+        };
+        let per_held =
+            off.max_queued_bytes as u64 + off.channel_capacity as u64 * 32 + HELD_OVERHEAD;
+        assert_eq!(on.memory_bound() - off.memory_bound(), 10 * per_held);
+        // A bound without a limit on held seats: max_clients.
+        let default_held = Config {
+            resume_window: Some(Duration::from_secs(10)),
+            ..Config::default()
+        };
+        assert_eq!(default_held.held_seats(), off.max_clients);
+        assert_eq!(off.held_seats(), 0);
+    }
+
+    #[test]
+    fn a_zero_resume_window_is_off_and_a_long_one_is_clamped() {
+        let zero = Config {
+            resume_window: Some(Duration::ZERO),
+            ..Config::default()
+        }
+        .sanitized();
+        assert_eq!(zero.resume_window, None);
+        let long = Config {
+            resume_window: Some(Duration::from_secs(86_400)),
+            ..Config::default()
+        }
+        .sanitized();
+        assert_eq!(long.resume_window, Some(MAX_RESUME_WINDOW));
+    }
 
     #[test]
     fn the_defaults_are_the_documented_ones() {

@@ -213,7 +213,9 @@ impl ServerHandle {
     /// [`SyncError::Kicked`]`(reason)`). It leaves its room as any disconnecting client does:
     /// `PlayerLeft` to the others, `on_leave` once, then `on_disconnect` with
     /// [`DisconnectReason::Kicked`](crate::DisconnectReason::Kicked). The disconnect happens
-    /// on the client's own task, shortly after this returns.
+    /// on the client's own task, shortly after this returns. A seat held for a resume
+    /// (`resume_window`) ends at once, before this returns; a resume with its token is then
+    /// refused ("seat ended: kicked").
     ///
     /// Fails with [`SyncError::ClientNotFound`] if no such client is connected.
     pub fn kick(&self, client_id: Uuid, reason: &str) -> Result<(), SyncError> {
@@ -225,12 +227,22 @@ impl ServerHandle {
             };
         };
         tracing::debug!(%client_id, reason, "kick");
-        session.end_with(crate::DisconnectReason::Kicked(reason.to_owned()));
+        let reason = crate::DisconnectReason::Kicked(reason.to_owned());
+        if let Some(seats) = &self.shared.seats {
+            // A held seat has no connection to end: it ends here (`PlayerLeft` to its
+            // room, `on_leave`, `on_disconnect`); a live one's token is refused from now on.
+            if let Some(held) = seats.end(client_id, &reason) {
+                super::connection::end_held(held, Some(reason), false);
+                return Ok(());
+            }
+        }
+        session.end_with(reason);
         Ok(())
     }
 
     /// Sends `data` to one client, as a [`ServerEvent::Broadcast`](crate::ServerEvent) whose
-    /// `sender_id` is [`SERVER_ID`].
+    /// `sender_id` is [`SERVER_ID`]. To a held seat it is queued, within the queue's budgets,
+    /// and delivered on its resume.
     ///
     /// Fails with [`SyncError::ClientNotFound`], [`SyncError::PayloadTooLarge`] (over
     /// `max_payload`, which clients refuse), or [`SyncError::Backpressure`] when the
@@ -300,7 +312,9 @@ impl ServerHandle {
         }))
     }
 
-    /// What the relay knows about a connected client; `None` if it is not connected.
+    /// What the relay knows about a connected client; `None` if it is not connected. A
+    /// client whose seat is held for a resume is listed (see
+    /// [`is_held`](ServerHandle::is_held)).
     pub fn client_info(&self, client_id: Uuid) -> Option<ClientInfo> {
         match self.shared.directory.get(client_id) {
             Some(session) => Some(ClientInfo::of(&session)),
@@ -323,7 +337,18 @@ impl ServerHandle {
         all
     }
 
-    /// Number of connected clients (handshake completed; with a broker: on every relay).
+    /// Whether `client_id`'s connection dropped and its seat is held for a resume
+    /// ([`resume_window`](crate::ServerBuilder::resume_window)): it is still listed and in
+    /// its room, and frames for it queue until it resumes or the seat ends.
+    pub fn is_held(&self, client_id: Uuid) -> bool {
+        self.shared
+            .seats
+            .as_ref()
+            .is_some_and(|seats| seats.is_held(client_id))
+    }
+
+    /// Number of connected clients (handshake completed; with a broker: on every relay;
+    /// held seats included).
     pub fn client_count(&self) -> usize {
         self.shared.directory.len() + self.shared.cluster().map_or(0, |c| c.remote_count())
     }

@@ -45,9 +45,11 @@ impl<L> Server<L> {
     /// The most memory, in bytes, this server's connections can hold at once whatever
     /// clients do, from its options: `max_clients × (largest frame + 64 KiB read reserve +
     /// max_queued_bytes + 68 KiB write copy buffer + channel_capacity × 64 B of queue slots +
-    /// 16 KiB bookkeeping + 64 B room entry) + 64 lingering refusals × 8 KiB`. Rooms'
-    /// metadata, which only the application sets, comes on top. RELIABILITY.md explains each
-    /// term.
+    /// 16 KiB bookkeeping + 64 B room entry) + 64 lingering refusals × 8 KiB`, plus, with
+    /// [`resume_window`](super::ServerBuilder::resume_window), `max_held_seats ×
+    /// (max_queued_bytes + channel_capacity × 32 B + 2 KiB)` for the held seats' queues.
+    /// Rooms' metadata, which only the application sets, comes on top. RELIABILITY.md
+    /// explains each term.
     pub fn memory_bound(&self) -> u64 {
         self.shared.config.memory_bound()
     }

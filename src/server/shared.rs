@@ -1,6 +1,7 @@
 //! The state one server shares between its accept loop, its connections and its handles.
 
 use super::config::Config;
+use super::connection::seats::Seats;
 use crate::auth::Validator;
 use crate::cluster::Cluster;
 use crate::directory::Directory;
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) flusher: Option<Arc<Flusher>>,
     /// The backplane, once `run()` connected it; unset: this relay is alone.
     pub(crate) cluster: OnceLock<std::sync::Arc<Cluster>>,
+    /// The seats held across drops; `None`: `resume_window` is off.
+    pub(crate) seats: Option<Seats>,
 }
 
 impl Shared {
@@ -51,7 +54,11 @@ impl Shared {
         let flusher = config
             .flush_interval
             .map(|every| Arc::new(Flusher::new(every)));
+        let seats = config
+            .resume_window
+            .map(|window| Seats::new(window, config.held_seats(), config.max_clients));
         Self {
+            seats,
             flusher,
             // With the `metrics` feature, these register their series with the recorder
             // installed now.

@@ -39,8 +39,19 @@ const MAX_PIECES: usize = 64;
 /// past this the connection is closed without them.
 pub(crate) const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How a connection's writer ends, as its driver decides.
+#[derive(Debug)]
+pub(crate) enum Ending {
+    /// The seat ends: whatever is still queued, then this frame, then a FIN.
+    Close(Bytes),
+    /// The seat is held for a resume: the queued frames stay for the next connection, so
+    /// only the farewell (if any) goes, then a FIN.
+    Hold(Option<Bytes>),
+}
+
 /// Writes queued frames until the queue closes or `farewell` resolves. On farewell it writes
-/// whatever is still queued, then the farewell frame, then shuts the socket's write side.
+/// whatever is still queued (unless the seat is held, see [`Ending`]), then the farewell
+/// frame, then shuts the socket's write side. A dropped sender is a farewell without a frame.
 ///
 /// A batch that takes longer than `write_timeout` to write means the client stopped reading:
 /// the writer ends the session as a slow consumer, drops the frames still queued, and within
@@ -49,7 +60,7 @@ pub(crate) const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) async fn write_loop<W>(
     io: W,
     queue: Inbox,
-    farewell: oneshot::Receiver<Bytes>,
+    farewell: oneshot::Receiver<Ending>,
     shared: Arc<Shared>,
     session: Arc<Session>,
 ) where
@@ -71,7 +82,11 @@ pub(crate) async fn write_loop<W>(
         tokio::select! {
             biased;
             last = &mut w.farewell => {
-                Box::pin(w.say_goodbye(last.ok())).await;
+                match last {
+                    Ok(Ending::Hold(last)) => Box::pin(w.hand_over(last)).await,
+                    Ok(Ending::Close(last)) => Box::pin(w.say_goodbye(Some(last))).await,
+                    Err(_) => Box::pin(w.say_goodbye(None)).await,
+                }
                 return;
             }
             head_sent = w.queue.take(&mut w.batch) => {
@@ -87,7 +102,7 @@ pub(crate) async fn write_loop<W>(
 struct Writer<W> {
     io: W,
     queue: Inbox,
-    farewell: oneshot::Receiver<Bytes>,
+    farewell: oneshot::Receiver<Ending>,
     shared: Arc<Shared>,
     session: Arc<Session>,
     batch: Vec<Bytes>,
@@ -103,6 +118,19 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         let finish = async {
             self.out.write(&mut self.io, &mut self.batch).await?;
             self.io.shutdown().await
+        };
+        self.shared.with_patience(finish).await;
+    }
+
+    /// The seat is held: the queue is left as it is for the next connection (its frames
+    /// are not this socket's any more), and only the farewell goes, then a FIN.
+    async fn hand_over(&mut self, last: Option<Bytes>) {
+        let io = &mut self.io;
+        let finish = async {
+            if let Some(last) = last {
+                io.write_all(&last).await?;
+            }
+            io.shutdown().await
         };
         self.shared.with_patience(finish).await;
     }
@@ -152,10 +180,20 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         self.session.end_with(DisconnectReason::SlowConsumer);
         // The driver answers the end with its farewell, `Disconnect(SlowConsumer)`; it (or
         // its dropped sender) comes at once.
-        let last = (&mut self.farewell).await.ok();
-        // The writer owned the socket: nothing was written behind its back.
-        let _ = self.queue.close_into(&mut self.batch);
-        self.batch.clear();
+        let last = match (&mut self.farewell).await {
+            // Held: the queued frames wait for the next connection (the batch given up here
+            // counts as missed, see `Outbox::settle`).
+            Ok(Ending::Hold(last)) => last,
+            ending => {
+                // The writer owned the socket: nothing was written behind its back.
+                let _ = self.queue.close_into(&mut self.batch);
+                self.batch.clear();
+                match ending {
+                    Ok(Ending::Close(last)) => Some(last),
+                    _ => None,
+                }
+            }
+        };
         let io = &mut self.io;
         let finish = async {
             io.write_all(&rest).await?;
@@ -500,7 +538,9 @@ mod tests {
         let (bye_tx, bye_rx) = oneshot::channel();
         tx.try_send(Bytes::from_static(b"a")).unwrap();
         tx.try_send(Bytes::from_static(b"b")).unwrap();
-        bye_tx.send(Bytes::from_static(b"bye")).unwrap();
+        bye_tx
+            .send(Ending::Close(Bytes::from_static(b"bye")))
+            .unwrap();
         let mut io = Recorder::default();
         let shared = Arc::new(Shared::new(Default::default(), None));
         write_loop(&mut io, rx, bye_rx, shared, session(tx)).await;
@@ -537,14 +577,14 @@ mod tests {
     /// Plays the driver's part: once the session ended, hands the writer its farewell.
     fn farewell_on_end(
         session: &Arc<Session>,
-        bye: oneshot::Sender<Bytes>,
+        bye: oneshot::Sender<Ending>,
         then: impl FnOnce() + Send + 'static,
     ) {
         let session = Arc::clone(session);
         tokio::spawn(async move {
             session.ended().await;
             then();
-            let _ = bye.send(Bytes::from_static(b"bye"));
+            let _ = bye.send(Ending::Close(Bytes::from_static(b"bye")));
         });
     }
 

@@ -377,5 +377,6 @@ fn reason_of(code: u8, message: &str) -> Option<DisconnectReason> {
         DisconnectCode::Internal => DisconnectReason::Internal(message),
         DisconnectCode::SlowConsumer => DisconnectReason::SlowConsumer,
         DisconnectCode::Policy => DisconnectReason::Policy(message),
+        DisconnectCode::Replaced => DisconnectReason::Replaced,
     })
 }

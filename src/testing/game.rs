@@ -1,5 +1,5 @@
 //! A test client's side of the game features: direct sends, latest-state (keyed) broadcasts,
-//! room state and the goodbye, and the expectations of what they make the relay send.
+//! room state, and the expectations of what they make the relay send.
 
 use super::client::TestClient;
 use crate::event::ServerEvent;
@@ -35,11 +35,6 @@ impl TestClient {
             value: value.as_ref(),
         })
         .await;
-    }
-
-    /// Says goodbye (`Bye`): the relay ends the session and closes.
-    pub async fn bye(&mut self) {
-        self.send_frame(&ClientFrame::Bye).await;
     }
 
     /// Expects a direct send of exactly `data` from `sender`.

@@ -24,6 +24,10 @@
 //! - Faults: [`sever`](TestClient::sever) (a reset, no goodbye),
 //!   [`stop_reading`](TestClient::stop_reading), [`slow_reader`](TestClient::slow_reader),
 //!   [`send_raw`](TestClient::send_raw).
+//! - Resumes (`resume_window`): [`TestRelay::resumable`] keeps the resume token of a
+//!   client's `Welcome`, [`TestRelay::resume`] claims the held seat with it,
+//!   [`TestRelay::expect_resume_refused`] reads a refusal, and [`TestClient::bye`] ends a
+//!   seat as a client that quits properly.
 //!
 //! While it waits in an expectation a test client answers the relay's pings, so that a long
 //! test is not cut off by the ping timeout; a [stalled](TestClient::stop_reading) client does
@@ -60,11 +64,13 @@ mod faults;
 mod game;
 mod names;
 mod relay;
+mod resume;
 mod wire;
 
 pub use client::{TestClient, TestClientBuilder};
 pub use faults::{SlowReader, Stalled};
 pub use relay::TestRelay;
+pub use resume::{HelloAnswer, ResumeToken};
 pub use wire::Received;
 
 use std::time::Duration;

@@ -100,6 +100,7 @@ impl Names {
                 describe_bytes(value)
             ),
             ServerEvent::Dropped { count } => format!("Dropped({count})"),
+            ServerEvent::Resumed { missed } => format!("Resumed({missed})"),
             ServerEvent::Error(message) => format!("Error({message:?})"),
         }
     }

@@ -252,6 +252,7 @@ pub enum Frame {
         value: Vec<u8>,
     },
     Dropped(u32),
+    Resumed(u32),
     Ping,
     Pong,
     Disconnect {
@@ -441,6 +442,7 @@ fn owned(body: &Bytes) -> Frame {
             value: value.to_vec(),
         },
         ServerFrame::Dropped { count } => Frame::Dropped(count),
+        ServerFrame::Resumed { missed } => Frame::Resumed(missed),
         ServerFrame::Ping => Frame::Ping,
         ServerFrame::Pong => Frame::Pong,
         ServerFrame::Disconnect { code, message } => Frame::Disconnect {

@@ -178,6 +178,7 @@ pub fn server(frame: &ServerFrame<'_>) -> (&'static str, Vec<Field>) {
             ],
         ),
         ServerFrame::Dropped { count } => ("Dropped", vec![field("count", Value::U32(count))]),
+        ServerFrame::Resumed { missed } => ("Resumed", vec![field("missed", Value::U32(missed))]),
     }
 }
 

@@ -64,10 +64,10 @@ pub fn reject() -> Vec<Reject> {
         ),
         r(
             "server_unknown_tag",
-            "A server frame with tag 0x10, one past the last server message of version 2",
+            "A server frame with tag 0x11, one past the last server message of version 2",
             "server",
-            &["00000001", "10"],
-            Malformed("malformed frame: unknown relay message tag 0x10"),
+            &["00000001", "11"],
+            Malformed("malformed frame: unknown relay message tag 0x11"),
         ),
         r(
             "leave_trailing_byte",

@@ -285,6 +285,11 @@ pub fn server() -> Vec<(&'static str, &'static str, ServerFrame<'static>)> {
             rejected(6, "resume is off on this relay"),
         ),
         (
+            "rejected_resume_expired",
+            "Rejected, code 6 ResumeFailed: the seat the token named was held longer than resume_window and has ended",
+            rejected(6, "resume token expired"),
+        ),
+        (
             "rejected_unknown_code",
             "Rejected with code 200, unknown to version 2: it decodes; a client treats it as a protocol error",
             rejected(200, "a reason from a newer relay"),
@@ -467,6 +472,11 @@ pub fn server() -> Vec<(&'static str, &'static str, ServerFrame<'static>)> {
             disconnect(8, "disconnected: rate limit exceeded 10 times"),
         ),
         (
+            "disconnect_replaced",
+            "Disconnect, code 9 Replaced: the seat was resumed on another connection, which took it over",
+            disconnect(9, "resumed on another connection"),
+        ),
+        (
             "disconnect_unknown_code",
             "Disconnect with code 200, unknown to version 2: it decodes; a client reports it as a disconnection with this message",
             disconnect(200, "a reason from a newer relay"),
@@ -532,6 +542,16 @@ pub fn server() -> Vec<(&'static str, &'static str, ServerFrame<'static>)> {
             "dropped_saturated",
             "Dropped with the count saturated at 4294967295 (u32::MAX): at least that many",
             Dropped { count: u32::MAX },
+        ),
+        (
+            "resumed",
+            "Resumed, missed 0: every frame queued during the hold came before it (PROTOCOL.md section 10)",
+            Resumed { missed: 0 },
+        ),
+        (
+            "resumed_missed",
+            "Resumed, missed 5: the hold lost 5 frames to the queue's budgets",
+            Resumed { missed: 5 },
         ),
     ]
 }

@@ -310,7 +310,11 @@ where
                 continue;
             }
             // The client said it is leaving: whatever it sent after that is not read.
-            Ok(Incoming::Bye) => return Some(DisconnectReason::ClientClosed),
+            Ok(Incoming::Bye) => {
+                // A close after `Bye` ends the seat; one without it may hold it.
+                session.said_bye();
+                return Some(DisconnectReason::ClientClosed);
+            }
             Err(reason) => return Some(reason),
         };
         let request = FrameRequest::new(Arc::clone(session), message);

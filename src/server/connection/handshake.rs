@@ -1,8 +1,11 @@
-//! The handshake: the client's `Hello`, its credentials checked by the validator, and the
-//! relay's `Welcome`, or a refusal with a reason, all within one deadline.
+//! The handshake: the client's `Hello`, its credentials checked by the validator, the claim
+//! of a held seat if it presents a resume token, and the relay's `Welcome`, or a refusal with
+//! a reason, all within one deadline.
 
 use super::closing::reject;
+use super::seats::{Claim, Held};
 use crate::auth::{Credentials, Identity, Validator};
+use crate::disconnect::DisconnectReason;
 use crate::protocol::{
     decode_frame, encode, hello_version, ClientFrame, FrameError, FrameReader, RejectCode,
     ServerFrame, PROTOCOL_VERSION,
@@ -19,9 +22,18 @@ use uuid::Uuid;
 /// Longest wait for a new connection's `Hello` (or `idle_timeout`, if shorter).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reads the client's `Hello`, checks its credentials, and answers `Welcome`, or refuses
-/// with a reason. `Some(identity)` when the connection may proceed (`Some(None)` on an open
-/// relay).
+/// Who a completed handshake let in.
+pub(super) enum Admitted {
+    /// A new client (`identity`: `None` on an open relay); its seat is open if the relay
+    /// holds seats.
+    Fresh(Option<Identity>),
+    /// A held seat, claimed with its resume token; its `Welcome` is written.
+    Resumed(Held),
+}
+
+/// Reads the client's `Hello`, checks its credentials, claims the seat its resume token
+/// names if any, and answers `Welcome`, or refuses with a reason. `None`: the connection
+/// ends here.
 pub(super) async fn handshake<R, W>(
     shared: &Shared,
     reader: &mut R,
@@ -30,7 +42,7 @@ pub(super) async fn handshake<R, W>(
     frames: &FrameReader,
     client_id: Uuid,
     peer: SocketAddr,
-) -> Option<Option<Identity>>
+) -> Option<Admitted>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -46,6 +58,7 @@ where
         hello = tokio::time::timeout_at(deadline, read_frame(reader, buf, frames)) => hello,
     };
     let mut token = Bytes::new();
+    let mut resume_token = Bytes::new();
     let refusal = match hello {
         Err(_) => Some((RejectCode::Protocol, "no hello in time".to_owned())),
         Ok(Err(None)) => return None,
@@ -59,12 +72,21 @@ where
                 ),
             )),
             _ => match decode_frame::<ClientFrame<'_>>(&body) {
-                Ok(ClientFrame::Hello { resume, .. }) if !resume.is_empty() => Some((
-                    RejectCode::ResumeFailed,
-                    "resume is off on this relay".to_owned(),
-                )),
-                Ok(ClientFrame::Hello { credentials, .. }) => {
+                Ok(ClientFrame::Hello { resume, .. })
+                    if !resume.is_empty() && shared.seats.is_none() =>
+                {
+                    Some((
+                        RejectCode::ResumeFailed,
+                        "resume is off on this relay".to_owned(),
+                    ))
+                }
+                Ok(ClientFrame::Hello {
+                    credentials,
+                    resume,
+                    ..
+                }) => {
                     token = body.slice_ref(credentials);
+                    resume_token = body.slice_ref(resume);
                     None
                 }
                 Ok(_) => Some((
@@ -75,6 +97,7 @@ where
             },
         },
     };
+    // The credentials are checked on a resume too: a held seat does not outlive its auth.
     let (identity, refusal) = match (refusal, &shared.validator) {
         (Some(refusal), _) => (None, Some(refusal)),
         (None, None) => (None, None),
@@ -91,15 +114,61 @@ where
         reject(reader, writer, code, &message).await;
         return None;
     }
-    let welcome = encode(&ServerFrame::Welcome {
-        client_id,
-        version: PROTOCOL_VERSION,
-        max_payload: config.max_payload as u32,
-        ping_interval_ms: u32::try_from(config.ping_interval.as_millis()).unwrap_or(u32::MAX),
-        resume_token: &[],
-    });
-    writer.write_all(&welcome).await.ok()?;
-    Some(identity)
+    let welcome = |client_id, resume_token: &[u8]| {
+        encode(&ServerFrame::Welcome {
+            client_id,
+            version: PROTOCOL_VERSION,
+            max_payload: config.max_payload as u32,
+            ping_interval_ms: u32::try_from(config.ping_interval.as_millis()).unwrap_or(u32::MAX),
+            resume_token,
+        })
+    };
+    let Some(seats) = &shared.seats else {
+        writer.write_all(&welcome(client_id, &[])).await.ok()?;
+        return Some(Admitted::Fresh(identity));
+    };
+    if resume_token.is_empty() {
+        let token = seats.open(client_id, identity.clone());
+        if writer.write_all(&welcome(client_id, &token)).await.is_err() {
+            seats.end(client_id, &DisconnectReason::ClientClosed);
+            return None;
+        }
+        return Some(Admitted::Fresh(identity));
+    }
+    let claimed = match seats.claim(&resume_token, &identity) {
+        Ok((_, fresh, Claim::Held(held))) => Ok((held, fresh)),
+        Ok((held_id, fresh, Claim::Live(taken))) => {
+            // The seat's connection is still open (half open, likely): it closes, and the
+            // seat comes over once it let go.
+            if let Some(old) = shared.directory.get(held_id) {
+                old.end_with(DisconnectReason::Replaced);
+            }
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => Err("server shutting down".to_owned()),
+                taken = tokio::time::timeout_at(deadline, taken) => match taken {
+                    Ok(Ok(held)) => Ok((held, fresh)),
+                    Ok(Err(_)) => Err(seats.refusal(&resume_token)),
+                    Err(_) => Err("seat still held by a connection that did not close in time".to_owned()),
+                },
+            }
+        }
+        Err(why) => Err(why),
+    };
+    let (held, fresh) = match claimed {
+        Ok(claimed) => claimed,
+        Err(why) => {
+            tracing::debug!(message = why, "resume refused");
+            shared.counters.refused(RejectCode::ResumeFailed);
+            reject(reader, writer, RejectCode::ResumeFailed, &why).await;
+            return None;
+        }
+    };
+    // A Welcome that cannot be written is a drop like any other: the next read finds the
+    // socket closed and the seat is held again.
+    let _ = writer
+        .write_all(&welcome(held.session.client_id, &fresh))
+        .await;
+    Some(Admitted::Resumed(held))
 }
 
 /// Runs the validator on a client's token, within the handshake's deadline; the error is the

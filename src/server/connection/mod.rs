@@ -4,16 +4,21 @@
 //! the farewell and the lingering close ([`closing`]).
 //!
 //! This module ties them together and holds the guards that keep the room, the directory
-//! and the hooks right however a connection ends, cancellation included.
+//! and the hooks right however a connection ends, cancellation included. With
+//! `resume_window`, a drop may instead hold the seat ([`seats`]): the guards then move into
+//! the held seat, and end it when it expires, or move on to the connection that resumes it.
 
 mod closing;
 mod driver;
 mod handshake;
+mod hold;
+pub(crate) mod seats;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use closing::{reject, rejection};
 pub(crate) use driver::MAX_READ_RESERVE;
+pub(crate) use hold::end_held;
 
 use crate::disconnect::DisconnectReason;
 use crate::handler::{guarded, SharedHandler};
@@ -23,6 +28,7 @@ use crate::pipeline::router::RoomRouter;
 use crate::pipeline::{recover, CoreService, FrameLayer};
 use crate::protocol::FrameReader;
 use crate::server::writer::write_loop;
+use crate::server::writer::Ending;
 use crate::server::Shared;
 use crate::session::Session;
 use bytes::BytesMut;
@@ -31,7 +37,9 @@ use driver::{Driver, MIN_READ_RESERVE};
 use ghost_sync_layers::{
     AuthLayer, ClientRateLimitLayer, IdleTimeoutLayer, PayloadLimitLayer, RoomNamePolicyLayer,
 };
-use handshake::handshake;
+use handshake::{handshake, Admitted};
+use hold::hold;
+use seats::Held;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -54,19 +62,19 @@ pub(crate) async fn serve<R, W, L>(
     W: AsyncWrite + Unpin + Send + 'static,
     L: FrameLayer,
 {
-    let client_id = Uuid::new_v4();
-    let span = tracing::info_span!("connection", %client_id, %peer);
+    let span = tracing::info_span!("connection", client_id = tracing::field::Empty, %peer);
     async move {
         let frames = FrameReader::for_payload(shared.config.max_payload);
         let mut buf = BytesMut::new();
+        let fresh_id = Uuid::new_v4();
         // Boxed, as every path an idle connection is not on: its future stays small.
-        let Some(identity) = Box::pin(handshake(
+        let Some(admitted) = Box::pin(handshake(
             &shared,
             &mut reader,
             &mut writer,
             &mut buf,
             &frames,
-            client_id,
+            fresh_id,
             peer,
         ))
         .await
@@ -74,32 +82,48 @@ pub(crate) async fn serve<R, W, L>(
             return;
         };
         let config = &shared.config;
-        let (outbox, queue) = outbox_to(
-            config.channel_capacity,
-            config.max_queued_bytes,
-            direct,
-            Arc::clone(&shared.counters),
-        );
-        let session = Arc::new(
-            Session::new(client_id, peer, identity, outbox)
-                .with_cluster(shared.cluster().cloned())
-                .with_flusher(shared.flusher.clone()),
-        );
+        // Whatever happens next, the seat's guards end it once (the client leaves its room,
+        // then the directory, and `on_disconnect` fires), even if the task is cancelled;
+        // unless a hold takes them over.
+        let (session, queue, mut guards, resumed) = match admitted {
+            Admitted::Fresh(identity) => {
+                let (outbox, queue) = outbox_to(
+                    config.channel_capacity,
+                    config.max_queued_bytes,
+                    direct,
+                    Arc::clone(&shared.counters),
+                );
+                let session = Arc::new(
+                    Session::new(fresh_id, peer, identity, outbox)
+                        .with_cluster(shared.cluster().cloned())
+                        .with_flusher(shared.flusher.clone()),
+                );
+                shared.directory.insert(Arc::clone(&session));
+                if let Some(cluster) = shared.cluster() {
+                    cluster.client_connected(&session);
+                }
+                shared.counters.connected();
+                let guards = SeatGuards::new(&shared, &handler, &session);
+                (session, queue, guards, None)
+            }
+            Admitted::Resumed(Held {
+                session: old,
+                mut guards,
+            }) => {
+                let session = Arc::new(Session::resumed_from(&old, peer));
+                // Listed as the new connection from now on (same id, so it replaces the old).
+                shared.directory.insert(Arc::clone(&session));
+                guards.leave.session = Arc::clone(&session);
+                // After the Welcome the handshake wrote: the frames queued meanwhile, then
+                // `Resumed`.
+                let (queue, missed) = session.outbox.attach(direct);
+                (session, queue, guards, Some(missed))
+            }
+        };
         // The handshake checked the credentials (or the relay is open).
         session.set_authenticated();
-        shared.directory.insert(Arc::clone(&session));
-        if let Some(cluster) = shared.cluster() {
-            cluster.client_connected(&session);
-        }
-        shared.counters.connected();
-        // Whatever happens next, the client leaves the directory and `on_disconnect` fires
-        // once: this guard is dropped last, even if the task is cancelled.
-        let mut farewell_guard = DisconnectOnDrop {
-            shared: Arc::clone(&shared),
-            handler: Arc::clone(&handler),
-            client_id,
-            reason: DisconnectReason::ServerShutdown,
-        };
+        let client_id = session.client_id;
+        tracing::Span::current().record("client_id", tracing::field::display(client_id));
         let (farewell_tx, farewell_rx) = oneshot::channel();
         let mut writer_task = shared.tasks.spawn(
             write_loop(
@@ -111,7 +135,13 @@ pub(crate) async fn serve<R, W, L>(
             )
             .instrument(tracing::Span::current()),
         );
-        tracing::debug!("connected");
+        match resumed {
+            Some(missed) => {
+                tracing::debug!(missed, "resumed");
+                guarded("on_resume", || handler.on_resume(client_id, missed));
+            }
+            None => tracing::debug!("connected"),
+        }
 
         let core = CoreService::new(
             HooksLayer::new(Arc::clone(&shared), Arc::clone(&handler))
@@ -142,29 +172,46 @@ pub(crate) async fn serve<R, W, L>(
             reserve: MIN_READ_RESERVE,
             frames,
         };
-        let guard = LeaveOnDrop {
-            session: Arc::clone(&session),
-            handler: Arc::clone(&handler),
-            shared: Arc::clone(&shared),
-        };
         let reason = driver.run().await;
 
         tracing::debug!(?reason, "disconnecting");
+        if let Some(seats) = shared.seats.as_ref().filter(|_| {
+            reason.holds_seat() && !session.has_said_bye() && !shared.shutdown.is_cancelled()
+        }) {
+            drop(driver);
+            Box::pin(hold(
+                seats,
+                &shared,
+                &handler,
+                session,
+                guards,
+                reason,
+                farewell_tx,
+                writer_task,
+            ))
+            .await;
+            return;
+        }
+        if let Some(seats) = &shared.seats {
+            // Its token is refused from now on, with this reason.
+            seats.end(client_id, &reason);
+        }
         // Unlisted before the farewell goes out: once the client reads why it was
         // disconnected, the handle no longer finds it (kick, send_to, client_info).
         shared.directory.remove(client_id);
         if reason == DisconnectReason::ServerShutdown {
             session.leave_room_quietly(&*handler, &shared.counters);
         }
-        drop(guard); // leaves the room (if still in one): PlayerLeft to the others, on_leave once
+        // Leaves the room (if still in one): PlayerLeft to the others, on_leave once.
+        guards.leave_now();
         let farewell = reason.farewell();
-        farewell_guard.reason = reason;
+        guards.farewell.reason = reason;
         let mut said_goodbye = farewell.is_some();
         // Without a farewell, dropping the sender still ends the writer after the queued frames.
         match farewell {
             // A writer gone on a write error cannot say goodbye (one that gave up on a stalled
             // socket is waiting for this farewell).
-            Some(frame) => said_goodbye = farewell_tx.send(frame).is_ok(),
+            Some(frame) => said_goodbye = farewell_tx.send(Ending::Close(frame)).is_ok(),
             None => drop(farewell_tx),
         }
         // A writer stuck on a client that does not read must not pin this connection (and
@@ -182,10 +229,42 @@ pub(crate) async fn serve<R, W, L>(
             // into a reset that could destroy the farewell before the client reads it.
             Box::pin(shared.with_patience(linger(&mut driver.reader, &mut driver.buf))).await;
         }
-        drop(farewell_guard);
+        drop(guards);
     }
     .instrument(span)
     .await
+}
+
+/// What ends a seat when dropped: it leaves its room, then the directory, then
+/// `on_disconnect` fires (fields drop in order).
+pub(crate) struct SeatGuards {
+    leave: LeaveOnDrop,
+    farewell: DisconnectOnDrop,
+}
+
+impl SeatGuards {
+    fn new(shared: &Arc<Shared>, handler: &SharedHandler, session: &Arc<Session>) -> Self {
+        Self {
+            leave: LeaveOnDrop {
+                session: Arc::clone(session),
+                handler: Arc::clone(handler),
+                shared: Arc::clone(shared),
+            },
+            farewell: DisconnectOnDrop {
+                shared: Arc::clone(shared),
+                handler: Arc::clone(handler),
+                client_id: session.client_id,
+                reason: DisconnectReason::ServerShutdown,
+            },
+        }
+    }
+
+    /// Leaves the room now (before the farewell), rather than when dropped.
+    fn leave_now(&self) {
+        self.leave
+            .session
+            .leave_room(&*self.leave.handler, &self.leave.shared.counters);
+    }
 }
 
 /// Takes a client out of the directory, counts its disconnect and fires `on_disconnect`,
@@ -199,6 +278,10 @@ struct DisconnectOnDrop {
 
 impl Drop for DisconnectOnDrop {
     fn drop(&mut self) {
+        if let Some(seats) = &self.shared.seats {
+            // A cancelled connection's seat: its token ends with it.
+            seats.end(self.client_id, &self.reason);
+        }
         self.shared.directory.remove(self.client_id);
         if let Some(cluster) = self.shared.cluster() {
             cluster.client_disconnected(self.client_id);
