@@ -2,7 +2,8 @@
 //! handle, run through the real connection driver over in-memory streams.
 //!
 //! A script picks a few options (a 64-byte payload limit, a queue of 1 to 8 frames, a rate
-//! limit, two seats only, whether the clients say `Hello` on their own) and then a list of [`Step`]s:
+//! limit, two seats only, seats held after a drop, whether the clients say `Hello` on their
+//! own) and then a list of [`Step`]s:
 //! well-formed frames, raw bytes, reads, closes, room and client operations on the handle,
 //! and pauses of virtual time (so pings, idle timeouts and write deadlines fire). It runs on
 //! a current-thread runtime with paused time, so a run takes microseconds of real time and
@@ -15,10 +16,12 @@
 //!   `Welcome` or `Rejected` first, not a byte after a `Disconnect` or a `Rejected`, no two
 //!   `Dropped` notices in a row;
 //! - nothing is left behind: no client in the directory, no member in any room;
-//! - the hooks pair up: `on_disconnect` exactly once for each client that was welcomed and
-//!   for no other, no hook for a client after its `on_disconnect`, no `on_leave` of a room
-//!   without an admitted join into it, and at least one `on_leave` for each join the client
-//!   was told about (each `Joined` into a room it was not already in).
+//! - the hooks pair up: `on_disconnect` exactly once for each client that was welcomed (once
+//!   per client id, however many connections a resumed seat had) and for no other, every
+//!   `on_resume` after an `on_drop` of the same id and no second `on_drop` before it, no
+//!   hook for a client after its `on_disconnect`, no `on_leave` of a room without an
+//!   admitted join into it, and at least one `on_leave` for each join the client was told
+//!   about (each `Joined` into a room it was not already in).
 //!
 //! Connections come in through the public entry for any transport,
 //! `Relay::serve_connection`: admission (the connection limit, with two seats when the
@@ -62,6 +65,8 @@ pub struct Script {
     drain: bool,
     /// `max_clients` of 2, so the third client is refused at admission (`ServerFull`).
     two_seats: bool,
+    /// Seats are held 5 s (virtual) after a drop, so `Sever` and `Resume` can play out.
+    resume_window: bool,
     steps: Vec<Step>,
 }
 
@@ -81,6 +86,12 @@ pub enum Step {
     Read { who: u8 },
     /// A client closes its sending side.
     Close { who: u8 },
+    /// A client's connection goes without a goodbye (both directions closed): with
+    /// `resume_window`, the relay holds its seat.
+    Sever { who: u8 },
+    /// A new connection for client `who`, presenting the resume token of its last `Welcome`
+    /// (if it had one), and becoming that client's connection.
+    Resume { who: u8 },
     /// The handle creates a room.
     CreateRoom { room: Room, max_clients: Option<u8> },
     /// The handle deletes a room.
@@ -175,6 +186,8 @@ impl Room {
 /// What a hook saw, in order.
 #[derive(Debug, Clone)]
 enum Hook {
+    Drop(Uuid),
+    Resume(Uuid),
     JoinAdmitted(Uuid, String),
     JoinRefused(Uuid),
     Leave(Uuid, String),
@@ -218,6 +231,14 @@ impl ServerHandler for Recorder {
 
     fn on_disconnect(&self, client_id: Uuid, _reason: &DisconnectReason) {
         self.push(Hook::Disconnect(client_id));
+    }
+
+    fn on_drop(&self, client_id: Uuid, _reason: &DisconnectReason) {
+        self.push(Hook::Drop(client_id));
+    }
+
+    fn on_resume(&self, client_id: Uuid, _missed: u32) {
+        self.push(Hook::Resume(client_id));
     }
 }
 
@@ -294,6 +315,9 @@ async fn play(script: Script) {
     if script.two_seats {
         builder = builder.max_clients(2);
     }
+    if script.resume_window {
+        builder = builder.resume_window(Duration::from_secs(5));
+    }
     if script.rate_limit {
         builder = builder.rate_limit(ClientRateLimitLayer::new(5, 1_000).disconnect_after(3));
     }
@@ -316,6 +340,10 @@ async fn play(script: Script) {
 
     let mut conns: Vec<Option<Conn>> = (0..CLIENTS).map(|_| None).collect();
     let mut welcomed: Vec<Option<Uuid>> = vec![None; CLIENTS];
+    // The resume token of each client's last `Welcome`, read when it is severed.
+    let mut tokens: Vec<Option<Vec<u8>>> = vec![None; CLIENTS];
+    // Connections that ended before the end of the script, reading to their end.
+    let mut finishing = Vec::new();
     for step in &script.steps {
         match step {
             Step::Send { who, frame } => {
@@ -343,6 +371,37 @@ async fn play(script: Script) {
                 let conn = connect(&relay, &mut conns, *who, script.manual_hello).await;
                 if let Some(mut writer) = conn.writer.take() {
                     let _ = writer.shutdown().await;
+                }
+            }
+            Step::Sever { who } => {
+                let index = usize::from(*who) % CLIENTS;
+                if let Some(mut conn) = conns[index].take() {
+                    conn.read_available().await;
+                    if let Some((id, token)) = welcome_of(&conn.received, max_payload) {
+                        welcomed[index] = Some(id);
+                        tokens[index] = Some(token);
+                    }
+                    // No goodbye: the relay sees the stream end.
+                    drop(conn.writer.take());
+                    finishing.push(tokio::spawn(conn.finish()));
+                }
+            }
+            Step::Resume { who } => {
+                let index = usize::from(*who) % CLIENTS;
+                if let Some(token) = tokens[index].take() {
+                    if let Some(conn) = conns[index].take() {
+                        finishing.push(tokio::spawn(conn.finish()));
+                    }
+                    let conn = open(&relay, index);
+                    conns[index] = Some(conn);
+                    let hello = encode(&ClientFrame::Hello {
+                        version: PROTOCOL_VERSION,
+                        credentials: &[],
+                        resume: &token,
+                    });
+                    if let Some(conn) = conns[index].as_mut() {
+                        conn.send(&hello).await;
+                    }
                 }
             }
             Step::CreateRoom { room, max_clients } => {
@@ -375,11 +434,14 @@ async fn play(script: Script) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 
-    let finishing: Vec<_> = conns
-        .into_iter()
-        .flatten()
-        .map(|conn| tokio::spawn(conn.finish()))
-        .collect();
+    // In the order the connections were made, so that a client's transcripts follow each
+    // other (a resumed connection after the one it took over).
+    finishing.extend(
+        conns
+            .into_iter()
+            .flatten()
+            .map(|conn| tokio::spawn(conn.finish())),
+    );
     if script.drain {
         handle.drain(Duration::from_secs(30)).await;
     } else {
@@ -390,10 +452,20 @@ async fn play(script: Script) {
         transcripts.push(conn.await.expect("a client task"));
     }
 
-    let welcomed: Vec<Welcomed> = transcripts
-        .iter()
-        .filter_map(|bytes| check_transcript(bytes, max_payload))
-        .collect();
+    let mut welcomed: Vec<Welcomed> = Vec::new();
+    for bytes in &transcripts {
+        // A resumed connection goes on in the room its client was in.
+        let before = |id: Uuid| {
+            welcomed
+                .iter()
+                .rev()
+                .find(|w| w.id == id)
+                .and_then(|w| w.room.clone())
+        };
+        if let Some(seen) = check_transcript(bytes, max_payload, before) {
+            welcomed.push(seen);
+        }
+    }
     assert_eq!(handle.client_count(), 0, "a client left in the directory");
     for room in handle.room_ids() {
         assert_eq!(
@@ -417,15 +489,7 @@ async fn connect<'a, L: FrameLayer>(
     let index = usize::from(who) % CLIENTS;
     let slot = &mut conns[index];
     if slot.is_none() {
-        let (ours, theirs) = tokio::io::duplex(SOCKET_BYTES);
-        let peer = SocketAddr::from(([127, 0, 0, 1], 40_000 + index as u16));
-        relay.serve_connection(theirs, peer);
-        let (reader, writer) = tokio::io::split(ours);
-        let mut conn = Conn {
-            reader,
-            writer: Some(writer),
-            received: BytesMut::new(),
-        };
+        let mut conn = open(relay, index);
         if !manual_hello {
             conn.send(&encode(&ClientFrame::Hello {
                 version: PROTOCOL_VERSION,
@@ -437,6 +501,33 @@ async fn connect<'a, L: FrameLayer>(
         *slot = Some(conn);
     }
     slot.as_mut().expect("connected just now")
+}
+
+/// A new in-memory connection for client `index`, through the relay's admission.
+fn open<L: FrameLayer>(relay: &Relay<L>, index: usize) -> Conn {
+    let (ours, theirs) = tokio::io::duplex(SOCKET_BYTES);
+    let peer = SocketAddr::from(([127, 0, 0, 1], 40_000 + index as u16));
+    relay.serve_connection(theirs, peer);
+    let (reader, writer) = tokio::io::split(ours);
+    Conn {
+        reader,
+        writer: Some(writer),
+        received: BytesMut::new(),
+    }
+}
+
+/// The id and resume token of the `Welcome` that `received` starts with, if it does.
+fn welcome_of(received: &BytesMut, max_payload: usize) -> Option<(Uuid, Vec<u8>)> {
+    let mut bytes = received.clone();
+    let body = client_reader(max_payload).next_frame(&mut bytes).ok()??;
+    match decode_frame(&body) {
+        Ok(ServerFrame::Welcome {
+            client_id,
+            resume_token,
+            ..
+        }) => Some((client_id, resume_token.to_vec())),
+        _ => None,
+    }
 }
 
 /// The id the relay gave client `who`, if it has read its `Welcome`.
@@ -523,12 +614,18 @@ struct Welcomed {
     /// as far as its transcript shows). A lower bound: a reply the relay dropped under
     /// backpressure only makes it smaller.
     joins: HashMap<String, usize>,
+    /// The room it was in at the end of this connection, as far as its transcript shows.
+    room: Option<String>,
 }
 
 /// Everything the relay sent one client, as a client reads it: well-formed frames, a
 /// `Welcome` or a `Rejected` first, not a byte after the last word. Returns what the client
 /// saw if it was welcomed.
-fn check_transcript(bytes: &BytesMut, max_payload: usize) -> Option<Welcomed> {
+fn check_transcript(
+    bytes: &BytesMut,
+    max_payload: usize,
+    before: impl Fn(Uuid) -> Option<String>,
+) -> Option<Welcomed> {
     let reader = client_reader(max_payload);
     let mut bytes = bytes.clone();
     let mut welcomed = None;
@@ -553,6 +650,8 @@ fn check_transcript(bytes: &BytesMut, max_payload: usize) -> Option<Welcomed> {
             ServerFrame::Welcome { client_id, .. } => {
                 assert!(first, "a second Welcome");
                 welcomed = Some(client_id);
+                // A resumed seat is where it was.
+                current = before(client_id);
             }
             ServerFrame::Rejected { .. } => {
                 assert!(first, "Rejected after the handshake");
@@ -573,19 +672,27 @@ fn check_transcript(bytes: &BytesMut, max_payload: usize) -> Option<Welcomed> {
     if ended {
         assert!(bytes.is_empty(), "bytes after the relay's last word");
     }
-    welcomed.map(|id| Welcomed { id, joins })
+    welcomed.map(|id| Welcomed {
+        id,
+        joins,
+        room: current,
+    })
 }
 
 /// The hooks pair up: see the module's documentation.
 fn check_hooks(log: &[Hook], clients: &[Welcomed]) {
     let welcomed: Vec<Uuid> = clients.iter().map(|client| client.id).collect();
     let mut disconnected: HashMap<Uuid, usize> = HashMap::new();
+    // Per client: drops not yet followed by their resume.
+    let mut held: HashMap<Uuid, usize> = HashMap::new();
     // Per client and room: joins admitted minus `on_leave`s, and `on_leave`s.
     let mut joined: HashMap<(Uuid, &str), usize> = HashMap::new();
     let mut left: HashMap<(Uuid, &str), usize> = HashMap::new();
     for hook in log {
         let id = match hook {
-            Hook::JoinAdmitted(id, _)
+            Hook::Drop(id)
+            | Hook::Resume(id)
+            | Hook::JoinAdmitted(id, _)
             | Hook::JoinRefused(id)
             | Hook::Leave(id, _)
             | Hook::Broadcast(id)
@@ -612,22 +719,38 @@ fn check_hooks(log: &[Hook], clients: &[Welcomed]) {
                 *left.entry((id, room)).or_default() += 1;
             }
             Hook::Disconnect(_) => *disconnected.entry(id).or_default() += 1,
+            Hook::Drop(_) => {
+                let open = held.entry(id).or_default();
+                assert_eq!(*open, 0, "on_drop twice without a resume");
+                *open += 1;
+            }
+            Hook::Resume(_) => {
+                let open = held.entry(id).or_default();
+                assert_eq!(*open, 1, "on_resume without an on_drop");
+                *open -= 1;
+            }
             _ => {}
         }
     }
+    // Once per client, however many connections it had.
+    let mut joins: HashMap<(Uuid, &str), usize> = HashMap::new();
     for client in clients {
-        let id = client.id;
+        for (room, &n) in &client.joins {
+            *joins.entry((client.id, room.as_str())).or_default() += n;
+        }
+    }
+    for &id in &welcomed {
         assert_eq!(
             disconnected.get(&id).copied().unwrap_or(0),
             1,
             "on_disconnect for {id}"
         );
-        for (room, &joins) in &client.joins {
-            let leaves = left.get(&(id, room.as_str())).copied().unwrap_or(0);
-            assert!(
-                leaves >= joins,
-                "{id} was told of {joins} join(s) into {room:?} but left it {leaves} time(s)"
-            );
-        }
+    }
+    for (&(id, room), &joins) in &joins {
+        let leaves = left.get(&(id, room)).copied().unwrap_or(0);
+        assert!(
+            leaves >= joins,
+            "{id} was told of {joins} join(s) into {room:?} but left it {leaves} time(s)"
+        );
     }
 }
