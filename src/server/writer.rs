@@ -82,11 +82,8 @@ pub(crate) async fn write_loop<W>(
         tokio::select! {
             biased;
             last = &mut w.farewell => {
-                match last {
-                    Ok(Ending::Hold(last)) => Box::pin(w.hand_over(last)).await,
-                    Ok(Ending::Close(last)) => Box::pin(w.say_goodbye(Some(last))).await,
-                    Err(_) => Box::pin(w.say_goodbye(None)).await,
-                }
+                // The ending moves into the boxed future: nothing of it waits in this one.
+                Box::pin(w.end(last.ok())).await;
                 return;
             }
             head_sent = w.queue.take(&mut w.batch) => {
@@ -120,6 +117,16 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             self.io.shutdown().await
         };
         self.shared.with_patience(finish).await;
+    }
+
+    /// The driver decided how the connection ends (`None`: its sender was dropped, a
+    /// farewell without a frame).
+    async fn end(&mut self, ending: Option<Ending>) {
+        match ending {
+            Some(Ending::Hold(last)) => self.hand_over(last).await,
+            Some(Ending::Close(last)) => self.say_goodbye(Some(last)).await,
+            None => self.say_goodbye(None).await,
+        }
     }
 
     /// The seat is held: the queue is left as it is for the next connection (its frames

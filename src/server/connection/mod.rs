@@ -66,82 +66,93 @@ pub(crate) async fn serve<R, W, L>(
     async move {
         let frames = FrameReader::for_payload(shared.config.max_payload);
         let mut buf = BytesMut::new();
-        let fresh_id = Uuid::new_v4();
-        // Boxed, as every path an idle connection is not on: its future stays small.
-        let Some(admitted) = Box::pin(handshake(
-            &shared,
-            &mut reader,
-            &mut writer,
-            &mut buf,
-            &frames,
-            fresh_id,
-            peer,
-        ))
-        .await
-        else {
-            return;
-        };
         let config = &shared.config;
-        // Whatever happens next, the seat's guards end it once (the client leaves its room,
-        // then the directory, and `on_disconnect` fires), even if the task is cancelled;
-        // unless a hold takes them over.
-        let (session, queue, mut guards, resumed) = match admitted {
-            Admitted::Fresh(identity) => {
-                let (outbox, queue) = outbox_to(
-                    config.channel_capacity,
-                    config.max_queued_bytes,
-                    direct,
-                    Arc::clone(&shared.counters),
-                );
-                let session = Arc::new(
-                    Session::new(fresh_id, peer, identity, outbox)
-                        .with_cluster(shared.cluster().cloned())
-                        .with_flusher(shared.flusher.clone()),
-                );
-                shared.directory.insert(Arc::clone(&session));
-                if let Some(cluster) = shared.cluster() {
-                    cluster.client_connected(&session);
+        // In a block of its own: what the handshake and the start of the connection need
+        // is not kept in the connection's future for its whole life.
+        let (session, mut guards, farewell_tx, mut writer_task) = {
+            let (admitted, fresh_id) = {
+                let fresh_id = Uuid::new_v4();
+                // Boxed, as every path an idle connection is not on: its future stays small.
+                let answer = Box::pin(handshake(
+                    &shared,
+                    &mut reader,
+                    &mut writer,
+                    &mut buf,
+                    &frames,
+                    fresh_id,
+                    peer,
+                ))
+                .await;
+                match answer {
+                    Some(admitted) => (admitted, fresh_id),
+                    None => return,
                 }
-                shared.counters.connected();
-                let guards = SeatGuards::new(&shared, &handler, &session);
-                (session, queue, guards, None)
+            };
+
+            // Whatever happens next, the seat's guards end it once (the client leaves its
+            // room, then the directory, and `on_disconnect` fires), even if the task is
+            // cancelled; unless a hold takes them over.
+            let (session, queue, guards, resumed) = match admitted {
+                Admitted::Fresh(identity) => {
+                    let (outbox, queue) = outbox_to(
+                        config.channel_capacity,
+                        config.max_queued_bytes,
+                        direct,
+                        Arc::clone(&shared.counters),
+                    );
+                    let session = Arc::new(
+                        Session::new(fresh_id, peer, identity, outbox)
+                            .with_cluster(shared.cluster().cloned())
+                            .with_flusher(shared.flusher.clone()),
+                    );
+                    shared.directory.insert(Arc::clone(&session));
+                    if let Some(cluster) = shared.cluster() {
+                        cluster.client_connected(&session);
+                    }
+                    shared.counters.connected();
+                    let guards = SeatGuards::new(&shared, &handler, &session);
+                    (session, queue, guards, None)
+                }
+                Admitted::Resumed(Held {
+                    session: old,
+                    mut guards,
+                }) => {
+                    let session = Arc::new(Session::resumed_from(&old, peer));
+                    // Listed as the new connection from now on (same id, so it replaces the
+                    // old).
+                    shared.directory.insert(Arc::clone(&session));
+                    guards.leave.session = Arc::clone(&session);
+                    // After the Welcome the handshake wrote: the frames queued meanwhile,
+                    // then `Resumed`.
+                    let (queue, missed) = session.outbox.attach(direct);
+                    (session, queue, guards, Some(missed))
+                }
+            };
+            // The handshake checked the credentials (or the relay is open).
+            session.set_authenticated();
+            let client_id = session.client_id;
+            tracing::Span::current().record("client_id", tracing::field::display(client_id));
+            let (farewell_tx, farewell_rx) = oneshot::channel();
+            let writer_task = shared.tasks.spawn(
+                write_loop(
+                    writer,
+                    queue,
+                    farewell_rx,
+                    Arc::clone(&shared),
+                    Arc::clone(&session),
+                )
+                .instrument(tracing::Span::current()),
+            );
+            match resumed {
+                Some(missed) => {
+                    tracing::debug!(missed, "resumed");
+                    guarded("on_resume", || handler.on_resume(client_id, missed));
+                }
+                None => tracing::debug!("connected"),
             }
-            Admitted::Resumed(Held {
-                session: old,
-                mut guards,
-            }) => {
-                let session = Arc::new(Session::resumed_from(&old, peer));
-                // Listed as the new connection from now on (same id, so it replaces the old).
-                shared.directory.insert(Arc::clone(&session));
-                guards.leave.session = Arc::clone(&session);
-                // After the Welcome the handshake wrote: the frames queued meanwhile, then
-                // `Resumed`.
-                let (queue, missed) = session.outbox.attach(direct);
-                (session, queue, guards, Some(missed))
-            }
+            (session, guards, farewell_tx, writer_task)
         };
-        // The handshake checked the credentials (or the relay is open).
-        session.set_authenticated();
         let client_id = session.client_id;
-        tracing::Span::current().record("client_id", tracing::field::display(client_id));
-        let (farewell_tx, farewell_rx) = oneshot::channel();
-        let mut writer_task = shared.tasks.spawn(
-            write_loop(
-                writer,
-                queue,
-                farewell_rx,
-                Arc::clone(&shared),
-                Arc::clone(&session),
-            )
-            .instrument(tracing::Span::current()),
-        );
-        match resumed {
-            Some(missed) => {
-                tracing::debug!(missed, "resumed");
-                guarded("on_resume", || handler.on_resume(client_id, missed));
-            }
-            None => tracing::debug!("connected"),
-        }
 
         let core = CoreService::new(
             HooksLayer::new(Arc::clone(&shared), Arc::clone(&handler))
@@ -173,63 +184,75 @@ pub(crate) async fn serve<R, W, L>(
             frames,
         };
         let reason = driver.run().await;
-
-        tracing::debug!(?reason, "disconnecting");
-        if let Some(seats) = shared.seats.as_ref().filter(|_| {
-            reason.holds_seat() && !session.has_said_bye() && !shared.shutdown.is_cancelled()
-        }) {
-            drop(driver);
-            Box::pin(hold(
-                seats,
-                &shared,
-                &handler,
-                session,
-                guards,
-                reason,
-                farewell_tx,
-                writer_task,
-            ))
-            .await;
-            return;
-        }
-        if let Some(seats) = &shared.seats {
-            // Its token is refused from now on, with this reason.
-            seats.end(client_id, &reason);
-        }
-        // Unlisted before the farewell goes out: once the client reads why it was
-        // disconnected, the handle no longer finds it (kick, send_to, client_info).
-        shared.directory.remove(client_id);
-        if reason == DisconnectReason::ServerShutdown {
-            session.leave_room_quietly(&*handler, &shared.counters);
-        }
-        // Leaves the room (if still in one): PlayerLeft to the others, on_leave once.
-        guards.leave_now();
-        let farewell = reason.farewell();
-        guards.farewell.reason = reason;
-        let mut said_goodbye = farewell.is_some();
-        // Without a farewell, dropping the sender still ends the writer after the queued frames.
-        match farewell {
-            // A writer gone on a write error cannot say goodbye (one that gave up on a stalled
-            // socket is waiting for this farewell).
-            Some(frame) => said_goodbye = farewell_tx.send(Ending::Close(frame)).is_ok(),
-            None => drop(farewell_tx),
-        }
-        // A writer stuck on a client that does not read must not pin this connection (and
-        // its slot, and `shutdown()`) forever.
-        if Box::pin(shared.with_patience(&mut writer_task))
-            .await
-            .is_none()
-        {
-            writer_task.abort();
-            // The farewell never left: no point waiting for the client to answer it.
-            said_goodbye = false;
-        }
-        if said_goodbye {
-            // Read until the client closes, so that its unread bytes do not turn our close
-            // into a reset that could destroy the farewell before the client reads it.
-            Box::pin(shared.with_patience(linger(&mut driver.reader, &mut driver.buf))).await;
-        }
-        drop(guards);
+        // What the end needs of the driver; the rest of it (the stack) goes now.
+        let Driver {
+            mut reader,
+            mut buf,
+            ..
+        } = driver;
+        // The end of a connection, boxed: its states are not part of every idle
+        // connection's future.
+        let ending = Box::pin(async move {
+            tracing::debug!(?reason, "disconnecting");
+            if let Some(seats) = shared.seats.as_ref().filter(|_| {
+                reason.holds_seat() && !session.has_said_bye() && !shared.shutdown.is_cancelled()
+            }) {
+                drop((reader, buf));
+                // Boxed in a statement of its own: the hold's future is then not a temporary of
+                // the await's statement, whose room the connection's future would keep.
+                let holding = Box::pin(hold(
+                    seats,
+                    &shared,
+                    &handler,
+                    session,
+                    guards,
+                    reason,
+                    farewell_tx,
+                    writer_task,
+                ));
+                holding.await;
+                return;
+            }
+            if let Some(seats) = &shared.seats {
+                // Its token is refused from now on, with this reason.
+                seats.end(client_id, &reason);
+            }
+            // Unlisted before the farewell goes out: once the client reads why it was
+            // disconnected, the handle no longer finds it (kick, send_to, client_info).
+            shared.directory.remove(client_id);
+            if reason == DisconnectReason::ServerShutdown {
+                session.leave_room_quietly(&*handler, &shared.counters);
+            }
+            // Leaves the room (if still in one): PlayerLeft to the others, on_leave once.
+            guards.leave_now();
+            let farewell = reason.farewell();
+            guards.farewell.reason = reason;
+            let mut said_goodbye = farewell.is_some();
+            // Without a farewell, dropping the sender still ends the writer after the queued frames.
+            match farewell {
+                // A writer gone on a write error cannot say goodbye (one that gave up on a stalled
+                // socket is waiting for this farewell).
+                Some(frame) => said_goodbye = farewell_tx.send(Ending::Close(frame)).is_ok(),
+                None => drop(farewell_tx),
+            }
+            // A writer stuck on a client that does not read must not pin this connection (and
+            // its slot, and `shutdown()`) forever.
+            if Box::pin(shared.with_patience(&mut writer_task))
+                .await
+                .is_none()
+            {
+                writer_task.abort();
+                // The farewell never left: no point waiting for the client to answer it.
+                said_goodbye = false;
+            }
+            if said_goodbye {
+                // Read until the client closes, so that its unread bytes do not turn our close
+                // into a reset that could destroy the farewell before the client reads it.
+                Box::pin(shared.with_patience(linger(&mut reader, &mut buf))).await;
+            }
+            drop(guards);
+        });
+        ending.await;
     }
     .instrument(span)
     .await
