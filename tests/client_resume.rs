@@ -9,6 +9,8 @@ use common::{start, within};
 use ghost_sync::{
     Client, DisconnectReason, ReconnectPolicy, Server, ServerEvent, ServerHandler, SyncError, Uuid,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -150,4 +152,108 @@ async fn a_kicked_client_does_not_reconnect() {
         before,
         "no new connection"
     );
+}
+
+/// A TCP proxy in front of the relay whose connections so far can be frozen: their sockets
+/// stay open, but nothing passes any more (a link gone half-open). Later connections pass.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    made: Arc<AtomicU64>,
+    frozen_upto: Arc<AtomicU64>,
+}
+
+impl Proxy {
+    async fn start(relay: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let made = Arc::new(AtomicU64::new(0));
+        let frozen_upto = Arc::new(AtomicU64::new(0));
+        let (count, frozen) = (Arc::clone(&made), Arc::clone(&frozen_upto));
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect(relay).await else {
+                    return;
+                };
+                let n = count.fetch_add(1, Ordering::AcqRel) + 1;
+                let (cr, cw) = client.into_split();
+                let (ur, uw) = upstream.into_split();
+                tokio::spawn(pipe(cr, uw, n, Arc::clone(&frozen)));
+                tokio::spawn(pipe(ur, cw, n, Arc::clone(&frozen)));
+            }
+        });
+        Self {
+            addr,
+            made,
+            frozen_upto,
+        }
+    }
+
+    /// Freezes every connection made so far.
+    fn freeze(&self) {
+        self.frozen_upto
+            .store(self.made.load(Ordering::Acquire), Ordering::Release);
+    }
+}
+
+/// Copies one direction of proxied connection `n`, until it is frozen (then it holds both
+/// sockets open and passes nothing) or either side ends.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    n: u64,
+    frozen_upto: Arc<AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0; 16 * 1024];
+    while let Ok(got @ 1..) = from.read(&mut buf).await {
+        if n <= frozen_upto.load(Ordering::Acquire) {
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..got]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_link_gone_silent_is_resumed_without_waiting_for_the_socket_to_fail() {
+    let (tx, mut seats) = mpsc::unbounded_channel();
+    let (handle, relay_addr) = start(
+        Server::builder()
+            .resume_window(Duration::from_secs(30))
+            .ping_interval(Duration::from_millis(200))
+            .handler(Seats(tx)),
+    )
+    .await;
+    handle.create_room("arena").unwrap();
+    let proxy = Proxy::start(relay_addr).await;
+    let mut alice = Client::builder()
+        .reconnect(policy())
+        .connect(proxy.addr)
+        .await
+        .unwrap();
+    alice.join("arena").await.unwrap();
+    common::expect_joined(&mut alice, "arena").await;
+    let id = alice.client_id();
+    // The link freezes: no byte passes either way, yet no socket closes.
+    proxy.freeze();
+    // No frame for twice the ping interval: alice's recv reconnects by itself, through a
+    // connection that passes, and takes the seat back (over the relay's own copy of the
+    // half-open connection, or after its ping timeout held the seat).
+    loop {
+        match within("the resume", alice.recv()).await {
+            Ok(Some(ServerEvent::Resumed { .. })) => break,
+            Ok(Some(_)) => continue,
+            other => panic!("expected the resume, got {other:?}"),
+        }
+    }
+    assert_eq!(alice.client_id(), id);
+    wait(&mut seats, "drop", id).await;
+    // The resumed link works.
+    let mut bob = common::joined(relay_addr, "arena").await;
+    alice.broadcast(b"still here").await.unwrap();
+    match within("alice's frame", bob.recv()).await {
+        Ok(Some(ServerEvent::Broadcast { sender_id, .. })) => assert_eq!(sender_id, id),
+        other => panic!("expected alice's frame, got {other:?}"),
+    }
 }
