@@ -209,6 +209,13 @@ impl Session {
         lock(&self.room).clone()
     }
 
+    /// Takes the session out of its room's pointer without leaving the room: the room is
+    /// told by the caller (a seat moving to another relay).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn take_room(&self) -> Option<Arc<Room>> {
+        lock(&self.room).take()
+    }
+
     pub(crate) fn set_room(&self, room: Arc<Room>) {
         *lock(&self.room) = Some(room);
     }

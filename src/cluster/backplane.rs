@@ -139,12 +139,34 @@ pub(crate) enum Op {
         room: Arc<str>,
         client: Uuid,
     },
+    /// `resume`: the lookup of the client's resume token (see `cluster/moving.rs`), if the
+    /// relay holds seats.
     ClientConnected {
         client: Uuid,
         record: ClientRecord,
+        resume: Option<String>,
     },
     ClientDisconnected {
         client: Uuid,
+    },
+    /// The client's resume token changed (a resume here gave it a new one).
+    SetResume {
+        client: Uuid,
+        lookup: String,
+    },
+    /// Which client a resume token's lookup names, and the relay holding it.
+    FindSeat {
+        lookup: String,
+        answer: Answer<Option<(Uuid, Arc<str>)>>,
+    },
+    /// A seat that relay `from` handed over is this relay's now: the client, its new record,
+    /// its room, and the lookup of its new token.
+    MoveIn {
+        client: Uuid,
+        from: Arc<str>,
+        record: ClientRecord,
+        room: Option<Arc<str>>,
+        lookup: String,
     },
     /// The exact number of members of a room across every relay; `None`: no such room.
     CountMembers {
@@ -195,6 +217,12 @@ pub(crate) enum StateEvent {
     },
     ClientDisconnected {
         client: Uuid,
+    },
+    /// A client's seat moved to the relay of `record`, in `room`: nobody left or joined.
+    Moved {
+        client: Uuid,
+        room: Option<String>,
+        record: ClientRecord,
     },
 }
 

@@ -13,6 +13,15 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub(crate) enum Cluster {}
 
+/// A seat another relay handed over (never, here).
+#[derive(Debug)]
+pub(crate) struct MovedSeat {
+    pub(crate) client_id: Uuid,
+    pub(crate) room: Option<Arc<str>>,
+    pub(crate) frames: Bytes,
+    pub(crate) missed: u32,
+}
+
 /// Why a join through the broker failed (never, here).
 #[allow(dead_code)]
 pub(crate) enum JoinFailure {
@@ -34,7 +43,27 @@ impl Cluster {
         match *self {}
     }
 
-    pub(crate) fn client_connected(&self, _: &Session) {
+    pub(crate) fn client_connected(&self, _: &Session, _: Option<&crate::server::Token>) {
+        match *self {}
+    }
+
+    pub(crate) async fn claim_elsewhere(
+        &self,
+        _: &[u8],
+        _: &Option<crate::auth::Identity>,
+    ) -> Result<MovedSeat, String> {
+        match *self {}
+    }
+
+    pub(crate) fn handed_off(&self, _: &Room) {
+        match *self {}
+    }
+
+    pub(crate) fn moved_in(&self, _: &Session, _: &MovedSeat, _: &crate::server::Token) {
+        match *self {}
+    }
+
+    pub(crate) fn token_changed(&self, _: Uuid, _: &crate::server::Token) {
         match *self {}
     }
 

@@ -16,11 +16,13 @@ mod bus_message;
 mod dispatcher;
 mod handle;
 mod join;
+mod moving;
 mod redis;
 
 pub use self::redis::RedisOptions;
 pub use handle::ClusterHandle;
 pub(crate) use join::JoinFailure;
+pub(crate) use moving::MovedSeat;
 
 use self::redis::LinkCounters;
 use crate::directory::ClientInfo;
@@ -60,7 +62,12 @@ pub(crate) struct Cluster {
     pub(crate) remote_clients: RwLock<HashMap<Uuid, RemoteClient>>,
     pub(crate) counters: ClusterCounters,
     link: Arc<LinkCounters>,
+    /// Claims this relay sent for seats on other relays, waiting for their answer: the
+    /// room, the frames and the missed count, or why not.
+    moves: Mutex<HashMap<Uuid, ClaimAnswer>>,
 }
+
+type ClaimAnswer = oneshot::Sender<Result<(String, Bytes, u32), String>>;
 
 /// What the cluster counts for `stats()`.
 #[derive(Debug, Default)]
@@ -101,6 +108,7 @@ impl Cluster {
             remote_clients: RwLock::new(HashMap::new()),
             counters: ClusterCounters::default(),
             link,
+            moves: Mutex::new(HashMap::new()),
         });
         let (ready_tx, ready_rx) = oneshot::channel();
         shared.tasks.spawn(dispatcher::run(
@@ -165,10 +173,12 @@ impl Cluster {
         }
     }
 
-    pub(crate) fn client_connected(&self, session: &Session) {
+    /// A client connected here; `token`: its resume token, if the relay holds seats.
+    pub(crate) fn client_connected(&self, session: &Session, token: Option<&crate::server::Token>) {
         self.submit(Op::ClientConnected {
             client: session.client_id,
             record: self.record_of(session),
+            resume: token.map(|token| moving::lookup(token)),
         });
     }
 

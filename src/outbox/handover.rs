@@ -61,6 +61,52 @@ impl Outbox {
         (inbox, missed)
     }
 
+    /// The held seat moves to another relay (after [`settle`](Outbox::settle)): the queue
+    /// refuses frames from now on, and gives up those it held, whole, one after the other,
+    /// with the count of those refused, for the relay that resumes the seat. Past
+    /// `max_bytes` it gives up none, and counts them all as missed: one message on the
+    /// broker carries them, and Redis cuts off a subscriber sent too much at once.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn hand_off(&self, max_bytes: usize) -> (Bytes, u32) {
+        let (frames, missed) = {
+            let mut state = lock(&self.queue.state);
+            state.closed = true;
+            state.direct = None;
+            state.bytes = 0;
+            let n = state.frames.len();
+            state.advanced(n);
+            let frames = std::mem::take(&mut state.frames);
+            (frames, std::mem::take(&mut state.dropped))
+        };
+        let total: usize = frames.iter().map(Bytes::len).sum();
+        if total > max_bytes {
+            let lost = u32::try_from(frames.len()).unwrap_or(u32::MAX);
+            return (Bytes::new(), missed.saturating_add(lost));
+        }
+        let mut out = bytes::BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+        for frame in &frames {
+            out.extend_from_slice(frame);
+        }
+        (out.freeze(), missed)
+    }
+
+    /// A new queue takes over a seat another relay handed over, before its writer starts:
+    /// the frames queued there (one entry), then `Resumed { missed }`, past the budgets,
+    /// as [`attach`](Outbox::attach) queues them (the old relay's budgets bounded them).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn adopt(&self, frames: Bytes, missed: u32) {
+        {
+            let mut state = lock(&self.queue.state);
+            let resumed = encode(&ServerFrame::Resumed { missed });
+            state.bytes += frames.len() + resumed.len();
+            if !frames.is_empty() {
+                state.frames.push(frames);
+            }
+            state.frames.push(resumed);
+        }
+        self.flush();
+    }
+
     /// The held seat ends: the queue refuses frames and lets go of those it held.
     pub(crate) fn close(&self) {
         let mut state = lock(&self.queue.state);
@@ -105,6 +151,36 @@ mod tests {
             batch,
             vec![Bytes::from_static(b"b"), Bytes::from_static(b"c"), resumed]
         );
+    }
+
+    #[tokio::test]
+    async fn a_handed_off_queue_gives_its_frames_whole_and_the_next_queue_ends_them_with_resumed() {
+        let (tx, _rx) = outbox(2, 1 << 20);
+        tx.detach();
+        tx.try_send(Bytes::from_static(b"ab")).unwrap();
+        tx.try_send(Bytes::from_static(b"c")).unwrap();
+        assert_eq!(tx.try_send(Bytes::from_static(b"d")), Err(Refused::Full));
+        tx.settle();
+        let (frames, missed) = tx.hand_off(3);
+        assert_eq!((&frames[..], missed), (&b"abc"[..], 1));
+        assert_eq!(tx.try_send(Bytes::from_static(b"e")), Err(Refused::Closed));
+
+        let (next, mut inbox) = outbox(2, 1 << 20);
+        next.adopt(frames, missed);
+        let mut batch = Vec::new();
+        inbox.take(&mut batch).await;
+        let resumed = encode(&ServerFrame::Resumed { missed: 1 });
+        assert_eq!(batch, vec![Bytes::from_static(b"abc"), resumed]);
+    }
+
+    #[test]
+    fn a_queue_too_large_to_hand_off_counts_its_frames_as_missed() {
+        let (tx, _rx) = outbox(4, 1 << 20);
+        tx.detach();
+        tx.try_send(Bytes::from_static(b"ab")).unwrap();
+        tx.try_send(Bytes::from_static(b"cd")).unwrap();
+        let (frames, missed) = tx.hand_off(3);
+        assert_eq!((frames.len(), missed), (0, 2));
     }
 
     #[test]

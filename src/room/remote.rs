@@ -50,6 +50,55 @@ impl Room {
         Some(relay_now(members, id, &followed_by(announce, deleted)))
     }
 
+    /// Records a member on another relay without telling anyone: a seat that moved there
+    /// (see `cluster/moving.rs`).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn add_remote_quietly(&self, id: Uuid) {
+        let members = read(&self.members);
+        if members.iter().any(|m| m.id == id) {
+            return;
+        }
+        let mut remote = write(&self.remote);
+        if !remote.contains(&id) {
+            remote.push(id);
+            self.remote_len.store(remote.len(), Ordering::Release);
+        }
+    }
+
+    /// A member here whose seat moves to another relay: a remote member from now on, with
+    /// its state entries; nobody is told, as nobody left. `false`: it was not a member here.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn hand_off(&self, id: Uuid) -> bool {
+        let mut members = write(&self.members);
+        let Some(at) = members.iter().position(|m| m.id == id) else {
+            return false;
+        };
+        members.swap_remove(at);
+        let mut remote = write(&self.remote);
+        if !remote.contains(&id) {
+            remote.push(id);
+            self.remote_len.store(remote.len(), Ordering::Release);
+        }
+        true
+    }
+
+    /// A seat another relay handed over: its member is here from now on, without a word
+    /// to anyone (it never left), and with no confirmation for it (it has the room's
+    /// members and state already).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn adopt(&self, member: super::Member) {
+        let mut members = write(&self.members);
+        let mut remote = write(&self.remote);
+        if let Some(at) = remote.iter().position(|&m| m == member.id) {
+            remote.swap_remove(at);
+            self.remote_len.store(remote.len(), Ordering::Release);
+        }
+        drop(remote);
+        if !members.iter().any(|m| m.id == member.id) {
+            members.push(member);
+        }
+    }
+
     /// Ids of the members on other relays.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn remote_ids(&self) -> Vec<Uuid> {

@@ -23,6 +23,9 @@ pub use config::{
     DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_PING_INTERVAL,
     DEFAULT_ROOM_STATE_MAX_BYTES, DEFAULT_ROOM_STATE_MAX_KEYS, DEFAULT_WRITE_TIMEOUT,
 };
+#[cfg(feature = "redis")]
+pub(crate) use connection::hand_off;
+pub(crate) use connection::seats::Token;
 pub use handle::{ServerHandle, SERVER_ID};
 pub use relay::Relay;
 pub use run::Server;

@@ -13,5 +13,6 @@ mod control;
 mod liveness;
 mod outage;
 mod presence;
+mod resume;
 mod rooms;
 mod startup;

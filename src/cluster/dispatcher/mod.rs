@@ -219,6 +219,27 @@ impl Dispatcher {
             StateEvent::ClientDisconnected { client } => {
                 write(&self.cluster.remote_clients).remove(&client);
             }
+            StateEvent::Moved {
+                client,
+                room,
+                record,
+            } => {
+                // The new relay adopted it already; the others only learn where it is.
+                if record.relay == self.cluster.relay {
+                    return;
+                }
+                let in_room = room.as_deref().and_then(|id| self.shared.registry.get(id));
+                write(&self.cluster.remote_clients).insert(
+                    client,
+                    RemoteClient {
+                        record,
+                        room: room.map(|r| Arc::from(r.as_str())),
+                    },
+                );
+                if let Some(room) = in_room {
+                    room.add_remote_quietly(client);
+                }
+            }
         }
     }
 
@@ -240,6 +261,25 @@ impl Dispatcher {
                         report_backpressure(&*handler, &self.shared.counters, &[client], room_id);
                     }
                 }
+            }
+            Some(Control::Claim {
+                client,
+                token,
+                to,
+                user_id,
+            }) => self
+                .cluster
+                .serve_claim(&self.shared, client, token, to, user_id),
+            Some(Control::Handed {
+                client,
+                missed,
+                room,
+                frames,
+            }) => self
+                .cluster
+                .claim_answered(client, Ok((room, frames, missed))),
+            Some(Control::Refused { client, reason }) => {
+                self.cluster.claim_answered(client, Err(reason));
             }
             None => tracing::warn!("unreadable control message from the broker"),
         }

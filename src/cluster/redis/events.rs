@@ -123,6 +123,11 @@ pub(crate) fn parse_event(bytes: &[u8]) -> Option<(u64, StateEvent)> {
         (b"Z", [client]) => StateEvent::ClientDisconnected {
             client: uuid(client)?,
         },
+        (b"V", [client, room, record]) => StateEvent::Moved {
+            client: uuid(client)?,
+            room: Some(text(room)?).filter(|r| !r.is_empty()),
+            record: ClientRecord::decode(record)?,
+        },
         _ => return None,
     };
     Some((seq, event))

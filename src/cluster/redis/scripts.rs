@@ -27,6 +27,17 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function live(relay) return redis.call('ZSCORE', P .. ':relays', relay) end
+-- The resume-token lookup of a client (see `cluster/moving.rs`): set, replaced or dropped.
+local function set_resume(c, lookup)
+  local old = redis.call('HGET', P .. ':resume_of', c)
+  if old then redis.call('HDEL', P .. ':resume', old) end
+  if lookup == '' then
+    redis.call('HDEL', P .. ':resume_of', c)
+  else
+    redis.call('HSET', P .. ':resume', lookup, c)
+    redis.call('HSET', P .. ':resume_of', c, lookup)
+  end
+end
 -- Removes every client of `relay` from the registry, announcing each leave once: only the
 -- script whose HDEL removed a member announces it.
 local function reap_one(relay)
@@ -38,6 +49,7 @@ local function reap_one(relay)
       feed('L', room, c)
     end
     if redis.call('HDEL', P .. ':clients', c) == 1 then feed('Z', c) end
+    set_resume(c, '')
   end
   redis.call('DEL', idx)
   redis.call('ZREM', P .. ':relays', relay)
@@ -138,13 +150,15 @@ return 1
     )
 });
 
-/// ARGV: P, relay, client, record. A client connected to this relay.
+/// ARGV: P, relay, client, record, resume lookup ('' for none). A client connected to this
+/// relay.
 pub(crate) static HELLO: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local relay, c, record = ARGV[2], ARGV[3], ARGV[4]
 if not live(relay) then return 0 end
 redis.call('HSET', P .. ':clients', c, record)
+set_resume(c, ARGV[5])
 if redis.call('HEXISTS', index_key(relay), c) == 0 then redis.call('HSET', index_key(relay), c, '') end
 feed('A', c, record)
 return 1
@@ -162,6 +176,56 @@ local r = redis.call('HGET', idx, c)
 if r and r ~= '' and redis.call('HDEL', room_key(r) .. ':members', c) == 1 then feed('L', r, c) end
 redis.call('HDEL', idx, c)
 if redis.call('HDEL', P .. ':clients', c) == 1 then feed('Z', c) end
+set_resume(c, '')
+return 1
+"#,
+    )
+});
+
+/// ARGV: P, relay, client, lookup. A resume here gave the client a new token.
+pub(crate) static TOKEN: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local relay, c = ARGV[2], ARGV[3]
+if redis.call('HEXISTS', index_key(relay), c) == 0 then return 0 end
+set_resume(c, ARGV[4])
+return 1
+"#,
+    )
+});
+
+/// ARGV: P, lookup. Returns `{client, record}` of the seat a resume token's lookup names,
+/// or false.
+pub(crate) static FIND: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local c = redis.call('HGET', P .. ':resume', ARGV[2])
+if not c then return false end
+local record = redis.call('HGET', P .. ':clients', c)
+if not record then return false end
+return {c, record}
+"#,
+    )
+});
+
+/// ARGV: P, relay (the new one), from (the old one), client, record, room ('' for none),
+/// lookup. The seat relay `from` handed over is `relay`'s now; nobody leaves or joins, and
+/// the feed says `V` so that every relay updates its mirror. Returns 0 if `relay` holds no
+/// lease (it must resync first), or the client is gone from the registry.
+pub(crate) static MOVE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local relay, from, c, record, r = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if not live(relay) then return 0 end
+if redis.call('HEXISTS', P .. ':clients', c) == 0 then return 0 end
+redis.call('HDEL', index_key(from), c)
+redis.call('HSET', index_key(relay), c, r)
+if r ~= '' and redis.call('HEXISTS', room_key(r) .. ':members', c) == 1 then
+  redis.call('HSET', room_key(r) .. ':members', c, relay)
+end
+redis.call('HSET', P .. ':clients', c, record)
+set_resume(c, ARGV[7])
+feed('V', c, r, record)
 return 1
 "#,
     )
@@ -302,6 +366,7 @@ for k = 1, #entries, 2 do
   if wanted[c] == nil then
     if r ~= '' and redis.call('HDEL', room_key(r) .. ':members', c) == 1 then feed('L', r, c) end
     if redis.call('HDEL', P .. ':clients', c) == 1 then feed('Z', c) end
+    set_resume(c, '')
     redis.call('HDEL', idx, c)
   end
 end

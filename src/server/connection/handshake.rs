@@ -3,8 +3,9 @@
 //! a reason, all within one deadline.
 
 use super::closing::reject;
-use super::seats::{Claim, Held};
+use super::seats::{Claim, Held, Token, UNKNOWN_TOKEN};
 use crate::auth::{Credentials, Identity, Validator};
+use crate::cluster::MovedSeat;
 use crate::disconnect::DisconnectReason;
 use crate::protocol::{
     decode_frame, encode, hello_version, ClientFrame, FrameError, FrameReader, RejectCode,
@@ -24,11 +25,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who a completed handshake let in.
 pub(super) enum Admitted {
-    /// A new client (`identity`: `None` on an open relay); its seat is open if the relay
-    /// holds seats.
-    Fresh(Option<Identity>),
-    /// A held seat, claimed with its resume token; its `Welcome` is written.
-    Resumed(Held),
+    /// A new client (`identity`: `None` on an open relay); its seat is open, under the
+    /// token its `Welcome` gave, if the relay holds seats.
+    Fresh(Option<Identity>, Option<Token>),
+    /// A held seat, claimed with its resume token; its `Welcome` is written, with the new
+    /// token.
+    Resumed(Held, Token),
+    /// A seat another relay of the cluster held, handed over here; its `Welcome` is
+    /// written, with the new token.
+    Moved(MovedSeat, Token, Option<Identity>),
 }
 
 /// Reads the client's `Hello`, checks its credentials, claims the seat its resume token
@@ -125,7 +130,7 @@ where
     };
     let Some(seats) = &shared.seats else {
         writer.write_all(&welcome(client_id, &[])).await.ok()?;
-        return Some(Admitted::Fresh(identity));
+        return Some(Admitted::Fresh(identity, None));
     };
     if resume_token.is_empty() {
         let token = seats.open(client_id, identity.clone());
@@ -133,7 +138,7 @@ where
             seats.end(client_id, &DisconnectReason::ClientClosed);
             return None;
         }
-        return Some(Admitted::Fresh(identity));
+        return Some(Admitted::Fresh(identity, Some(token)));
     }
     let claimed = match seats.claim(&resume_token, &identity) {
         Ok((_, fresh, Claim::Held(held))) => Ok((held, fresh)),
@@ -152,7 +157,30 @@ where
                 },
             }
         }
-        Err(why) => Err(why),
+        Err(why) => match shared.cluster() {
+            // Not a token of this relay's: perhaps another relay of the cluster holds it.
+            Some(cluster) if why == UNKNOWN_TOKEN => {
+                let elsewhere = tokio::select! {
+                    _ = shared.shutdown.cancelled() => Err("server shutting down".to_owned()),
+                    moved = tokio::time::timeout_at(
+                        deadline,
+                        cluster.claim_elsewhere(&resume_token, &identity),
+                    ) => moved.unwrap_or_else(|_| {
+                        Err("the relay holding the seat did not answer".to_owned())
+                    }),
+                };
+                match elsewhere {
+                    Ok(moved) => {
+                        let token = seats.open(moved.client_id, identity.clone());
+                        // Not written: a drop like any other, held here now.
+                        let _ = writer.write_all(&welcome(moved.client_id, &token)).await;
+                        return Some(Admitted::Moved(moved, token, identity));
+                    }
+                    Err(why) => Err(why),
+                }
+            }
+            _ => Err(why),
+        },
     };
     let (held, fresh) = match claimed {
         Ok(claimed) => claimed,
@@ -168,7 +196,7 @@ where
     let _ = writer
         .write_all(&welcome(held.session.client_id, &fresh))
         .await;
-    Some(Admitted::Resumed(held))
+    Some(Admitted::Resumed(held, fresh))
 }
 
 /// Runs the validator on a client's token, within the handshake's deadline; the error is the

@@ -10,6 +10,7 @@
 
 mod closing;
 mod driver;
+mod handoff;
 mod handshake;
 mod hold;
 pub(crate) mod seats;
@@ -18,6 +19,8 @@ mod tests;
 
 pub(crate) use closing::{reject, rejection};
 pub(crate) use driver::MAX_READ_RESERVE;
+#[cfg(feature = "redis")]
+pub(crate) use handoff::hand_off;
 pub(crate) use hold::end_held;
 
 use crate::disconnect::DisconnectReason;
@@ -93,7 +96,7 @@ pub(crate) async fn serve<R, W, L>(
             // room, then the directory, and `on_disconnect` fires), even if the task is
             // cancelled; unless a hold takes them over.
             let (session, queue, guards, resumed) = match admitted {
-                Admitted::Fresh(identity) => {
+                Admitted::Fresh(identity, token) => {
                     let (outbox, queue) = outbox_to(
                         config.channel_capacity,
                         config.max_queued_bytes,
@@ -107,16 +110,19 @@ pub(crate) async fn serve<R, W, L>(
                     );
                     shared.directory.insert(Arc::clone(&session));
                     if let Some(cluster) = shared.cluster() {
-                        cluster.client_connected(&session);
+                        cluster.client_connected(&session, token.as_ref());
                     }
                     shared.counters.connected();
                     let guards = SeatGuards::new(&shared, &handler, &session);
                     (session, queue, guards, None)
                 }
-                Admitted::Resumed(Held {
-                    session: old,
-                    mut guards,
-                }) => {
+                Admitted::Resumed(
+                    Held {
+                        session: old,
+                        mut guards,
+                    },
+                    token,
+                ) => {
                     let session = Arc::new(Session::resumed_from(&old, peer));
                     // Listed as the new connection from now on (same id, so it replaces the
                     // old).
@@ -125,7 +131,37 @@ pub(crate) async fn serve<R, W, L>(
                     // After the Welcome the handshake wrote: the frames queued meanwhile,
                     // then `Resumed`.
                     let (queue, missed) = session.outbox.attach(direct);
+                    if let Some(cluster) = shared.cluster() {
+                        cluster.token_changed(session.client_id, &token);
+                    }
                     (session, queue, guards, Some(missed))
+                }
+                Admitted::Moved(moved, token, identity) => {
+                    let (outbox, queue) = outbox_to(
+                        config.channel_capacity,
+                        config.max_queued_bytes,
+                        direct,
+                        Arc::clone(&shared.counters),
+                    );
+                    let session = Arc::new(
+                        Session::new(moved.client_id, peer, identity, outbox)
+                            .with_cluster(shared.cluster().cloned())
+                            .with_flusher(shared.flusher.clone()),
+                    );
+                    shared.directory.insert(Arc::clone(&session));
+                    // In its room without a word to anyone: it never left.
+                    let room = moved.room.as_deref().and_then(|id| shared.registry.get(id));
+                    if let Some(room) = room {
+                        room.adopt(session.member());
+                        session.set_room(room);
+                    }
+                    if let Some(cluster) = shared.cluster() {
+                        cluster.moved_in(&session, &moved, &token);
+                    }
+                    session.outbox.adopt(moved.frames, moved.missed);
+                    shared.counters.connected();
+                    let guards = SeatGuards::new(&shared, &handler, &session);
+                    (session, queue, guards, Some(moved.missed))
                 }
             };
             // The handshake checked the credentials (or the relay is open).
@@ -278,6 +314,7 @@ impl SeatGuards {
                 handler: Arc::clone(handler),
                 client_id: session.client_id,
                 reason: DisconnectReason::ServerShutdown,
+                moved: false,
             },
         }
     }
@@ -297,6 +334,8 @@ struct DisconnectOnDrop {
     handler: SharedHandler,
     client_id: Uuid,
     reason: DisconnectReason,
+    /// The seat moved to another relay: the registry keeps the client, as that relay's.
+    moved: bool,
 }
 
 impl Drop for DisconnectOnDrop {
@@ -306,7 +345,7 @@ impl Drop for DisconnectOnDrop {
             seats.end(self.client_id, &self.reason);
         }
         self.shared.directory.remove(self.client_id);
-        if let Some(cluster) = self.shared.cluster() {
+        if let Some(cluster) = self.shared.cluster().filter(|_| !self.moved) {
             cluster.client_disconnected(self.client_id);
         }
         self.shared.counters.disconnected(self.reason.kind());

@@ -20,6 +20,10 @@ use uuid::Uuid;
 
 use super::SeatGuards;
 
+/// The refusal of a token this relay never issued (or has forgotten): in a cluster, the
+/// cue to look for the seat on the other relays.
+pub(crate) const UNKNOWN_TOKEN: &str = "unknown resume token";
+
 /// A resume token: 128 bits from the operating system.
 pub(crate) type Token = [u8; 16];
 
@@ -156,19 +160,17 @@ impl Seats {
         token: &[u8],
         identity: &Option<Identity>,
     ) -> Result<(Uuid, Token, Claim), String> {
-        let token: Token = token
-            .try_into()
-            .map_err(|_| "unknown resume token".to_owned())?;
+        let token: Token = token.try_into().map_err(|_| UNKNOWN_TOKEN.to_owned())?;
         let mut table = lock(&self.table);
         let table = &mut *table;
         let Some(&client_id) = table.by_token.get(&token) else {
             return Err(table
                 .ended
                 .get(&token)
-                .map_or_else(|| "unknown resume token".to_owned(), Ended::refusal));
+                .map_or_else(|| UNKNOWN_TOKEN.to_owned(), Ended::refusal));
         };
         let Some(seat) = table.seats.get_mut(&client_id) else {
-            return Err("unknown resume token".to_owned());
+            return Err(UNKNOWN_TOKEN.to_owned());
         };
         if seat.identity.as_ref().map(Identity::user_id) != identity.as_ref().map(Identity::user_id)
         {
@@ -258,6 +260,17 @@ impl Seats {
         self.remove(&mut table, client_id, ended_for(reason))
     }
 
+    /// The seat of `client_id` moved to another relay (after a claim): forgotten here, its
+    /// tokens refused from now on.
+    pub(crate) fn moved(&self, client_id: Uuid) {
+        let mut table = lock(&self.table);
+        let _ = self.remove(
+            &mut table,
+            client_id,
+            Ended::Seat("moved to another relay".to_owned()),
+        );
+    }
+
     /// Whether `client_id`'s seat is held.
     pub(crate) fn is_held(&self, client_id: Uuid) -> bool {
         matches!(
@@ -275,7 +288,7 @@ impl Seats {
         let found = <Token>::try_from(token)
             .ok()
             .and_then(|token| table.ended.get(&token).cloned());
-        found.map_or_else(|| "unknown resume token".to_owned(), |why| why.refusal())
+        found.map_or_else(|| UNKNOWN_TOKEN.to_owned(), |why| why.refusal())
     }
 
     fn remove(&self, table: &mut Table, client_id: Uuid, why: Ended) -> Option<Held> {

@@ -2,7 +2,9 @@
 //! message one `PUBLISH`, and an op that comes while the broker is away fails fast.
 
 use super::{broken, Link};
-use crate::cluster::backplane::{Answer, BrokerError, LocalState, Op, Restored, Seat};
+use crate::cluster::backplane::{
+    Answer, BrokerError, ClientRecord, LocalState, Op, Restored, Seat,
+};
 use crate::cluster::redis::events::{capacity_field, parse_snapshot};
 use crate::cluster::redis::{room_channel, scripts, LEASE_TTL};
 use redis::{RedisError, Value};
@@ -69,7 +71,18 @@ impl Link {
             Op::SetMeta { room, key, .. } => {
                 tracing::warn!(room_id = %room, key, "the broker is away: metadata change not shared");
             }
-            Op::Leave { .. } | Op::ClientConnected { .. } | Op::ClientDisconnected { .. } => {}
+            Op::FindSeat { answer, .. } => {
+                let _ = answer.send(unavailable());
+            }
+            // The client is this relay's (the resume completed), but the other relays go on
+            // thinking it is the old one's until the restore that follows the reconnection.
+            Op::MoveIn { client, .. } => {
+                tracing::warn!(%client, "the broker is away: the seat's move not shared");
+            }
+            Op::Leave { .. }
+            | Op::ClientConnected { .. }
+            | Op::ClientDisconnected { .. }
+            | Op::SetResume { .. } => {}
         }
     }
 
@@ -170,15 +183,70 @@ impl Link {
                 .invoke_async::<u64>(conn)
                 .await
                 .map(drop),
-            Op::ClientConnected { client, record } => scripts::HELLO
+            Op::ClientConnected {
+                client,
+                record,
+                resume,
+            } => scripts::HELLO
                 .prepare_invoke()
                 .arg(prefix)
                 .arg(relay)
                 .arg(client.to_string())
                 .arg(record.encode())
+                .arg(resume.unwrap_or_default())
                 .invoke_async::<u64>(conn)
                 .await
                 .map(drop),
+            Op::SetResume { client, lookup } => scripts::TOKEN
+                .prepare_invoke()
+                .arg(prefix)
+                .arg(relay)
+                .arg(client.to_string())
+                .arg(lookup)
+                .invoke_async::<u64>(conn)
+                .await
+                .map(drop),
+            Op::FindSeat { lookup, answer } => {
+                let run = scripts::FIND
+                    .prepare_invoke()
+                    .arg(prefix)
+                    .arg(lookup)
+                    .invoke_async::<Option<(String, Vec<u8>)>>(conn)
+                    .await;
+                let _ = answer.send(match &run {
+                    Ok(Some((client, record))) => Ok(uuid::Uuid::parse_str(client)
+                        .ok()
+                        .zip(ClientRecord::decode(record))
+                        .map(|(client, record)| (client, record.relay))),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(BrokerError(e.to_string())),
+                });
+                run.map(drop)
+            }
+            Op::MoveIn {
+                client,
+                from,
+                record,
+                room,
+                lookup,
+            } => {
+                let run = scripts::MOVE
+                    .prepare_invoke()
+                    .arg(prefix)
+                    .arg(relay)
+                    .arg(&*from)
+                    .arg(client.to_string())
+                    .arg(record.encode())
+                    .arg(room.as_deref().unwrap_or(""))
+                    .arg(lookup)
+                    .invoke_async::<u64>(conn)
+                    .await;
+                if matches!(run, Ok(0)) {
+                    // No lease: the resync that follows writes this relay's clients back.
+                    self.shared.resync.notify_one();
+                }
+                run.map(drop)
+            }
             Op::ClientDisconnected { client } => scripts::BYE
                 .prepare_invoke()
                 .arg(prefix)
