@@ -60,6 +60,8 @@ pub(crate) struct RoomRecord {
     pub(crate) meta: Vec<(String, String)>,
     /// Member → the relay it is on (empty in a `LocalState`).
     pub(crate) members: Vec<(Uuid, Arc<str>)>,
+    /// The room's state, in first-set order.
+    pub(crate) state: Vec<crate::room::RoomStateEntry>,
 }
 
 /// The whole registry at one point of the feed's order.
@@ -79,6 +81,8 @@ pub(crate) struct LocalState {
     /// The registry's epoch as this relay last saw it (`None` before its first restore):
     /// a different one means the broker lost its data, and the rooms must be written back.
     pub(crate) epoch: Option<String>,
+    /// This run of the relay: the state entries it writes back are its own.
+    pub(crate) origin: u64,
     pub(crate) rooms: Vec<RoomRecord>,
     pub(crate) clients: Vec<(Uuid, ClientRecord, Option<String>)>,
 }
@@ -128,6 +132,16 @@ pub(crate) enum Op {
         room: Arc<str>,
         key: String,
         value: String,
+    },
+    /// A change of a room's state made here (an empty `value` deletes), applied here
+    /// already: the broker keeps it and every other relay applies it in the feed's order.
+    /// Traffic, as far as the queue goes: dropped (and counted) while the broker is away.
+    SetState {
+        room: Arc<str>,
+        origin: u64,
+        owner: Uuid,
+        key: String,
+        value: Bytes,
     },
     /// Take a seat for a client of this relay.
     Join {
@@ -200,6 +214,15 @@ pub(crate) enum StateEvent {
         generation: u64,
         key: String,
         value: String,
+    },
+    /// A room's state entry set (or deleted: an empty `value`) on the relay run `origin`.
+    StateSet {
+        room: String,
+        generation: u64,
+        origin: u64,
+        owner: Uuid,
+        key: String,
+        value: Bytes,
     },
     Joined {
         room: String,

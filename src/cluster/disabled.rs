@@ -43,6 +43,17 @@ impl Cluster {
         match *self {}
     }
 
+    pub(crate) fn set_state(
+        &self,
+        _: &Room,
+        _: Uuid,
+        _: &str,
+        _: &[u8],
+        _: impl FnOnce() -> Result<Option<Dropped>, crate::room::StateRefused>,
+    ) -> Result<Option<Dropped>, crate::room::StateRefused> {
+        match *self {}
+    }
+
     pub(crate) fn client_connected(&self, _: &Session, _: Option<&crate::server::Token>) {
         match *self {}
     }

@@ -2,8 +2,9 @@
 //! [`ServerBuilder::redis`](crate::ServerBuilder::redis), and [`ClusterHandle`], the exact
 //! calls of [`ServerHandle::cluster`](crate::ServerHandle::cluster).
 //!
-//! Inside: `backplane.rs`, the seam to a broker; this module, `join.rs` and `handle.rs`, the
-//! relay's side of it (what the router, the sessions and the handle call); `dispatcher/`,
+//! Inside: `backplane.rs`, the seam to a broker; this module, `join.rs`, `moving.rs`,
+//! `room_state.rs` and `handle.rs`, the relay's side of it (what the router, the sessions
+//! and the handle call); `dispatcher/`,
 //! which applies what the broker says to the local mirror of the cluster's rooms and
 //! clients; `redis/`, the Redis backplane.
 //!
@@ -18,6 +19,7 @@ mod handle;
 mod join;
 mod moving;
 mod redis;
+mod room_state;
 
 pub use self::redis::RedisOptions;
 pub use handle::ClusterHandle;
@@ -65,6 +67,8 @@ pub(crate) struct Cluster {
     /// Claims this relay sent for seats on other relays, waiting for their answer: the
     /// room, the frames and the missed count, or why not.
     moves: Mutex<HashMap<Uuid, ClaimAnswer>>,
+    /// Changes of room state made here, not yet read back on the feed (see `room_state.rs`).
+    unechoed: Mutex<room_state::Unechoed>,
 }
 
 type ClaimAnswer = oneshot::Sender<Result<(String, Bytes, u32), String>>;
@@ -109,6 +113,7 @@ impl Cluster {
             counters: ClusterCounters::default(),
             link,
             moves: Mutex::new(HashMap::new()),
+            unechoed: Mutex::new(HashMap::new()),
         });
         let (ready_tx, ready_rx) = oneshot::channel();
         shared.tasks.spawn(dispatcher::run(

@@ -38,7 +38,7 @@ use state::RoomState;
 pub use state::RoomStateEntry;
 #[cfg(test)]
 pub(crate) use state::STATE_FRAME_OVERHEAD;
-pub(crate) use state::{check_key, StateLimits};
+pub(crate) use state::{check_key, StateLimits, StateRefused};
 
 /// One member of a room: who it is and where its frames go.
 #[derive(Clone, Debug)]

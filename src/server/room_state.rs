@@ -15,7 +15,8 @@ impl ServerHandle {
     /// the entry after its member list, and it stays until the server changes or deletes
     /// it (members leaving do not). An empty `value` deletes the entry (deleting a missing
     /// one does nothing and tells nobody). A member whose queue is full misses the change,
-    /// and `on_backpressure` fires for it.
+    /// and `on_backpressure` fires for it. On relays sharing rooms (feature `redis`) it
+    /// applies here at once, and the broker stores it and passes it to every other relay.
     ///
     /// ```
     /// # async fn demo(handle: ghost_sync::ServerHandle) -> Result<(), ghost_sync::SyncError> {
@@ -47,20 +48,18 @@ impl ServerHandle {
         });
         let limits = self.shared.config.room_state;
         let mut pending = Pending::default();
-        let set = room.set_state(SERVER_ID, key, value, &frame, limits, &mut pending);
+        let mut apply = || room.set_state(SERVER_ID, key, value, &frame, limits, &mut pending);
+        // In a cluster the broker keeps it too, and every other relay gets it.
+        let set = match self.shared.cluster() {
+            Some(cluster) => cluster.set_state(&room, SERVER_ID, key, value, apply),
+            None => apply(),
+        };
         self.shared.flush(&mut pending);
         let dropped = match set {
             Ok(Some(dropped)) => dropped,
             Ok(None) => return Ok(()),
             Err(refused) => return Err(refused.into_error(room_id)),
         };
-        // Members on other relays get the change live; a joiner there gets no snapshot of
-        // it (a room's state is kept by the relay it was set on).
-        if room.has_remote() {
-            if let Some(cluster) = self.shared.cluster() {
-                cluster.publish(&room, &frame);
-            }
-        }
         if let Some(handler) = self.shared.handler() {
             report_backpressure(&*handler, &self.shared.counters, &dropped, room.id());
         }

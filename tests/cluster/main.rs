@@ -14,5 +14,6 @@ mod liveness;
 mod outage;
 mod presence;
 mod resume;
+mod room_state;
 mod rooms;
 mod startup;

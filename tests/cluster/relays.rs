@@ -99,7 +99,7 @@ pub async fn connect(addr: SocketAddr) -> Client {
 /// Creates `room` (on the first relay), and connects a client to `relays[i]` for each `i` of
 /// `placement`, in order, each joined; returns once every relay counts them all. The earlier
 /// clients have `PlayerJoined` events of the later ones waiting. (Used by the cluster cases
-/// of `tests/direct.rs` and `tests/room_state.rs`, which include this file.)
+/// of `tests/direct.rs` too, which includes this file.)
 #[allow(dead_code)]
 pub async fn room_with(relays: &[Relay], room: &str, placement: &[usize]) -> Vec<Client> {
     relays[0].handle.create_room(room).unwrap();

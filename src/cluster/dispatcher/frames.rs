@@ -9,8 +9,7 @@ use crate::cluster::backplane::FrameSink;
 use crate::cluster::bus_message::parse_room_message;
 use crate::cluster::Cluster;
 use crate::outbox::Pending;
-use crate::protocol::{encode, ServerFrame, HEADER_LEN};
-use crate::room::{Dropped, Room};
+use crate::protocol::{encode, ServerFrame};
 use crate::server::Shared;
 use crate::session::report_backpressure;
 use crate::sync::lock;
@@ -48,19 +47,10 @@ pub(crate) struct RoomFrames {
     seen: Mutex<Seen>,
     /// Bytes an encoded `Broadcast` adds to its data.
     broadcast_overhead: usize,
-    /// Bytes an encoded `State` adds to its key and value (whose sum `max_payload` bounds),
-    /// and its tag: room-state changes come this way too.
-    state_overhead: usize,
-    state_tag: u8,
 }
 
 impl RoomFrames {
     pub(crate) fn new(shared: Arc<Shared>, cluster: Arc<Cluster>) -> Self {
-        let state = encode(&ServerFrame::State {
-            owner: Uuid::nil(),
-            key: "",
-            value: &[],
-        });
         Self {
             shared,
             cluster,
@@ -70,8 +60,6 @@ impl RoomFrames {
                 data: &[],
             })
             .len(),
-            state_overhead: state.len(),
-            state_tag: state[HEADER_LEN],
         }
     }
 
@@ -115,31 +103,6 @@ impl RoomFrames {
     }
 }
 
-impl RoomFrames {
-    /// For a `State` frame from another relay: applies the change to this relay's copy of
-    /// the room's state and queues the frame for the members here, under the room's locks as
-    /// a local change is, so that a joiner here gets it once (in its snapshot, or live).
-    /// `None` for any other frame, or a change this relay's limits refuse (then only relayed).
-    fn mirror_state(&self, room: &Room, frame: &Bytes, pending: &mut Pending) -> Option<Dropped> {
-        if frame.get(HEADER_LEN) != Some(&self.state_tag) {
-            return None;
-        }
-        let Ok(ServerFrame::State { owner, key, value }) =
-            crate::protocol::decode_frame::<ServerFrame<'_>>(&frame[HEADER_LEN..])
-        else {
-            return None;
-        };
-        let limits = self.shared.config.room_state;
-        match room.set_state(owner, key, value, frame, limits, pending) {
-            Ok(dropped) => Some(dropped.unwrap_or_default()),
-            Err(refused) => {
-                tracing::warn!(room_id = %room.id(), why = %refused.message(room.id()), "a state change from another relay is over this relay's limits: relayed, not kept");
-                None
-            }
-        }
-    }
-}
-
 impl FrameSink for RoomFrames {
     fn deliver(&self, room: &[u8], message: Bytes) {
         let Some((origin, seq, frame)) = parse_room_message(&message) else {
@@ -150,11 +113,9 @@ impl FrameSink for RoomFrames {
         }
         self.note(room, origin, seq);
         // Each message's header: a keyed frame's holds 4 bytes more (its key) than a
-        // broadcast's, a state entry's is its own.
+        // broadcast's.
         let keyed = keyed_header(&frame);
-        let overhead = if frame.get(HEADER_LEN) == Some(&self.state_tag) {
-            self.state_overhead
-        } else if keyed.is_some() {
+        let overhead = if keyed.is_some() {
             self.broadcast_overhead + 4
         } else {
             self.broadcast_overhead
@@ -177,13 +138,11 @@ impl FrameSink for RoomFrames {
         };
         self.cluster.counters.received.fetch_add(1, Relaxed);
         let mut pending = Pending::default();
-        // A keyed frame may replace its sender's older one for a slow member here too; a
-        // state entry is kept here too, for the joiners of this relay.
+        // A keyed frame may replace its sender's older one for a slow member here too.
+        // (Room-state changes come on the feed, not this way: see `cluster/room_state.rs`.)
         let dropped = if let Some((sender, key)) = keyed {
             let (recipients, dropped) = room.broadcast_keyed(sender, key, &frame, &mut pending);
             room.fanned_out(recipients);
-            dropped
-        } else if let Some(dropped) = self.mirror_state(&room, &frame, &mut pending) {
             dropped
         } else {
             room.broadcast_all(&frame, &mut pending).1

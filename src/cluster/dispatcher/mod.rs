@@ -1,9 +1,10 @@
 //! The dispatcher task: applies what the broker says, one message at a time and in the
 //! broker's order, to this relay's rooms and to its mirror of the cluster.
 //!
-//! - A state event (a room created or deleted, metadata, a join, a leave, a client that
-//!   connected or went) updates the mirror, and a join or leave of another relay's client
-//!   becomes `PlayerJoined` / `PlayerLeft` for the members here.
+//! - A state event (a room created or deleted, metadata, a room-state entry, a join, a
+//!   leave, a client that connected or went) updates the mirror; a join or leave of another
+//!   relay's client becomes `PlayerJoined` / `PlayerLeft` for the members here, and another
+//!   relay's room-state change a `State` (see `cluster/room_state.rs`).
 //! - A room frame from another relay is fanned out to the members here as it came: one
 //!   shared buffer, no re-encoding.
 //! - A control message kicks or writes to a client of this relay.
@@ -24,7 +25,7 @@ use super::bus_message::Control;
 use super::{Cluster, RemoteClient};
 use crate::outbox::Refused;
 use crate::protocol::{encode, ServerFrame};
-use crate::room::{Room, RoomOptions};
+use crate::room::{Room, RoomOptions, RoomStateEntry};
 use crate::server::Shared;
 use crate::session::report_backpressure;
 use crate::sync::write;
@@ -169,6 +170,23 @@ impl Dispatcher {
             } => {
                 if let Some(room) = self.room(&room, generation) {
                     room.set_meta(&key, value);
+                }
+            }
+            StateEvent::StateSet {
+                room,
+                generation,
+                origin,
+                owner,
+                key,
+                value,
+            } => {
+                let Some(room) = self.room(&room, generation) else {
+                    return;
+                };
+                let entry = RoomStateEntry { key, owner, value };
+                if let Some(dropped) = self.cluster.state_read(&self.shared, &room, origin, &entry)
+                {
+                    self.announce(&room, &dropped);
                 }
             }
             StateEvent::Joined {

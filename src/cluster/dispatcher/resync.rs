@@ -86,6 +86,7 @@ impl Dispatcher {
                 max_clients: room.options().max_clients,
                 meta: room.meta_all(),
                 members: Vec::new(),
+                state: room.state_entries(),
             })
             .collect();
         let clients = self
@@ -103,6 +104,7 @@ impl Dispatcher {
             .collect();
         LocalState {
             epoch: self.epoch.clone(),
+            origin: self.cluster.origin,
             rooms,
             clients,
         }
@@ -113,10 +115,18 @@ impl Dispatcher {
         let me = &*self.cluster.relay;
         let mut live = HashSet::new();
         let mut rooms_of = HashMap::new();
+        // What reached the broker is in the snapshot; what did not never will.
+        self.cluster.forget_unechoed();
         for record in snapshot.rooms {
             let room = self.mirror_room(&record.id, record.generation, record.max_clients);
             for (key, value) in record.meta {
                 room.set_meta(&key, value);
+            }
+            let dropped = self
+                .cluster
+                .state_reloaded(&self.shared, &room, record.state);
+            if !dropped.is_empty() {
+                self.announce(&room, &dropped);
             }
             let mut wanted = HashSet::new();
             for (client, relay) in &record.members {

@@ -2,7 +2,10 @@
 //! are `<len>:<bytes>` one after the other (see [`scripts`](super::scripts)).
 
 use crate::cluster::backplane::{ClientRecord, RoomRecord, Snapshot, StateEvent};
+use crate::room::RoomStateEntry;
+use bytes::Bytes;
 use redis::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -106,6 +109,14 @@ pub(crate) fn parse_event(bytes: &[u8]) -> Option<(u64, StateEvent)> {
             key: text(key)?,
             value: text(value)?,
         },
+        (b"S", [room, generation, origin, owner, key, value]) => StateEvent::StateSet {
+            room: text(room)?,
+            generation: number(generation)?,
+            origin: number(origin)?,
+            owner: uuid(owner)?,
+            key: text(key)?,
+            value: Bytes::copy_from_slice(value),
+        },
         (b"J", [room, generation, client, relay]) => StateEvent::Joined {
             room: text(room)?,
             generation: number(generation)?,
@@ -158,6 +169,29 @@ fn pairs(value: &Value) -> Option<Vec<(&[u8], &[u8])>> {
         .collect()
 }
 
+/// A room's state as the scripts keep it (key → owner's 36-byte id and the value; key →
+/// the feed number of its first set), in first-set order.
+fn state_entries(state: &Value, order: &Value) -> Option<Vec<RoomStateEntry>> {
+    let order: HashMap<&[u8], u64> = pairs(order)?
+        .into_iter()
+        .map(|(key, at)| Some((key, number(at)?)))
+        .collect::<Option<_>>()?;
+    let mut entries = pairs(state)?
+        .into_iter()
+        .map(|(key, stored)| {
+            let (owner, value) = stored.split_at_checked(36)?;
+            let entry = RoomStateEntry {
+                key: text(key)?,
+                owner: uuid(owner)?,
+                value: Bytes::copy_from_slice(value),
+            };
+            Some((order.get(key).copied().unwrap_or(u64::MAX), entry))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    entries.sort_by_key(|(at, _)| *at);
+    Some(entries.into_iter().map(|(_, entry)| entry).collect())
+}
+
 /// The SNAPSHOT script's answer.
 pub(crate) fn parse_snapshot(value: &Value) -> Option<Snapshot> {
     let [seq, rooms, clients] = array(value)? else {
@@ -167,7 +201,7 @@ pub(crate) fn parse_snapshot(value: &Value) -> Option<Snapshot> {
     let rooms = array(rooms)?
         .iter()
         .map(|room| {
-            let [id, generation, max, meta, members] = array(room)? else {
+            let [id, generation, max, meta, members, state, order] = array(room)? else {
                 return None;
             };
             Some(RoomRecord {
@@ -182,6 +216,7 @@ pub(crate) fn parse_snapshot(value: &Value) -> Option<Snapshot> {
                     .into_iter()
                     .map(|(c, r)| Some((uuid(c)?, Arc::from(text(r)?))))
                     .collect::<Option<_>>()?,
+                state: state_entries(state, order)?,
             })
         })
         .collect::<Option<_>>()?;

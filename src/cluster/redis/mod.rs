@@ -179,6 +179,7 @@ impl Backplane for RedisBackplane {
         }
         let size = match &op {
             Op::Control { message, .. } => Some(message.len()),
+            Op::SetState { key, value, .. } => Some(key.len() + value.len()),
             _ => None,
         };
         if let Some(size) = size {

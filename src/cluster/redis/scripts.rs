@@ -19,12 +19,40 @@ local function feed(...)
   local msg = f(seq)
   for _, v in ipairs({...}) do msg = msg .. f(v) end
   redis.call('PUBLISH', P .. ':feed', msg)
+  return seq
 end
 local function room_key(r) return P .. ':room:' .. r end
 local function index_key(relay) return P .. ':relay:' .. relay .. ':clients' end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- A room's state (see `cluster/room_state.rs`): `:state` holds key -> owner (36 bytes of
+-- its id) followed by the value, `:state_at` key -> the feed number of its first set (the
+-- order joiners get the entries in).
+local function state_key(r) return room_key(r) .. ':state' end
+local function put_state(r, owner, key, value, seq)
+  local sk = state_key(r)
+  if value == '' then
+    redis.call('HDEL', sk, key)
+    redis.call('HDEL', sk .. '_at', key)
+  else
+    redis.call('HSET', sk, key, owner .. value)
+    redis.call('HSETNX', sk .. '_at', key, seq)
+  end
+end
+-- A member left room `r`: announced, and the state entries it set last deleted, as every
+-- relay deletes them from its copy when it reads the `L`.
+local function left(r, c)
+  feed('L', r, c)
+  local sk = state_key(r)
+  local entries = redis.call('HGETALL', sk)
+  for i = 1, #entries, 2 do
+    if string.sub(entries[i + 1], 1, 36) == c then
+      redis.call('HDEL', sk, entries[i])
+      redis.call('HDEL', sk .. '_at', entries[i])
+    end
+  end
 end
 local function live(relay) return redis.call('ZSCORE', P .. ':relays', relay) end
 -- The resume-token lookup of a client (see `cluster/moving.rs`): set, replaced or dropped.
@@ -46,7 +74,7 @@ local function reap_one(relay)
   for i = 1, #entries, 2 do
     local c, room = entries[i], entries[i + 1]
     if room ~= '' and redis.call('HDEL', room_key(room) .. ':members', c) == 1 then
-      feed('L', room, c)
+      left(room, c)
     end
     if redis.call('HDEL', P .. ':clients', c) == 1 then feed('Z', c) end
     set_resume(c, '')
@@ -94,7 +122,7 @@ for i = 1, #members, 2 do
   local idx = index_key(members[i + 1])
   if redis.call('HEXISTS', idx, members[i]) == 1 then redis.call('HSET', idx, members[i], '') end
 end
-redis.call('DEL', k, k .. ':members', k .. ':meta')
+redis.call('DEL', k, k .. ':members', k .. ':meta', k .. ':state', k .. ':state_at')
 redis.call('SREM', P .. ':rooms', r)
 feed('D', r, gen)
 return 1
@@ -111,6 +139,22 @@ local gen = redis.call('HGET', room_key(r), 'gen')
 if not gen then return 0 end
 redis.call('HSET', room_key(r) .. ':meta', key, value)
 feed('M', r, gen, key, value)
+return 1
+"#,
+    )
+});
+
+/// ARGV: P, room, origin (the relay run that set it), owner, key, value (empty: a delete).
+/// Returns 0 if there is no such room. The relays apply it when they read its `S` on the
+/// feed, in the feed's order, so they all end with the value this keeps.
+pub(crate) static SET_STATE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local r, origin, owner, key, value = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local gen = redis.call('HGET', room_key(r), 'gen')
+if not gen then return 0 end
+local seq = feed('S', r, gen, origin, owner, key, value)
+put_state(r, owner, key, value, seq)
 return 1
 "#,
     )
@@ -142,7 +186,7 @@ pub(crate) static LEAVE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local relay, c, r = ARGV[2], ARGV[3], ARGV[4]
-if redis.call('HDEL', room_key(r) .. ':members', c) == 1 then feed('L', r, c) end
+if redis.call('HDEL', room_key(r) .. ':members', c) == 1 then left(r, c) end
 local idx = index_key(relay)
 if redis.call('HGET', idx, c) == r then redis.call('HSET', idx, c, '') end
 return 1
@@ -173,7 +217,7 @@ pub(crate) static BYE: LazyLock<Script> = LazyLock::new(|| {
 local relay, c = ARGV[2], ARGV[3]
 local idx = index_key(relay)
 local r = redis.call('HGET', idx, c)
-if r and r ~= '' and redis.call('HDEL', room_key(r) .. ':members', c) == 1 then feed('L', r, c) end
+if r and r ~= '' and redis.call('HDEL', room_key(r) .. ':members', c) == 1 then left(r, c) end
 redis.call('HDEL', idx, c)
 if redis.call('HDEL', P .. ':clients', c) == 1 then feed('Z', c) end
 set_resume(c, '')
@@ -280,8 +324,9 @@ return reap_one(relay)
     )
 });
 
-/// ARGV: P, relay, incarnation, ttl_ms, epoch ('' if unknown), n_rooms, then per room: id,
-/// gen, max, n_meta, key, value, ...; then per client: id, record, room ('' for none).
+/// ARGV: P, relay, incarnation, ttl_ms, epoch ('' if unknown), origin, n_rooms, then per
+/// room: id, gen, max, n_meta, key, value, ..., n_state, key, owner, value, ...; then per
+/// client: id, record, room ('' for none).
 ///
 /// Writes one relay's state back after the broker lost it or declared the relay dead:
 /// registers the lease (reaping an older incarnation of the same name), re-creates the rooms
@@ -306,8 +351,9 @@ if not epoch then
   redis.call('SET', P .. ':epoch', epoch)
 end
 local lost = known ~= '' and known ~= epoch
-local i = 7
-for _ = 1, tonumber(ARGV[6]) do
+local origin = ARGV[6]
+local i = 8
+for _ = 1, tonumber(ARGV[7]) do
   local r, gen, max, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   -- A room created here while the broker was away has no generation yet.
   local fresh = redis.call('EXISTS', room_key(r)) == 0 and (gen == '0' or lost)
@@ -327,6 +373,12 @@ for _ = 1, tonumber(ARGV[6]) do
     end
   end
   i = i + 4 + 2 * n
+  for _ = 1, tonumber(ARGV[i]) do
+    local key, owner, value = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    if fresh then put_state(r, owner, key, value, feed('S', r, gen, origin, owner, key, value)) end
+    i = i + 3
+  end
+  i = i + 1
 end
 local wanted = {}
 local refused = {}
@@ -340,7 +392,7 @@ while i <= #ARGV do
   end
   local had = redis.call('HGET', idx, c)
   if had and had ~= '' and had ~= r then
-    if redis.call('HDEL', room_key(had) .. ':members', c) == 1 then feed('L', had, c) end
+    if redis.call('HDEL', room_key(had) .. ':members', c) == 1 then left(had, c) end
   end
   redis.call('HSET', idx, c, '')
   if r ~= '' then
@@ -364,7 +416,7 @@ local entries = redis.call('HGETALL', idx)
 for k = 1, #entries, 2 do
   local c, r = entries[k], entries[k + 1]
   if wanted[c] == nil then
-    if r ~= '' and redis.call('HDEL', room_key(r) .. ':members', c) == 1 then feed('L', r, c) end
+    if r ~= '' and redis.call('HDEL', room_key(r) .. ':members', c) == 1 then left(r, c) end
     if redis.call('HDEL', P .. ':clients', c) == 1 then feed('Z', c) end
     set_resume(c, '')
     redis.call('HDEL', idx, c)
@@ -376,8 +428,9 @@ return {epoch, refused}
 });
 
 /// ARGV: P. Returns `{seq, rooms, clients}`: the feed's last sequence number, then per
-/// room `{id, gen, max, meta (flat), members (flat: client, relay)}`, then the clients flat
-/// (id, record), all read in one step.
+/// room `{id, gen, max, meta (flat), members (flat: client, relay), state (flat: key,
+/// owner and value), state order (flat: key, feed number)}`, then the clients flat (id,
+/// record), all read in one step.
 pub(crate) static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -387,7 +440,9 @@ for _, r in ipairs(redis.call('SMEMBERS', P .. ':rooms')) do
   if st[1] then
     table.insert(rooms, {r, st[1], st[2] or '',
       redis.call('HGETALL', room_key(r) .. ':meta'),
-      redis.call('HGETALL', room_key(r) .. ':members')})
+      redis.call('HGETALL', room_key(r) .. ':members'),
+      redis.call('HGETALL', state_key(r)),
+      redis.call('HGETALL', state_key(r) .. '_at')})
   end
 end
 return {redis.call('GET', P .. ':seq') or '0', rooms, redis.call('HGETALL', P .. ':clients')}

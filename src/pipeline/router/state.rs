@@ -23,12 +23,15 @@ impl RoomRouter {
         let frame = encode(&ServerFrame::State { owner, key, value });
         let limits = self.shared.config.room_state;
         let mut pending = session.pending();
-        let set = room.set_state(owner, key, value, &frame, limits, &mut pending);
+        let mut apply = || room.set_state(owner, key, value, &frame, limits, &mut pending);
+        // In a cluster the broker keeps it too, and every other relay gets it.
+        let set = match self.shared.cluster() {
+            Some(cluster) => cluster.set_state(&room, owner, key, value, apply),
+            None => apply(),
+        };
         drop(pending);
         match set {
             Ok(Some(dropped)) => {
-                // Members on other relays get the change live, and their relay keeps it.
-                self.publish(&room, &frame);
                 report_backpressure(&*self.handler, &self.shared.counters, &dropped, room.id());
                 Reply::relayed(Arc::clone(room.id()))
             }

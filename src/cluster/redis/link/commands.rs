@@ -71,6 +71,17 @@ impl Link {
             Op::SetMeta { room, key, .. } => {
                 tracing::warn!(room_id = %room, key, "the broker is away: metadata change not shared");
             }
+            // Like a frame: the other relays miss it, and learn the room's state from the
+            // snapshot their resync loads once the broker is back.
+            Op::SetState { key, value, .. } => {
+                self.shared
+                    .queued_bytes
+                    .fetch_sub(key.len() + value.len(), Ordering::AcqRel);
+                self.shared
+                    .counters
+                    .publish_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             Op::FindSeat { answer, .. } => {
                 let _ = answer.send(unavailable());
             }
@@ -147,6 +158,28 @@ impl Link {
                 .invoke_async::<u64>(conn)
                 .await
                 .map(drop),
+            Op::SetState {
+                room,
+                origin,
+                owner,
+                key,
+                value,
+            } => {
+                self.shared
+                    .queued_bytes
+                    .fetch_sub(key.len() + value.len(), Ordering::AcqRel);
+                scripts::SET_STATE
+                    .prepare_invoke()
+                    .arg(prefix)
+                    .arg(&*room)
+                    .arg(origin)
+                    .arg(owner.to_string())
+                    .arg(key)
+                    .arg(&value[..])
+                    .invoke_async::<u64>(conn)
+                    .await
+                    .map(drop)
+            }
             Op::Join {
                 room,
                 client,
@@ -349,6 +382,7 @@ fn restore_args(
         .arg(incarnation)
         .arg(LEASE_TTL.as_millis() as u64)
         .arg(state.epoch.as_deref().unwrap_or(""))
+        .arg(state.origin)
         .arg(state.rooms.len());
     for room in &state.rooms {
         invocation
@@ -358,6 +392,13 @@ fn restore_args(
             .arg(room.meta.len());
         for (key, value) in &room.meta {
             invocation.arg(key).arg(value);
+        }
+        invocation.arg(room.state.len());
+        for entry in &room.state {
+            invocation
+                .arg(&entry.key)
+                .arg(entry.owner.to_string())
+                .arg(&entry.value[..]);
         }
     }
     for (client, record, room) in &state.clients {
