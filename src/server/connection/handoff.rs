@@ -77,10 +77,7 @@ pub(crate) async fn hand_off(
 /// The seat leaves this relay: its queue is handed off, its member becomes a remote one,
 /// and its guards run with nothing left to leave.
 fn let_go(shared: &Shared, held: Held) -> HandedOff {
-    let Held {
-        session,
-        mut guards,
-    } = held;
+    let Held { session, guards } = held;
     let (frames, missed) = session.outbox.hand_off(MAX_HANDED_BYTES);
     let room = session.take_room();
     if let Some(room) = &room {
@@ -89,10 +86,7 @@ fn let_go(shared: &Shared, held: Held) -> HandedOff {
             cluster.handed_off(room);
         }
     }
-    guards.farewell.reason = DisconnectReason::Replaced;
-    // The client is the other relay's in the registry now, not gone from it.
-    guards.farewell.moved = true;
-    drop(guards);
+    guards.moved_away();
     HandedOff {
         room,
         frames,

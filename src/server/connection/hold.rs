@@ -45,7 +45,7 @@ pub(super) async fn hold(
     if told {
         guarded("on_drop", || handler.on_drop(client_id, &reason));
     }
-    guards.farewell.reason = reason.clone();
+    guards.farewell.set_reason(reason.clone());
     match seats.hold(client_id, Held { session, guards }) {
         Hold::Parked(hold, stop) => {
             tracing::debug!(?reason, "seat held");
@@ -98,7 +98,7 @@ pub(crate) fn end_held(held: Held, reason: Option<DisconnectReason>, quietly: bo
         session.leave_room_quietly(&*guards.leave.handler, &guards.leave.shared.counters);
     }
     if let Some(reason) = reason {
-        guards.farewell.reason = reason;
+        guards.farewell.set_reason(reason);
     }
     drop(guards);
 }

@@ -262,7 +262,7 @@ pub(crate) async fn serve<R, W, L>(
             // Leaves the room (if still in one): PlayerLeft to the others, on_leave once.
             guards.leave_now();
             let farewell = reason.farewell();
-            guards.farewell.reason = reason;
+            guards.farewell.set_reason(reason);
             let mut said_goodbye = farewell.is_some();
             // Without a farewell, dropping the sender still ends the writer after the queued frames.
             match farewell {
@@ -309,14 +309,27 @@ impl SeatGuards {
                 handler: Arc::clone(handler),
                 shared: Arc::clone(shared),
             },
-            farewell: DisconnectOnDrop {
+            farewell: DisconnectOnDrop(Some(Farewell {
                 shared: Arc::clone(shared),
                 handler: Arc::clone(handler),
                 client_id: session.client_id,
                 reason: DisconnectReason::ServerShutdown,
-                moved: false,
-            },
+            })),
         }
+    }
+
+    /// Ends the seat here for a client that moved to another relay: nothing is left to
+    /// leave, and `on_disconnect` fires with [`DisconnectReason::Replaced`], but the client
+    /// stays in the cluster's registry, as that relay's.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn moved_away(self) {
+        let Self {
+            leave,
+            mut farewell,
+        } = self;
+        drop(leave);
+        farewell.set_reason(DisconnectReason::Replaced);
+        farewell.moved_away();
     }
 
     /// Leaves the room now (before the farewell), rather than when dropped.
@@ -328,24 +341,53 @@ impl SeatGuards {
 }
 
 /// Takes a client out of the directory, counts its disconnect and fires `on_disconnect`,
-/// however its connection ends (cancellation included), exactly once.
-struct DisconnectOnDrop {
+/// however its connection ends (cancellation included), exactly once. (An `Option`, empty
+/// once it ran, rather than a flag: it costs no byte in every connection's future.)
+struct DisconnectOnDrop(Option<Farewell>);
+
+/// What [`DisconnectOnDrop`] needs to end a client.
+struct Farewell {
     shared: Arc<Shared>,
     handler: SharedHandler,
     client_id: Uuid,
     reason: DisconnectReason,
-    /// The seat moved to another relay: the registry keeps the client, as that relay's.
-    moved: bool,
+}
+
+impl DisconnectOnDrop {
+    /// The reason `on_disconnect` will be given.
+    fn set_reason(&mut self, reason: DisconnectReason) {
+        if let Some(farewell) = &mut self.0 {
+            farewell.reason = reason;
+        }
+    }
+
+    /// Ends the client here now, for a seat that moved to another relay: the registry keeps
+    /// the client, as that relay's.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn moved_away(mut self) {
+        if let Some(farewell) = self.0.take() {
+            farewell.run(false);
+        }
+    }
 }
 
 impl Drop for DisconnectOnDrop {
     fn drop(&mut self) {
+        if let Some(farewell) = self.0.take() {
+            farewell.run(true);
+        }
+    }
+}
+
+impl Farewell {
+    /// `gone`: the client leaves the cluster's registry too (it did not move).
+    fn run(self, gone: bool) {
         if let Some(seats) = &self.shared.seats {
             // A cancelled connection's seat: its token ends with it.
             seats.end(self.client_id, &self.reason);
         }
         self.shared.directory.remove(self.client_id);
-        if let Some(cluster) = self.shared.cluster().filter(|_| !self.moved) {
+        if let Some(cluster) = self.shared.cluster().filter(|_| gone) {
             cluster.client_disconnected(self.client_id);
         }
         self.shared.counters.disconnected(self.reason.kind());
