@@ -3,7 +3,7 @@
 //! a reason, all within one deadline.
 
 use super::closing::reject;
-use super::seats::{Claim, Held, Token, UNKNOWN_TOKEN};
+use super::seats::{Claim, Held, Seats, Token, UNKNOWN_TOKEN};
 use crate::auth::{Credentials, Identity, Validator};
 use crate::cluster::MovedSeat;
 use crate::disconnect::DisconnectReason;
@@ -11,6 +11,7 @@ use crate::protocol::{
     decode_frame, encode, hello_version, ClientFrame, FrameError, FrameReader, RejectCode,
     ServerFrame, PROTOCOL_VERSION,
 };
+use crate::server::config::Config;
 use crate::server::Shared;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -119,22 +120,64 @@ where
         reject(reader, writer, code, &message).await;
         return None;
     }
-    let welcome = |client_id, resume_token: &[u8]| {
-        encode(&ServerFrame::Welcome {
-            client_id,
-            version: PROTOCOL_VERSION,
-            max_payload: config.max_payload as u32,
-            ping_interval_ms: u32::try_from(config.ping_interval.as_millis()).unwrap_or(u32::MAX),
-            resume_token,
-        })
-    };
     let Some(seats) = &shared.seats else {
-        writer.write_all(&welcome(client_id, &[])).await.ok()?;
+        writer
+            .write_all(&welcome(config, client_id, &[]))
+            .await
+            .ok()?;
         return Some(Admitted::Fresh(identity, None));
     };
+    // Boxed: a relay that holds seats pays for a claim's state only while it runs, and
+    // every handshake's future stays the size of the common path's.
+    Box::pin(open_or_claim(
+        shared,
+        seats,
+        reader,
+        writer,
+        client_id,
+        identity,
+        resume_token,
+        deadline,
+    ))
+    .await
+}
+
+/// The encoded `Welcome` for `client_id`, with its resume token (empty: seats are off).
+fn welcome(config: &Config, client_id: Uuid, resume_token: &[u8]) -> Bytes {
+    encode(&ServerFrame::Welcome {
+        client_id,
+        version: PROTOCOL_VERSION,
+        max_payload: config.max_payload as u32,
+        ping_interval_ms: u32::try_from(config.ping_interval.as_millis()).unwrap_or(u32::MAX),
+        resume_token,
+    })
+}
+
+/// The handshake's end on a relay that holds seats: a new seat under a fresh token, or the
+/// seat `resume_token` names, claimed here or (in a cluster) from the relay holding it.
+#[allow(clippy::too_many_arguments)]
+async fn open_or_claim<R, W>(
+    shared: &Shared,
+    seats: &Seats,
+    reader: &mut R,
+    writer: &mut W,
+    client_id: Uuid,
+    identity: Option<Identity>,
+    resume_token: Bytes,
+    deadline: Instant,
+) -> Option<Admitted>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let config = &shared.config;
     if resume_token.is_empty() {
         let token = seats.open(client_id, identity.clone());
-        if writer.write_all(&welcome(client_id, &token)).await.is_err() {
+        if writer
+            .write_all(&welcome(config, client_id, &token))
+            .await
+            .is_err()
+        {
             seats.end(client_id, &DisconnectReason::ClientClosed);
             return None;
         }
@@ -173,7 +216,9 @@ where
                     Ok(moved) => {
                         let token = seats.open(moved.client_id, identity.clone());
                         // Not written: a drop like any other, held here now.
-                        let _ = writer.write_all(&welcome(moved.client_id, &token)).await;
+                        let _ = writer
+                            .write_all(&welcome(config, moved.client_id, &token))
+                            .await;
                         return Some(Admitted::Moved(moved, token, identity));
                     }
                     Err(why) => Err(why),
@@ -194,7 +239,7 @@ where
     // A Welcome that cannot be written is a drop like any other: the next read finds the
     // socket closed and the seat is held again.
     let _ = writer
-        .write_all(&welcome(held.session.client_id, &fresh))
+        .write_all(&welcome(config, held.session.client_id, &fresh))
         .await;
     Some(Admitted::Resumed(held, fresh))
 }
