@@ -351,6 +351,26 @@ impl TestClient {
         reason
     }
 
+    /// Expects the end of a connection whose seat a resume took over (see
+    /// `ServerBuilder::resume_window`): the events it still had coming are skipped, then
+    /// `Disconnect(Replaced)`, or the end of the stream alone (the relay may reset a link
+    /// whose frames were left unread before its goodbye gets through).
+    pub async fn expect_replaced(&mut self) {
+        self.expect(
+            "Disconnect(Replaced) or the end of the stream",
+            self.timeout,
+            |_, r| match r {
+                Received::Disconnect { code, .. } if *code == DisconnectCode::Replaced as u8 => {
+                    Verdict::Accept(())
+                }
+                r if r.is_end() => Verdict::Accept(()),
+                Received::Event(_) | Received::Pong => Verdict::Skip,
+                _ => Verdict::Reject,
+            },
+        )
+        .await
+    }
+
     /// Expects the relay to close the connection without a goodbye (after a client-side
     /// fault, say): the end of the stream or a reset, with no event before it.
     pub async fn expect_closed(&mut self) {
