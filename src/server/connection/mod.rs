@@ -23,9 +23,10 @@ pub(crate) use driver::MAX_READ_RESERVE;
 pub(crate) use handoff::hand_off;
 pub(crate) use hold::end_held;
 
+use crate::auth::Identity;
 use crate::disconnect::DisconnectReason;
 use crate::handler::{guarded, SharedHandler};
-use crate::outbox::{outbox_to, DirectWrite};
+use crate::outbox::{outbox_to, DirectWrite, Inbox};
 use crate::pipeline::hooks::HooksLayer;
 use crate::pipeline::router::RoomRouter;
 use crate::pipeline::{recover, CoreService, FrameLayer};
@@ -97,18 +98,7 @@ pub(crate) async fn serve<R, W, L>(
             // cancelled; unless a hold takes them over.
             let (session, queue, guards, resumed) = match admitted {
                 Admitted::Fresh(identity, token) => {
-                    let (outbox, queue) = outbox_to(
-                        config.channel_capacity,
-                        config.max_queued_bytes,
-                        direct,
-                        Arc::clone(&shared.counters),
-                    );
-                    let session = Arc::new(
-                        Session::new(fresh_id, peer, identity, outbox)
-                            .with_cluster(shared.cluster().cloned())
-                            .with_flusher(shared.flusher.clone()),
-                    );
-                    shared.directory.insert(Arc::clone(&session));
+                    let (session, queue) = new_session(&shared, fresh_id, peer, identity, direct);
                     if let Some(cluster) = shared.cluster() {
                         cluster.client_connected(&session, token.as_ref());
                     }
@@ -137,18 +127,8 @@ pub(crate) async fn serve<R, W, L>(
                     (session, queue, guards, Some(missed))
                 }
                 Admitted::Moved(moved, token, identity) => {
-                    let (outbox, queue) = outbox_to(
-                        config.channel_capacity,
-                        config.max_queued_bytes,
-                        direct,
-                        Arc::clone(&shared.counters),
-                    );
-                    let session = Arc::new(
-                        Session::new(moved.client_id, peer, identity, outbox)
-                            .with_cluster(shared.cluster().cloned())
-                            .with_flusher(shared.flusher.clone()),
-                    );
-                    shared.directory.insert(Arc::clone(&session));
+                    let (session, queue) =
+                        new_session(&shared, moved.client_id, peer, identity, direct);
                     // In its room without a word to anyone: it never left.
                     let room = moved.room.as_deref().and_then(|id| shared.registry.get(id));
                     if let Some(room) = room {
@@ -292,6 +272,30 @@ pub(crate) async fn serve<R, W, L>(
     }
     .instrument(span)
     .await
+}
+
+/// A new session for `client_id` and its queue, listed in the directory.
+fn new_session(
+    shared: &Shared,
+    client_id: Uuid,
+    peer: SocketAddr,
+    identity: Option<Identity>,
+    direct: Option<Arc<dyn DirectWrite>>,
+) -> (Arc<Session>, Inbox) {
+    let config = &shared.config;
+    let (outbox, queue) = outbox_to(
+        config.channel_capacity,
+        config.max_queued_bytes,
+        direct,
+        Arc::clone(&shared.counters),
+    );
+    let session = Arc::new(
+        Session::new(client_id, peer, identity, outbox)
+            .with_cluster(shared.cluster().cloned())
+            .with_flusher(shared.flusher.clone()),
+    );
+    shared.directory.insert(Arc::clone(&session));
+    (session, queue)
 }
 
 /// What ends a seat when dropped: it leaves its room, then the directory, then
