@@ -43,7 +43,10 @@ impl Cluster {
     ) -> Applied {
         let mut unechoed = lock(&self.unechoed);
         let applied = apply();
+        // A room the broker deleted keeps none of it (see `room_deleted_on_broker`): kept here, for
+        // the members still in it, and not counted as on its way.
         if matches!(applied, Ok(Some(_)))
+            && !room.is_deleted()
             && self.submit(Op::SetState {
                 room: Arc::clone(room.id()),
                 origin: self.origin,
@@ -135,6 +138,14 @@ impl Cluster {
         }
         shared.flush(&mut pending);
         dropped
+    }
+
+    /// The broker deleted `room`, the generation this relay has if any (the dispatcher
+    /// marked it deleted first): a change of ours to it still on its way reaches the broker
+    /// after the delete, which keeps none of it, so it will never be read back, and must not
+    /// hold off another relay's changes to a later room of the same id.
+    pub(super) fn room_deleted_on_broker(&self, room: &str) {
+        lock(&self.unechoed).remove(room);
     }
 
     /// Forgets every change of ours still on its way (a resync reloads what reached the

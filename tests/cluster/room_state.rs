@@ -361,3 +361,41 @@ async fn concurrent_sets_of_one_key_on_two_relays_converge() {
     stop(cluster).await;
     stop(vec![late]).await;
 }
+
+/// A member sets a key as another relay deletes the room, round after round: when the set
+/// reaches the broker after the delete, nothing keeps it (and nothing reads it back), so the
+/// relay that made it must not go on holding off the other relays' changes to that key in
+/// the next room of the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_that_the_broker_gets_after_a_delete_holds_off_nothing_in_the_next_room() {
+    const ROUNDS: usize = 12;
+    let broker = Broker::start();
+    let cluster = relays(&broker.url(), &prefix("state-deleted"), 2).await;
+    let exact = cluster[1].handle.cluster().unwrap();
+    for round in 0..ROUNDS {
+        let [mut a, mut b]: [_; 2] = room_with(&cluster, "lobby", &[0, 1])
+            .await
+            .try_into()
+            .unwrap();
+        // The room this round: the previous round's set, late or not, is not held over.
+        let theirs = format!("b{round}");
+        b.set_state("k", theirs.as_bytes()).await.unwrap();
+        let want = vec![entry(b.client_id(), "k", theirs.as_bytes())];
+        eventually("relay 0 applies the other relay's set", || {
+            state_of(&cluster[0].handle) == want
+        })
+        .await;
+        // The race: the set may reach the broker before the delete, or after it.
+        let (deleted, set) = tokio::join!(exact.delete_room("lobby"), a.set_state("k", b"mine"));
+        assert!(deleted.unwrap());
+        set.unwrap();
+        for relay in &cluster {
+            eventually("the room is gone", || !relay.handle.room_exists("lobby")).await;
+        }
+        drop((a, b));
+        for relay in &cluster {
+            eventually("its members left", || relay.handle.client_count() == 0).await;
+        }
+    }
+    stop(cluster).await;
+}

@@ -155,13 +155,15 @@ impl Dispatcher {
             } => {
                 self.mirror_room(&room, generation, max_clients);
             }
-            StateEvent::RoomDeleted { room, generation } => {
-                if let Some(room) = self.shared.registry.get(&room) {
-                    if room.generation() == generation {
-                        self.shared.registry.delete_this(&room);
+            StateEvent::RoomDeleted { room, generation } => match self.shared.registry.get(&room) {
+                Some(local) if local.generation() != generation => {}
+                local => {
+                    if let Some(local) = local {
+                        self.shared.registry.delete_this(&local);
                     }
+                    self.cluster.room_deleted_on_broker(&room);
                 }
-            }
+            },
             StateEvent::MetaSet {
                 room,
                 generation,
